@@ -1,0 +1,120 @@
+// ferry-bench: drives ferryd with C connections x D calls in flight each and
+// reports calls/s and latency percentiles, for a function and, in the same
+// run, for PING (answered on the event loop, no hand-off), plus their ratio.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "ferry/client.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string socket = "/tmp/ferry.sock";
+  int connections = 4;
+  int depth = 16;
+  long calls = 100000;
+  std::string function = "demo.noop";
+  std::string payload = "[]";
+};
+
+struct Result {
+  double seconds = 0;
+  std::vector<double> latencies_us;  // one per call
+  long errors = 0;
+  std::string failure;
+};
+
+// One connection's share: keeps `depth` requests in flight until `n` are answered.
+Result drive(const Options& o, bool ping, long n) {
+  Result r;
+  std::string err;
+  auto c = ferry::Client::connect(o.socket, &err);
+  if (!c) return Result{0, {}, 0, err};
+  std::vector<Clock::time_point> sent(std::size_t(n) + 1);
+  r.latencies_us.reserve(std::size_t(n));
+  long issued = 0;
+  auto issue = [&] {
+    const std::uint64_t id = ping ? c->send_ping() : c->send_call(o.function, o.payload);
+    sent[std::size_t(id - 1) % sent.size()] = Clock::now();
+    ++issued;
+  };
+  for (; issued < std::min<long>(o.depth, n);) issue();
+  for (long done = 0; done < n; ++done) {
+    auto rep = c->read_reply();
+    if (!rep) return Result{0, {}, 0, c->last_error()};
+    const auto now = Clock::now();
+    r.errors += rep->kind == ferry::ReplyKind::error;
+    r.latencies_us.push_back(
+        std::chrono::duration<double, std::micro>(now - sent[std::size_t(rep->call_id - 1) % sent.size()]).count());
+    if (issued < n) issue();
+  }
+  return r;
+}
+
+Result run_phase(const Options& o, bool ping) {
+  std::vector<Result> parts(std::size_t(o.connections));
+  std::vector<std::thread> threads;
+  const long share = o.calls / o.connections;
+  const auto start = Clock::now();
+  for (int i = 0; i < o.connections; ++i) {
+    threads.emplace_back([&, i] { parts[std::size_t(i)] = drive(o, ping, share); });
+  }
+  for (auto& t : threads) t.join();
+  Result all;
+  all.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  for (auto& p : parts) {
+    if (!p.failure.empty()) all.failure = p.failure;
+    all.errors += p.errors;
+    all.latencies_us.insert(all.latencies_us.end(), p.latencies_us.begin(), p.latencies_us.end());
+  }
+  std::sort(all.latencies_us.begin(), all.latencies_us.end());
+  return all;
+}
+
+double pct(const std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  return v[std::min(v.size() - 1, std::size_t(p * double(v.size())))];
+}
+
+double rate(const Result& r) { return double(r.latencies_us.size()) / r.seconds; }
+
+void print(const char* name, const Result& r) {
+  std::printf("%-22s %12.0f %10.1f %10.1f %10.1f %8ld\n", name, rate(r), pct(r.latencies_us, 0.5),
+              pct(r.latencies_us, 0.99), r.latencies_us.empty() ? 0 : r.latencies_us.back(), r.errors);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferry-bench: load generator for ferryd (PING vs a function, same run)"};
+  Options o;
+  app.add_option("--socket", o.socket, "ferryd socket")->envname("FERRY_SOCKET")->capture_default_str();
+  app.add_option("-c,--connections", o.connections, "client connections")->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("-d,--depth", o.depth, "calls in flight per connection")->capture_default_str()->check(CLI::Range(1, 65536));
+  app.add_option("-n,--calls", o.calls, "calls per phase (all connections)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("-f,--function", o.function, "function to call")->capture_default_str();
+  app.add_option("-p,--payload", o.payload, "request payload (JSON arguments)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  run_phase(Options{o.socket, o.connections, o.depth, std::max(1000L, o.calls / 10), o.function, o.payload}, false);  // warm-up
+  const Result ping = run_phase(o, true);
+  const Result call = run_phase(o, false);
+  if (!ping.failure.empty() || !call.failure.empty()) {
+    std::fprintf(stderr, "ferry-bench: %s\n", (ping.failure + call.failure).c_str());
+    return 1;
+  }
+  std::printf("%d connections x %d in flight, %ld calls per phase\n", o.connections, o.depth, o.calls);
+  std::printf("%-22s %12s %10s %10s %10s %8s\n", "phase", "calls/s", "p50 us", "p99 us", "max us", "errors");
+  print("PING (loop only)", ping);
+  print(o.function.c_str(), call);
+  std::printf("ratio %s/PING: throughput %.2f, p50 latency %.2fx\n", o.function.c_str(),
+              rate(call) / rate(ping), pct(call.latencies_us, 0.5) / pct(ping.latencies_us, 0.5));
+  return call.errors == 0 ? 0 : 1;
+}

@@ -1,0 +1,61 @@
+// "demo": an example Ferry plugin showing the rest of the SDK.
+//
+//   demo.echo      [x]          -> x                  any JSON value, unchanged
+//   demo.sleep_ms  [ms]         -> ms actually slept  stops early when cancelled
+//   demo.fail      ["message"]  -> plugin_error "message"
+//   demo.crash     []           -> kills the process (SIGSEGV), on purpose
+//   demo.noop      (raw bytes)  -> null               the benchmark's no-op
+//
+// See plugins/primes/primes.cpp for how to start a plugin of your own.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <ferry/plugin.hpp>
+
+namespace {
+
+nlohmann::json echo(nlohmann::json value) { return value; }
+
+// Sleeps in slices of at most 10 ms so that a cancelled call (or one past its
+// deadline) returns promptly instead of holding a worker thread. Returns ms
+// when it slept through, the milliseconds slept so far when cancelled.
+std::int64_t sleep_ms(ferry::Context& ctx, std::int64_t ms) {
+  using namespace std::chrono;
+  if (ms < 0) throw ferry::Error(FERRY_E_BAD_REQUEST, "sleep_ms needs ms >= 0");
+  const auto start = steady_clock::now();
+  const auto end = start + milliseconds(ms);
+  for (auto now = start; now < end && !ctx.cancelled(); now = steady_clock::now()) {
+    std::this_thread::sleep_for(std::min<steady_clock::duration>(end - now, milliseconds(10)));
+  }
+  const auto slept = duration_cast<milliseconds>(steady_clock::now() - start).count();
+  if (slept < ms) ctx.info("sleep_ms cancelled after " + std::to_string(slept) + " ms");
+  return std::min<std::int64_t>(slept, ms);
+}
+
+// Any exception other than ferry::Error reaches the client as plugin_error
+// with what() as the message.
+void fail(const std::string& msg) { throw std::runtime_error(msg); }
+
+// Writes through a null pointer the compiler cannot see through, so this
+// really faults (a thread-pool executor loses the host; a process pool loses
+// one worker and replies worker_crashed).
+void crash() {
+  static volatile int* volatile target = nullptr;
+  *target = 42;
+}
+
+}  // namespace
+
+FERRY_PLUGIN("demo", "1.0.0") {
+  plugin.def("echo", echo);
+  plugin.def("sleep_ms", sleep_ms);
+  plugin.def("fail", fail);
+  plugin.def("crash", crash);
+  // raw: the payload is not parsed and the reply is these exact bytes.
+  plugin.raw("noop", [](std::string_view) { return std::string("null"); });
+}

@@ -1,0 +1,266 @@
+// ferry: the command-line client of ferryd.
+//
+//   ferry [--socket PATH] call FN [ARG ...] [--timeout MS] [--priority P]
+//   ferry [--socket PATH] list [--json]
+//   ferry [--socket PATH] ping [--count N]
+//
+// Exit status (printed by --help too, from exit_status_help()):
+//   0  success                        3  cannot connect to ferryd
+//   1  unexpected reply from server   4  connection lost
+//   2  usage error                   10 + code  the server answered ERROR code:
+//   11 unknown_function  12 bad_request  13 busy  14 timeout  15 cancelled
+//   16 worker_crashed  17 out_of_memory  18 plugin_error  19 permission_denied
+//   20 shutting_down  21 sandbox_violation  22 call_depth_exceeded
+//   23 unsupported_version  24 internal (also: an error code this ferry does not know)
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ferry/client.hpp"
+#include "ferry/errors.h"
+
+namespace {
+
+using nlohmann::json;
+using ferry::proto::Priority;
+
+constexpr int kExitUnexpected = 1, kExitUsage = 2, kExitNoConnect = 3, kExitLost = 4;
+constexpr int kExitServerError = 10;  // + ferry_code
+constexpr std::uint32_t kReplyGraceMs = 5000;  // the client waits --timeout plus this
+
+struct Options {
+  std::string socket = "/tmp/ferry.sock";
+  std::string fn;
+  std::vector<std::string> args;
+  std::uint32_t timeout_ms = 0;
+  std::string priority = "normal";
+  bool json = false;
+  int count = 1;
+};
+
+int fail(int status, const std::string& message) {
+  std::cerr << "ferry: " << message << '\n';
+  return status;
+}
+
+int server_error(ferry_code code, const std::string& message) {
+  return fail(kExitServerError + code, std::string(ferry_code_name(code)) + ": " + message);
+}
+
+std::string exit_status_help() {
+  std::string s =
+      "Exit status:\n"
+      "  0   success\n  1   unexpected reply from the server\n  2   usage error\n"
+      "  3   cannot connect to ferryd\n  4   connection lost\n"
+      "  10+code: the server answered with an error:\n";
+  for (int code = 1; code < FERRY_CODE_COUNT; ++code)
+    s += "  " + std::to_string(kExitServerError + code) + "  " + ferry_code_name(code) + "\n";
+  return s;
+}
+
+void add_call_command(CLI::App& app, Options& o) {
+  CLI::App* call = app.add_subcommand("call", "Call a function and print its JSON result");
+  call->add_option("FN", o.fn, "Function name, plugin.function")->required()->check([](const std::string& fn) {
+    return fn.empty() || fn.size() > 255 ? std::string("must be 1..255 bytes") : std::string();
+  });
+  call->add_option("ARG", o.args,
+                   "Arguments, each one JSON value: 7, true, null, [1,2], '{\"k\":1}';\n"
+                   "strings need JSON quotes: '\"hi\"'. The payload is the JSON array of them.");
+  call->add_option("--timeout", o.timeout_ms, "Deadline in milliseconds (0: the plugin's default)");
+  call->add_option("--priority", o.priority, "Queue priority")
+      ->check(CLI::IsMember({"normal", "high", "low"}))
+      ->capture_default_str();
+}
+
+void add_list_command(CLI::App& app, Options& o) {
+  CLI::App* list = app.add_subcommand("list", "List the functions the server hosts");
+  list->add_flag("--json", o.json, "Print the raw ferry.list JSON");
+}
+
+void add_ping_command(CLI::App& app, Options& o) {
+  CLI::App* ping = app.add_subcommand("ping", "Measure the round-trip time to the server");
+  ping->add_option("--count,-c", o.count, "Number of pings")->check(CLI::Range(1, 1000000));
+}
+
+void configure(CLI::App& app, Options& o) {
+  // Subcommands inherit the footer: every --help shows the exit status table.
+  if (const char* env = std::getenv("FERRY_SOCKET"); env && *env) o.socket = env;
+  app.add_option("--socket,-s", o.socket, "ferryd's Unix socket (default: $FERRY_SOCKET, else /tmp/ferry.sock)");
+  app.require_subcommand(1);
+  app.fallthrough();  // --socket may follow the command too
+  app.footer(exit_status_help());
+  add_call_command(app, o);
+  add_list_command(app, o);
+  add_ping_command(app, o);
+}
+
+// Returns an exit status when the program should stop here (help or bad usage).
+std::optional<int> parse_args(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return std::nullopt;
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
+}
+
+// The call payload: the JSON array of the arguments. 0 or a usage exit status.
+int build_payload(const std::vector<std::string>& args, std::string* payload) {
+  json array = json::array();
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    json value = json::parse(args[i], nullptr, /*allow_exceptions=*/false);
+    if (value.is_discarded())
+      return fail(kExitUsage, "argument " + std::to_string(i + 1) + " is not JSON: " + args[i] +
+                                  "\n       (strings need JSON quotes, e.g. '\"hi\"')");
+    array.push_back(std::move(value));
+  }
+  *payload = array.dump();
+  return 0;
+}
+
+std::unique_ptr<ferry::Client> connect_or_report(const std::string& socket, int* status) {
+  std::string error;
+  ferry_code refused = FERRY_OK;
+  std::unique_ptr<ferry::Client> client = ferry::Client::connect(socket, &error, &refused);
+  if (client) return client;
+  if (refused != FERRY_OK) {
+    *status = server_error(refused, error);
+  } else {
+    *status = fail(kExitNoConnect, error + "\n       is ferryd running? Start it (ferryd --config server.toml)" +
+                                       " or point --socket / FERRY_SOCKET at its socket.");
+  }
+  return nullptr;
+}
+
+// Exit status for a missing reply: the connection died, or our wait ran out.
+int no_reply(const ferry::Client& client) {
+  if (client.connected()) return server_error(FERRY_E_TIMEOUT, client.last_error());
+  return fail(kExitLost, "connection lost: " + client.last_error());
+}
+
+// Prints a result to stdout, or an error to stderr; returns the exit status.
+int report(const ferry::Client& client, const std::optional<ferry::Reply>& reply) {
+  if (!reply) return no_reply(client);
+  if (reply->kind == ferry::ReplyKind::error) return server_error(reply->code, reply->data);
+  if (reply->kind != ferry::ReplyKind::result) return fail(kExitUnexpected, "unexpected reply from server");
+  std::cout.write(reply->data.data(), static_cast<std::streamsize>(reply->data.size())) << '\n';
+  return 0;
+}
+
+Priority priority_of(const std::string& name) {
+  return name == "high" ? Priority::high : name == "low" ? Priority::low : Priority::normal;
+}
+
+int run_call(const Options& o) {
+  std::string payload;
+  if (int status = build_payload(o.args, &payload)) return status;
+  int status = 0;
+  auto client = connect_or_report(o.socket, &status);
+  if (!client) return status;
+  if (o.timeout_ms) client->set_timeout(o.timeout_ms + kReplyGraceMs);
+  if (client->send_call(o.fn, payload, o.timeout_ms, priority_of(o.priority)) == 0)
+    return client->connected() ? fail(kExitUsage, client->last_error()) : no_reply(*client);
+  return report(*client, client->read_reply());
+}
+
+std::string string_field(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+using Row = std::array<std::string, 4>;  // FUNCTION PLUGIN VERSION EXECUTOR
+
+// Rows of the table from a ferry.list reply; nullopt when it has the wrong shape.
+std::optional<std::vector<Row>> list_rows(const std::string& text) {
+  json doc = json::parse(text, nullptr, false);
+  if (!doc.is_object() || !doc.contains("plugins") || !doc["plugins"].is_array()) return std::nullopt;
+  std::vector<Row> rows;
+  for (const json& plugin : doc["plugins"]) {
+    if (!plugin.is_object() || !plugin.contains("functions") || !plugin["functions"].is_array()) return std::nullopt;
+    for (const json& fn : plugin["functions"]) {
+      if (!fn.is_string()) return std::nullopt;
+      rows.push_back({fn.get<std::string>(), string_field(plugin, "name"), string_field(plugin, "version"),
+                      string_field(plugin, "executor")});
+    }
+  }
+  std::sort(rows.begin(), rows.end());
+  return rows;
+}
+
+void print_table(std::vector<Row> rows) {
+  rows.insert(rows.begin(), Row{"FUNCTION", "PLUGIN", "VERSION", "EXECUTOR"});
+  std::array<std::size_t, 4> width{};
+  for (const Row& r : rows)
+    for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+  for (const Row& r : rows) {
+    std::string line;
+    for (std::size_t c = 0; c < r.size(); ++c)
+      line += c + 1 < r.size() ? r[c] + std::string(width[c] - r[c].size() + 2, ' ') : r[c];
+    std::cout << line << '\n';
+  }
+}
+
+int run_list(const Options& o) {
+  int status = 0;
+  auto client = connect_or_report(o.socket, &status);
+  if (!client) return status;
+  std::optional<ferry::Reply> reply = client->call("ferry.list", "[]");
+  if (o.json || !reply || reply->kind != ferry::ReplyKind::result) return report(*client, reply);
+  std::optional<std::vector<Row>> rows = list_rows(reply->data);
+  if (!rows) return fail(kExitUnexpected, "unexpected ferry.list reply: " + reply->data);
+  print_table(std::move(*rows));
+  return 0;
+}
+
+double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
+}
+
+void print_summary(const std::vector<double>& rtts) {
+  const auto [lo, hi] = std::minmax_element(rtts.begin(), rtts.end());
+  double sum = 0;
+  for (double t : rtts) sum += t;
+  std::printf("%zu pings: min/avg/max = %.3f/%.3f/%.3f ms\n", rtts.size(), *lo, sum / rtts.size(), *hi);
+}
+
+int run_ping(const Options& o) {
+  int status = 0;
+  auto client = connect_or_report(o.socket, &status);
+  if (!client) return status;
+  std::vector<double> rtts;
+  for (int seq = 1; seq <= o.count; ++seq) {
+    const std::string body = std::to_string(seq);
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<ferry::Reply> reply = client->ping(body);
+    rtts.push_back(elapsed_ms(start));
+    if (!reply) return no_reply(*client);
+    if (reply->kind == ferry::ReplyKind::error) return server_error(reply->code, reply->data);
+    if (reply->kind != ferry::ReplyKind::pong || reply->data != body)
+      return fail(kExitUnexpected, "unexpected reply to ping " + body);
+    std::printf("pong from %s: seq=%d time=%.3f ms\n", o.socket.c_str(), seq, rtts.back());
+  }
+  if (rtts.size() > 1) print_summary(rtts);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"ferry: call functions hosted by ferryd"};
+  configure(app, opt);
+  if (std::optional<int> status = parse_args(app, argc, argv)) return *status;
+  if (app.got_subcommand("call")) return run_call(opt);
+  if (app.got_subcommand("list")) return run_list(opt);
+  return run_ping(opt);
+}

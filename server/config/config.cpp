@@ -1,0 +1,303 @@
+// server.toml → Config: parse with toml++, then walk each table through a
+// list of known keys. The first error found is reported; nothing is logged here
+// (the caller decides whether a bad config is fatal or a refused reload).
+#include "config/config.hpp"
+
+#include <sys/un.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <memory>
+#include <span>
+#include <system_error>
+#include <utility>
+
+#include <toml++/toml.h>
+
+namespace ferry::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Flip to true once the process executor lands; the check below then vanishes.
+constexpr bool kProcessExecutorSupported = false;
+
+constexpr std::array<std::string_view, 7> kLogLevels = {
+    "trace", "debug", "info", "warn", "error", "critical", "off"};
+
+// Largest socket path bind() accepts (sun_path includes the terminating NUL).
+constexpr std::size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
+
+// State of one parse: where relative paths point, and the first error.
+struct Ctx {
+  std::string file;  // as given by the caller: it prefixes every message
+  fs::path dir;      // absolute directory of the config file
+  std::string error;
+};
+
+// Records "<file>:<line>: <key>: <msg>" and returns false, so checks chain.
+bool fail(Ctx& c, const toml::node& n, const std::string& key, std::string_view msg) {
+  c.error = c.file + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
+  c.error += msg;
+  return false;
+}
+
+std::string join(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+fs::path resolve(const fs::path& dir, const fs::path& p) {
+  return p.is_absolute() ? p : (dir / p).lexically_normal();
+}
+
+// ---- typed readers: each checks the TOML type, then the value ----
+
+template <class Int>
+bool read_int(Ctx& c, const toml::node& n, const std::string& key, std::int64_t lo,
+              std::int64_t hi, Int& out) {
+  const auto* v = n.as_integer();
+  if (!v) return fail(c, n, key, "must be an integer");
+  if (v->get() < lo || v->get() > hi)
+    return fail(c, n, key, "must be " + std::to_string(lo) + ".." + std::to_string(hi));
+  out = static_cast<Int>(v->get());
+  return true;
+}
+
+const std::string* read_string(Ctx& c, const toml::node& n, const std::string& key) {
+  const auto* v = n.as_string();
+  if (!v) fail(c, n, key, "must be a string");
+  return v ? &v->get() : nullptr;
+}
+
+bool read_path(Ctx& c, const toml::node& n, const std::string& key, fs::path& out) {
+  const std::string* s = read_string(c, n, key);
+  if (!s) return false;
+  if (s->empty() || s->find('\0') != std::string::npos)
+    return fail(c, n, key, "must be a non-empty path");
+  out = resolve(c.dir, *s);
+  return true;
+}
+
+bool read_socket_path(Ctx& c, const toml::node& n, const std::string& key, fs::path& out) {
+  if (!read_path(c, n, key, out)) return false;
+  if (out.native().size() > kMaxSocketPath)
+    return fail(c, n, key, "resolves to " + out.string() + ", longer than the " +
+                               std::to_string(kMaxSocketPath) + " bytes a socket path may have");
+  return true;
+}
+
+bool read_socket_mode(Ctx& c, const toml::node& n, const std::string& key, std::uint32_t& out) {
+  const std::string* s = read_string(c, n, key);
+  if (!s) return false;
+  std::uint32_t mode = 0;
+  const char* end = s->data() + s->size();
+  auto [ptr, ec] = std::from_chars(s->data(), end, mode, 8);
+  if (s->empty() || ec != std::errc() || ptr != end || mode > 0777)
+    return fail(c, n, key, "must be an octal string such as \"0660\", at most \"0777\"");
+  out = mode;
+  return true;
+}
+
+bool read_log_level(Ctx& c, const toml::node& n, const std::string& key, std::string& out) {
+  const std::string* s = read_string(c, n, key);
+  if (!s) return false;
+  if (std::find(kLogLevels.begin(), kLogLevels.end(), *s) == kLogLevels.end())
+    return fail(c, n, key, "must be one of trace, debug, info, warn, error, critical, off");
+  out = *s;
+  return true;
+}
+
+bool read_executor(Ctx& c, const toml::node& n, const std::string& key, ExecutorKind& out) {
+  const std::string* s = read_string(c, n, key);
+  if (!s) return false;
+  if (*s != "thread" && *s != "process")
+    return fail(c, n, key, "must be \"thread\" or \"process\"");
+  if (*s == "process" && !kProcessExecutorSupported)
+    return fail(c, n, key, "\"process\" is not yet supported (use \"thread\")");
+  out = *s == "thread" ? ExecutorKind::thread : ExecutorKind::process;
+  return true;
+}
+
+// ---- key tables: one row per accepted key ----
+
+template <class T>
+struct Field {
+  std::string_view key;
+  bool (*read)(Ctx&, const toml::node&, const std::string&, T&);
+};
+
+using SC = ServerConfig;
+using PC = PluginConfig;
+using Node = toml::node;
+using Key = std::string;
+
+const Field<ServerConfig> kServerFields[] = {
+    {"socket_path", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_socket_path(c, n, k, s.socket_path); }},
+    {"socket_mode", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_socket_mode(c, n, k, s.socket_mode); }},
+    {"plugin_dir", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_path(c, n, k, s.plugin_dir); }},
+    {"log_level", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_log_level(c, n, k, s.log_level); }},
+    {"max_frame_bytes", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_int(c, n, k, 1024, 1073741824, s.max_frame_bytes); }},
+    {"max_connections", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_int(c, n, k, 1, 65536, s.max_connections); }},
+};
+
+const Field<PluginConfig> kPluginFields[] = {
+    {"executor", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_executor(c, n, k, p.executor); }},
+    {"workers", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_int(c, n, k, 1, 1024, p.workers); }},
+    {"queue_limit", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_int(c, n, k, 0, 1000000, p.queue_limit); }},
+    {"timeout_ms", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_int(c, n, k, 1, 86400000, p.timeout_ms); }},
+};
+
+template <class T>
+const Field<T>* find_field(std::span<const Field<T>> fields, std::string_view key) {
+  auto it = std::find_if(fields.begin(), fields.end(), [&](const auto& f) { return f.key == key; });
+  return it == fields.end() ? nullptr : &*it;
+}
+
+// Reads every key of `table` (found at dotted `path`) into `out`.
+template <class T>
+bool read_fields(Ctx& c, const toml::table& table, const std::string& path,
+                 std::span<const Field<T>> fields, T& out) {
+  for (auto&& [key, node] : table) {
+    const std::string full = join(path, key.str());
+    const Field<T>* f = find_field(fields, key.str());
+    if (!f) return fail(c, node, full, "unknown key");
+    if (!f->read(c, node, full, out)) return false;
+  }
+  return true;
+}
+
+const toml::table* as_table(Ctx& c, const toml::node& n, const std::string& key) {
+  const toml::table* t = n.as_table();
+  if (!t) fail(c, n, key, "must be a table");
+  return t;
+}
+
+// ---- sections ----
+
+bool check_top_level(Ctx& c, const toml::table& root) {
+  for (auto&& [key, node] : root) {
+    const std::string_view k = key.str();
+    if (k != "server" && k != "defaults" && k != "plugins")
+      return fail(c, node, std::string(k), "unknown key");
+  }
+  return true;
+}
+
+// An absent section keeps the struct's defaults.
+template <class T>
+bool read_section(Ctx& c, const toml::table& root, const std::string& name,
+                  std::span<const Field<T>> fields, T& out) {
+  const toml::node* n = root.get(name);
+  if (!n) return true;
+  const toml::table* t = as_table(c, *n, name);
+  return t && read_fields(c, *t, name, fields, out);
+}
+
+bool check_plugin_name(Ctx& c, const toml::node& n, const std::string& key, std::string_view name) {
+  auto ok = [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+  };
+  if (name.empty() || !std::all_of(name.begin(), name.end(), ok))
+    return fail(c, n, key, "plugin name must match [A-Za-z0-9_]+");
+  if (name == "ferry")
+    return fail(c, n, key, "\"ferry\" is reserved for built-in functions");
+  return true;
+}
+
+// [plugins.NAME]: each starts as a copy of [defaults], so omitted keys inherit.
+bool read_plugin(Ctx& c, std::string_view name, const toml::node& n, Config& cfg) {
+  const std::string key = join("plugins", name);
+  if (!check_plugin_name(c, n, key, name)) return false;
+  const toml::table* t = as_table(c, n, key);
+  PluginConfig p = cfg.defaults;
+  if (!t || !read_fields<PluginConfig>(c, *t, key, kPluginFields, p)) return false;
+  cfg.plugins.emplace(std::string(name), p);
+  return true;
+}
+
+bool read_plugins(Ctx& c, const toml::table& root, Config& cfg) {
+  const toml::node* n = root.get("plugins");
+  if (!n) return true;
+  const toml::table* t = as_table(c, *n, "plugins");
+  if (!t) return false;
+  for (auto&& [name, node] : *t)
+    if (!read_plugin(c, name.str(), node, cfg)) return false;
+  return true;
+}
+
+bool read_root(Ctx& c, const toml::table& root, Config& cfg) {
+  return check_top_level(c, root) &&
+         read_section<ServerConfig>(c, root, "server", kServerFields, cfg.server) &&
+         read_section<PluginConfig>(c, root, "defaults", kPluginFields, cfg.defaults) &&
+         read_plugins(c, root, cfg);
+}
+
+// ---- I/O and entry points ----
+
+// The absolute, normalised form of `file` (unchanged if the cwd is unknown).
+fs::path absolute_file(const fs::path& file) {
+  std::error_code ec;
+  fs::path abs = fs::absolute(file, ec);
+  return ec ? file : abs.lexically_normal();
+}
+
+// Reads all of `file` into `out`; returns 0 or the errno of the failure.
+int read_all(const fs::path& file, std::string& out) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
+  if (!f) return errno;
+  char buf[16384];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, f.get())) out.append(buf, n);
+  return std::ferror(f.get()) ? (errno ? errno : EIO) : 0;
+}
+
+std::optional<toml::table> parse_toml(Ctx& c, std::string_view text) {
+  try {
+    return toml::parse(text, std::string_view(c.file));
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    c.error = c.file + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
+              std::string(e.description());
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+const PluginConfig& Config::plugin(const std::string& name) const {
+  auto it = plugins.find(name);
+  return it == plugins.end() ? defaults : it->second;
+}
+
+ParseResult parse_config_text(std::string_view text, const std::filesystem::path& file) {
+  Config cfg;
+  cfg.file = absolute_file(file);
+  Ctx c{file.string(), cfg.file.parent_path(), {}};
+  std::optional<toml::table> root = parse_toml(c, text);
+  if (!root || !read_root(c, *root, cfg)) return {std::nullopt, std::move(c.error)};
+  // Keys left at their defaults are resolved too (plugin_dir's is relative).
+  cfg.server.socket_path = resolve(c.dir, cfg.server.socket_path);
+  cfg.server.plugin_dir = resolve(c.dir, cfg.server.plugin_dir);
+  return {std::move(cfg), {}};
+}
+
+ParseResult parse_config_file(const std::filesystem::path& file) {
+  std::string text;
+  if (int err = read_all(file, text))
+    return {std::nullopt, file.string() + ": cannot read: " + std::generic_category().message(err)};
+  return parse_config_text(text, file);
+}
+
+}  // namespace ferry::config

@@ -1,0 +1,54 @@
+// server.toml as typed, validated structs.
+// Plain values; parse_config() builds one, nothing else mutates it. Thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ferry::config {
+
+enum class ExecutorKind { thread, process };
+
+// How one plugin's calls run. Every field falls back to [defaults].
+struct PluginConfig {
+  ExecutorKind executor = ExecutorKind::thread;  // Default: "thread"
+  int workers = 4;                               // Default: 4; 1..1024
+  int queue_limit = 1024;                        // Default: 1024; 0..1000000
+  std::uint32_t timeout_ms = 30000;              // Default: 30000; 1..86400000
+};
+
+struct ServerConfig {
+  std::filesystem::path socket_path = "/tmp/ferry.sock";  // Default: /tmp/ferry.sock
+  std::uint32_t socket_mode = 0660;                        // Default: "0660" (octal string)
+  std::filesystem::path plugin_dir = "plugins";            // relative to the config file
+  std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
+  std::uint32_t max_frame_bytes = 16u << 20;  // Default: 16 MiB; 1 KiB..1 GiB
+  std::uint32_t max_connections = 1024;       // Default: 1024; 1..65536
+};
+
+struct Config {
+  std::filesystem::path file;  // the file it came from (absolute)
+  ServerConfig server;
+  PluginConfig defaults;                         // [defaults]
+  std::map<std::string, PluginConfig> plugins;   // [plugins.NAME], by NAME
+
+  // The effective settings for a plugin: its section, or the defaults.
+  const PluginConfig& plugin(const std::string& name) const;
+};
+
+// Outcome of parsing: a Config, or one message naming file, line and key path,
+// e.g. "server.toml:12: plugins.primes.workers: must be 1..1024".
+struct ParseResult {
+  std::optional<Config> config;
+  std::string error;
+};
+
+ParseResult parse_config_file(const std::filesystem::path& file);
+// Parses text as if read from `file` (relative paths resolve against its directory).
+ParseResult parse_config_text(std::string_view text, const std::filesystem::path& file);
+
+}  // namespace ferry::config

@@ -1,0 +1,30 @@
+// The interface every executor (thread pool, process pool) implements.
+// submit() and stats() are called on the loop thread only; stop() once, after the loop ends.
+#pragma once
+
+#include <cstdint>
+
+#include "exec/job.hpp"
+
+namespace ferry {
+
+struct ExecutorStats {
+  int workers = 0;
+  int queued = 0;   // admitted, waiting for a worker
+  int running = 0;  // on a worker now
+  std::uint64_t completed = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Admits a job or returns false at capacity (running + queued = workers +
+  // queue_limit): the caller replies busy. Never blocks.
+  virtual bool submit(Job&& job) = 0;
+  // Finishes every admitted job (each reaches the sink), then joins workers.
+  virtual void stop() = 0;
+  virtual ExecutorStats stats() const = 0;
+  virtual const char* kind() const = 0;
+};
+
+}  // namespace ferry

@@ -1,0 +1,13 @@
+#include "exec/job.hpp"
+
+#include <time.h>
+
+namespace ferry {
+
+std::int64_t monotonic_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+}  // namespace ferry

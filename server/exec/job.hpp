@@ -1,0 +1,45 @@
+// What an executor runs and what it hands back: plain values, moved between threads.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ferry/errors.h"
+
+namespace ferry {
+
+struct Function;  // plugins/registry.hpp
+
+// Identifies a call on the loop side; executors carry it through untouched.
+struct CallRef {
+  std::uint32_t slot = 0;
+  std::uint32_t gen = 0;
+  std::uint64_t call_id = 0;
+};
+
+struct Job {
+  CallRef ref;
+  std::shared_ptr<const Function> fn;  // keeps the plugin library loaded
+  std::string payload;
+  std::int64_t deadline_ms = 0;  // CLOCK_MONOTONIC ms; 0 = none
+};
+
+struct Completion {
+  CallRef ref;
+  ferry_code code = FERRY_OK;
+  std::string data;  // result payload, or the error message
+};
+
+// Receives finished calls. Thread-safe: executors call it from any thread.
+class CompletionSink {
+ public:
+  virtual ~CompletionSink() = default;
+  virtual void complete(Completion&& c) = 0;
+};
+
+// Milliseconds of CLOCK_MONOTONIC, the clock of every deadline.
+std::int64_t monotonic_ms();
+
+}  // namespace ferry

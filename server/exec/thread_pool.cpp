@@ -1,0 +1,74 @@
+#include "exec/thread_pool.hpp"
+
+#include <pthread.h>
+
+#include "plugins/invoke.hpp"
+
+namespace ferry {
+
+ThreadPool::ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink)
+    : name_(std::move(name)), capacity_(workers + queue_limit), sink_(sink) {
+  threads_.reserve(workers);
+  for (int i = 0; i < workers; ++i) {
+    threads_.emplace_back([this] { work(); });
+    pthread_setname_np(threads_.back().native_handle(), ("ferry:" + name_).substr(0, 15).c_str());
+  }
+}
+
+ThreadPool::~ThreadPool() { stop(); }
+
+bool ThreadPool::submit(Job&& job) {
+  std::unique_lock lock(mu_);
+  if (stopping_ || int(queue_.size()) + running_ >= capacity_) return false;
+  queue_.push_back(std::move(job));
+  const bool wake = idle_ > 0;  // busy workers pick it up themselves: no futex call
+  lock.unlock();
+  if (wake) cv_.notify_one();
+  return true;
+}
+
+void ThreadPool::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && threads_.empty()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+ExecutorStats ThreadPool::stats() const {
+  std::lock_guard lock(mu_);
+  return ExecutorStats{int(threads_.size()), int(queue_.size()), running_, completed_};
+}
+
+// Waits for the next job; false once stopping and the queue is empty (drained).
+bool ThreadPool::next(Job* job) {
+  std::unique_lock lock(mu_);
+  ++idle_;
+  cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+  --idle_;
+  if (queue_.empty()) return false;
+  *job = std::move(queue_.front());
+  queue_.pop_front();
+  ++running_;
+  return true;
+}
+
+void ThreadPool::work() {
+  Job job;
+  while (next(&job)) {
+    Completion c = run_job(job);
+    job = Job{};  // drop the library reference before reporting
+    {
+      // Free the slot first, so a caller reacting to this completion is admitted.
+      std::lock_guard lock(mu_);
+      --running_;
+      ++completed_;
+    }
+    sink_.complete(std::move(c));
+  }
+}
+
+}  // namespace ferry

@@ -1,0 +1,43 @@
+// Runs jobs on a fixed set of threads with a bounded queue; the `thread` executor.
+// submit()/stats() are thread-safe; results go to the CompletionSink from pool threads.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "exec/executor.hpp"
+
+namespace ferry {
+
+class ThreadPool final : public Executor {
+ public:
+  ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink);
+  ~ThreadPool() override;
+
+  bool submit(Job&& job) override;
+  void stop() override;
+  ExecutorStats stats() const override;
+  const char* kind() const override { return "thread"; }
+
+ private:
+  void work();
+  bool next(Job* job);
+
+  const std::string name_;
+  const int capacity_;
+  CompletionSink& sink_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  int running_ = 0;
+  int idle_ = 0;
+  bool stopping_ = false;
+  std::uint64_t completed_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace ferry

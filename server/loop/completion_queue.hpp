@@ -1,0 +1,35 @@
+// Hands finished calls from executor threads to the loop thread.
+// complete() is thread-safe; drain() and fd() belong to the loop thread.
+// One eventfd write per burst: a producer writes only when the loop has
+// drained everything since the last write.
+#pragma once
+
+#include <mutex>
+#include <vector>
+
+#include "exec/job.hpp"
+
+namespace ferry::loop {
+
+class CompletionQueue final : public CompletionSink {
+ public:
+  CompletionQueue();
+  ~CompletionQueue() override;
+  CompletionQueue(const CompletionQueue&) = delete;
+  CompletionQueue& operator=(const CompletionQueue&) = delete;
+
+  void complete(Completion&& c) override;
+  // Takes every pending completion (swapped into *out, which is cleared first).
+  void drain(std::vector<Completion>* out);
+  // Consumes the eventfd counter after a wake-up (non-blocking read).
+  void ack();
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+  std::mutex mu_;
+  std::vector<Completion> items_;
+  bool wake_pending_ = false;
+};
+
+}  // namespace ferry::loop

@@ -1,0 +1,79 @@
+#include "loop/ring.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <poll.h>
+#include <sys/socket.h>
+
+namespace ferry::loop {
+
+Ring::~Ring() {
+  if (ready_) io_uring_queue_exit(&ring_);
+}
+
+std::string Ring::init(unsigned entries) {
+  io_uring_params p{};
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  p.flags |= IORING_SETUP_CQSIZE;
+  p.cq_entries = entries * 4;
+  int rc = io_uring_queue_init_params(entries, &ring_, &p);
+  mode_ = "single-issuer, deferred task work";
+  if (rc == -EINVAL) {  // older kernel: no SINGLE_ISSUER / DEFER_TASKRUN
+    p = io_uring_params{};
+    rc = io_uring_queue_init_params(entries, &ring_, &p);
+    mode_ = "basic";
+  }
+  if (rc < 0) {
+    return std::string("io_uring_queue_init: ") + std::strerror(-rc) +
+           (rc == -EPERM || rc == -ENOSYS
+                ? " (io_uring is disabled here: a container seccomp profile or "
+                  "kernel.io_uring_disabled sysctl blocks it)"
+                : "");
+  }
+  ready_ = true;
+  return {};
+}
+
+io_uring_sqe* Ring::sqe() {
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  if (s == nullptr) {  // submission queue full: hand what we have to the kernel
+    io_uring_submit(&ring_);
+    s = io_uring_get_sqe(&ring_);
+  }
+  return s;
+}
+
+void Ring::accept_multishot(int fd, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(s, ud);
+}
+
+void Ring::recv(int fd, void* buf, std::size_t len, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_recv(s, fd, buf, len, 0);
+  io_uring_sqe_set_data64(s, ud);
+}
+
+void Ring::send(int fd, const void* buf, std::size_t len, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_send(s, fd, buf, len, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(s, ud);
+}
+
+void Ring::poll_multishot(int fd, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_multishot(s, fd, POLLIN);
+  io_uring_sqe_set_data64(s, ud);
+}
+
+void Ring::cancel(std::uint64_t target_ud, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_cancel64(s, target_ud, 0);
+  io_uring_sqe_set_data64(s, ud);
+}
+
+int Ring::submit_and_wait() { return io_uring_submit_and_wait(&ring_, 1); }
+
+}  // namespace ferry::loop

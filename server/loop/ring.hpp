@@ -1,0 +1,56 @@
+// A thin owner of one io_uring (liburing) and the few operations ferryd uses.
+// Single-threaded: only the loop thread may touch it (IORING_SETUP_SINGLE_ISSUER).
+#pragma once
+
+#include <liburing.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace ferry::loop {
+
+class Ring {
+ public:
+  Ring() = default;
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Sets up the ring. Returns an empty string, or why io_uring is unusable.
+  std::string init(unsigned entries);
+
+  void accept_multishot(int fd, std::uint64_t ud);
+  void recv(int fd, void* buf, std::size_t len, std::uint64_t ud);
+  void send(int fd, const void* buf, std::size_t len, std::uint64_t ud);
+  void poll_multishot(int fd, std::uint64_t ud);
+  void cancel(std::uint64_t target_ud, std::uint64_t ud);
+
+  // Submits queued operations and waits for at least one completion.
+  // Returns 0 or -errno (-EINTR is harmless).
+  int submit_and_wait();
+
+  // Calls f(cqe) for every ready completion, then marks them seen.
+  template <class F>
+  unsigned for_each_completion(F&& f) {
+    unsigned head, n = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      f(*cqe);
+      ++n;
+    }
+    io_uring_cq_advance(&ring_, n);
+    return n;
+  }
+
+  const char* mode() const { return mode_; }
+
+ private:
+  io_uring_sqe* sqe();
+
+  io_uring ring_{};
+  bool ready_ = false;
+  const char* mode_ = "";
+};
+
+}  // namespace ferry::loop

@@ -1,0 +1,82 @@
+// ferryd: serves plugin functions over a Unix socket. A flat list of steps.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "config/config.hpp"
+#include "loop/completion_queue.hpp"
+#include "plugins/registry.hpp"
+#include "router.hpp"
+#include "server.hpp"
+
+namespace {
+
+struct Options {
+  std::string config = "config/server.toml";
+  std::string check;
+  int ready_fd = -1;
+};
+
+// Signals are read through a signalfd on the loop, so every thread blocks them.
+void block_signals() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int check_config(const std::string& file) {
+  auto parsed = ferry::config::parse_config_file(file);
+  if (!parsed.config) {
+    std::fprintf(stderr, "%s\n", parsed.error.c_str());
+    return 1;
+  }
+  std::printf("%s: OK (%zu plugin sections)\n", file.c_str(), parsed.config->plugins.size());
+  return 0;
+}
+
+int serve(const Options& opt) {
+  auto parsed = ferry::config::parse_config_file(opt.config);
+  if (!parsed.config) {
+    spdlog::critical("{}", parsed.error);
+    return 1;
+  }
+  const ferry::config::Config& cfg = *parsed.config;
+  spdlog::set_level(spdlog::level::from_str(cfg.server.log_level));
+  block_signals();
+  ferry::Registry registry;
+  const int loaded = registry.load_dir(cfg.server.plugin_dir);
+  spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
+  ferry::loop::CompletionQueue completions;
+  ferry::Router router(cfg, registry, completions);
+  ferry::Server server(cfg, router, completions);
+  if (std::string err = server.start(); !err.empty()) {
+    spdlog::critical("cannot start: {}", err);
+    return 1;
+  }
+  server.run(opt.ready_fd);
+  router.stop();
+  spdlog::info("ferryd stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferryd: runs blocking plugin functions behind an io_uring event loop"};
+  Options opt;
+  app.add_option("-c,--config", opt.config, "server.toml to serve with")->capture_default_str();
+  app.add_option("--check-config", opt.check, "validate this config file and exit");
+  app.add_option("--ready-fd", opt.ready_fd, "write \"ready\" to this fd once listening");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_default_logger(spdlog::stderr_color_mt("ferryd"));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  if (!opt.check.empty()) return check_config(opt.check);
+  return serve(opt);
+}

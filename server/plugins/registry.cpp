@@ -1,0 +1,149 @@
+#include "plugins/registry.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "plugins/invoke.hpp"
+
+// What ferry_plugin_init registers into; lives only during init.
+struct ferry_registrar {
+  std::string plugin;
+  std::vector<ferry::Function> functions;
+  std::string error;  // first registration problem, if any
+};
+
+namespace ferry {
+namespace {
+
+bool valid_name(std::string_view s) {
+  return !s.empty() && s.size() <= 100 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+std::string version_text(std::uint32_t major, std::uint32_t minor) {
+  return std::to_string(major) + "." + std::to_string(minor);
+}
+
+// Opens the library and checks it is a Ferry plugin of our ABI major.
+std::string open(const std::filesystem::path& file, Plugin* p, const ferry_plugin_info** info) {
+  namespace dll = boost::dll;
+  try {
+    p->library.load(file, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    return std::string("cannot load: ") + e.what();
+  }
+  if (!p->library.has(FERRY_PLUGIN_INFO_SYMBOL) || !p->library.has(FERRY_PLUGIN_INIT_SYMBOL)) {
+    return "not a Ferry plugin: it does not export ferry_plugin_info and ferry_plugin_init";
+  }
+  *info = p->library.get<const ferry_plugin_info*()>(FERRY_PLUGIN_INFO_SYMBOL)();
+  if (*info == nullptr) return "ferry_plugin_info() returned null";
+  if ((*info)->abi_major != FERRY_ABI_MAJOR) {
+    return "built against plugin ABI " + version_text((*info)->abi_major, (*info)->abi_minor) +
+           ", this ferryd supports ABI " + version_text(FERRY_ABI_MAJOR, FERRY_ABI_MINOR) +
+           ": rebuild it against this SDK";
+  }
+  if ((*info)->name == nullptr || !valid_name((*info)->name)) {
+    return "invalid plugin name (use letters, digits and _)";
+  }
+  if (std::string_view((*info)->name) == "ferry") return "plugin name 'ferry' is reserved";
+  return {};
+}
+
+}  // namespace
+
+std::string_view registrar_plugin_name(const ferry_registrar* reg) { return reg->plugin; }
+
+int registrar_add(ferry_registrar* reg, const char* name, ferry_fn fn, void* user) {
+  const std::string_view n = name != nullptr ? name : "";
+  std::string problem;
+  if (!valid_name(n)) problem = "invalid function name '" + std::string(n) + "'";
+  const std::string full = reg->plugin + "." + std::string(n);
+  for (const auto& f : reg->functions) {
+    if (f.name == full) problem = "function '" + full + "' registered twice";
+  }
+  if (fn == nullptr) problem = "function '" + full + "' has a null entry point";
+  if (!problem.empty()) {
+    if (reg->error.empty()) reg->error = problem;
+    return FERRY_E_BAD_REQUEST;
+  }
+  reg->functions.push_back(Function{full, fn, user, nullptr});
+  return 0;
+}
+
+int Registry::load_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::set<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".so" && e.is_regular_file()) files.insert(e.path());
+  }
+  if (ec) {
+    spdlog::error("plugin_dir {}: {}", dir.string(), ec.message());
+    return 0;
+  }
+  int loaded = 0;
+  for (const auto& f : files) loaded += load(f).empty() ? 1 : 0;
+  return loaded;
+}
+
+std::string Registry::load(const std::filesystem::path& file) {
+  auto plugin = std::make_shared<Plugin>();
+  plugin->path = std::filesystem::absolute(file);
+  const ferry_plugin_info* info = nullptr;
+  std::string why = open(plugin->path, plugin.get(), &info);
+  ferry_registrar reg;
+  if (why.empty()) {
+    plugin->name = info->name;
+    plugin->version = info->version != nullptr ? info->version : "";
+    reg.plugin = plugin->name;
+    auto init = plugin->library.get<int(const ferry_host_api*, ferry_registrar*)>(
+        FERRY_PLUGIN_INIT_SYMBOL);
+    const int rc = init(host_api(), &reg);
+    if (!reg.error.empty()) why = "registration failed: " + reg.error;
+    else if (rc != 0) why = "ferry_plugin_init failed (returned " + std::to_string(rc) + ")";
+  }
+  for (const auto& f : reg.functions) plugin->functions.push_back(f.name);
+  std::sort(plugin->functions.begin(), plugin->functions.end());
+  if (why.empty()) why = admit(*plugin);
+  if (!why.empty()) {
+    spdlog::error("plugin {} refused: {}", file.string(), why);
+    return why;
+  }
+  for (auto& f : reg.functions) {
+    f.plugin = plugin;
+    auto fn = std::make_shared<const Function>(std::move(f));
+    functions_.emplace(fn->name, std::move(fn));
+  }
+  plugins_.push_back(plugin);
+  spdlog::info("plugin {} {} loaded from {}: {} functions", plugin->name, plugin->version,
+               file.string(), plugin->functions.size());
+  return {};
+}
+
+// A plugin may join only if neither its name nor any of its functions is taken.
+std::string Registry::admit(const Plugin& p) const {
+  for (const auto& other : plugins_) {
+    if (other->name == p.name) {
+      return "duplicate plugin name '" + p.name + "' (already loaded from " +
+             other->path.string() + ")";
+    }
+  }
+  for (const auto& f : p.functions) {
+    if (functions_.count(f) != 0) return "duplicate function name '" + f + "'";
+  }
+  return {};
+}
+
+std::shared_ptr<const Function> Registry::find(std::string_view name) const {
+  auto it = functions_.find(name);
+  return it == functions_.end() ? nullptr : it->second;
+}
+
+void Registry::clear() {
+  functions_.clear();
+  plugins_.clear();
+}
+
+}  // namespace ferry

@@ -1,0 +1,61 @@
+// Loads plugin libraries (Boost.DLL) and maps "plugin.function" names to entry points.
+// Not thread-safe: built and queried on the loop thread. Function objects are
+// immutable and shared; each keeps its library loaded while referenced.
+#pragma once
+
+#include <boost/dll/shared_library.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "ferry/plugin.h"
+
+namespace ferry {
+
+// One loaded library. Unloaded when the last Function referring to it goes.
+struct Plugin {
+  std::string name;
+  std::string version;
+  std::filesystem::path path;
+  boost::dll::shared_library library;
+  std::vector<std::string> functions;  // full names, sorted
+};
+
+struct Function {
+  std::string name;  // "plugin.function"
+  ferry_fn fn = nullptr;
+  void* user = nullptr;
+  std::shared_ptr<const Plugin> plugin;
+};
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+class Registry {
+ public:
+  // Loads every regular *.so in dir, in name order. A refused file is logged
+  // with its reason and skipped; the rest still load. Returns how many loaded.
+  int load_dir(const std::filesystem::path& dir);
+  // Loads one library. Returns "" on success, else the reason it was refused.
+  std::string load(const std::filesystem::path& file);
+
+  std::shared_ptr<const Function> find(std::string_view name) const;
+  const std::vector<std::shared_ptr<const Plugin>>& plugins() const { return plugins_; }
+  // Drops every plugin; libraries unload once no call holds them.
+  void clear();
+
+ private:
+  std::string admit(const Plugin& p) const;
+
+  std::vector<std::shared_ptr<const Plugin>> plugins_;
+  std::unordered_map<std::string, std::shared_ptr<const Function>, StringHash, std::equal_to<>>
+      functions_;
+};
+
+}  // namespace ferry

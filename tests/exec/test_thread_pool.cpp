@@ -1,0 +1,123 @@
+// The thread executor with a real plugin: admission, results, drain.
+#include <catch2/catch.hpp>
+
+#include <condition_variable>
+#include <mutex>
+#include <set>
+
+#include "exec/thread_pool.hpp"
+#include "plugins/registry.hpp"
+
+using ferry::Completion;
+using ferry::Job;
+using ferry::ThreadPool;
+
+namespace {
+
+// Collects completions from pool threads.
+class Collector final : public ferry::CompletionSink {
+ public:
+  void complete(Completion&& c) override {
+    std::lock_guard lock(mu_);
+    items_.push_back(std::move(c));
+    cv_.notify_all();
+  }
+  std::vector<Completion> wait_for(std::size_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return items_.size() >= n; });
+    return items_;
+  }
+  std::size_t size() {
+    std::lock_guard lock(mu_);
+    return items_.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Completion> items_;
+};
+
+struct Fixture {
+  ferry::Registry reg;
+  Fixture() {
+    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_latch.so") == "");
+    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_good.so") == "");
+  }
+  Job job(std::uint64_t id, const char* fn, std::string payload) {
+    Job j;
+    j.ref.call_id = id;
+    j.fn = reg.find(fn);
+    REQUIRE(j.fn != nullptr);
+    j.payload = std::move(payload);
+    return j;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("every submitted job completes exactly once with its own result", "[pool]") {
+  Fixture f;
+  Collector sink;
+  ThreadPool pool("good", 4, 1000, sink);
+  for (int i = 1; i <= 500; ++i) {
+    REQUIRE(pool.submit(f.job(i, "good.add", "[" + std::to_string(i) + ",1]")));
+  }
+  auto done = sink.wait_for(500);
+  std::set<std::uint64_t> ids;
+  for (const auto& c : done) {
+    CHECK(c.code == FERRY_OK);
+    CHECK(c.data == std::to_string(c.ref.call_id + 1));
+    ids.insert(c.ref.call_id);
+  }
+  CHECK(ids.size() == 500);
+  pool.stop();
+  CHECK(sink.size() == 500);
+}
+
+TEST_CASE("a pool at capacity refuses at once and admits again when a slot frees", "[pool]") {
+  Fixture f;
+  Collector sink;
+  ThreadPool pool("latch", 2, 1, sink);
+  REQUIRE(pool.submit(f.job(1, "latch.wait", R"(["cap"])")));
+  REQUIRE(pool.submit(f.job(2, "latch.wait", R"(["cap"])")));
+  REQUIRE(pool.submit(f.job(3, "latch.wait", R"(["cap"])")));
+  CHECK_FALSE(pool.submit(f.job(4, "latch.wait", R"(["cap"])")));  // 2 running + 1 queued
+  CHECK(sink.size() == 0);
+  // Release them through a second pool: the latch is shared by the library.
+  ThreadPool side("side", 1, 1, sink);
+  REQUIRE(side.submit(f.job(5, "latch.open", R"(["cap"])")));
+  auto done = sink.wait_for(4);
+  CHECK(done.size() == 4);
+  CHECK(pool.submit(f.job(6, "latch.waiting", R"(["cap"])")));
+  pool.stop();
+  side.stop();
+  CHECK(sink.size() == 5);
+}
+
+TEST_CASE("stop() finishes every admitted job before joining", "[pool]") {
+  Fixture f;
+  Collector sink;
+  ThreadPool pool("good", 2, 100, sink);
+  for (int i = 1; i <= 50; ++i) REQUIRE(pool.submit(f.job(i, "good.add", "[1,1]")));
+  pool.stop();
+  CHECK(sink.size() == 50);
+  CHECK_FALSE(pool.submit(f.job(99, "good.add", "[1,1]")));
+  CHECK(pool.stats().workers == 0);
+}
+
+TEST_CASE("a job past its deadline is answered timeout without running", "[pool]") {
+  Fixture f;
+  Collector sink;
+  ThreadPool pool("good", 1, 10, sink);
+  Job late = f.job(1, "good.add", "[1,1]");
+  late.deadline_ms = ferry::monotonic_ms() - 1;
+  REQUIRE(pool.submit(std::move(late)));
+  Job on_time = f.job(2, "good.add", "[1,1]");
+  on_time.deadline_ms = ferry::monotonic_ms() + 60000;
+  REQUIRE(pool.submit(std::move(on_time)));
+  auto done = sink.wait_for(2);
+  CHECK(done[0].code == FERRY_E_TIMEOUT);
+  CHECK(done[1].code == FERRY_OK);
+  CHECK(done[1].data == "2");
+}

@@ -1,0 +1,141 @@
+#include "ferryd_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace ferry::test {
+namespace {
+
+std::filesystem::path make_temp_dir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "ferry-test-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  return tmpl;
+}
+
+int decode_status(int st) {
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  return WIFSIGNALED(st) ? -WTERMSIG(st) : -1000;
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Reads until EOF or 15 s pass; "ready\n" means ferryd is listening.
+bool wait_ready(int fd) {
+  std::string got;
+  char buf[64];
+  pollfd p{fd, POLLIN, 0};
+  while (got.find("ready") == std::string::npos && poll(&p, 1, 15000) == 1) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, std::size_t(n));
+  }
+  return got.find("ready") != std::string::npos;
+}
+
+}  // namespace
+
+std::string plugin_path(const std::string& name) {
+  return std::string(FERRY_PLUGIN_OUTPUT_DIR) + "/" + name + ".so";
+}
+std::string fixture_path(const std::string& name) {
+  return std::string(FERRY_FIXTURE_DIR) + "/" + name + ".so";
+}
+std::string ferry_cli_path() { return FERRY_CLI; }
+
+FerrydProcess::FerrydProcess(const std::vector<std::string>& plugins, const std::string& extra_toml,
+                             const std::string& server_toml)
+    : dir_(make_temp_dir()), socket_((dir_ / "ferry.sock").string()) {
+  std::filesystem::create_directory(dir_ / "plugins");
+  for (const auto& p : plugins) {
+    std::filesystem::create_symlink(p, dir_ / "plugins" / std::filesystem::path(p).filename());
+  }
+  std::ofstream(dir_ / "server.toml") << "[server]\nsocket_path = \"ferry.sock\"\n"
+                                      << "plugin_dir = \"plugins\"\nlog_level = \"debug\"\n"
+                                      << server_toml << "\n" << extra_toml << "\n";
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
+  posix_spawn_file_actions_addopen(&fa, 2, (dir_ / "ferryd.log").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  const std::string config = (dir_ / "server.toml").string();
+  std::vector<std::string> args = {FERRYD, "--config", config, "--ready-fd", "3"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int rc = posix_spawn(&pid_, FERRYD, &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(pipefd[1]);
+  const bool ready = rc == 0 && wait_ready(pipefd[0]);
+  close(pipefd[0]);
+  if (!ready) {
+    if (rc == 0) stop(SIGKILL);
+    throw std::runtime_error("ferryd did not start:\n" + log());
+  }
+}
+
+FerrydProcess::~FerrydProcess() {
+  if (pid_ > 0) stop(SIGKILL);
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+int FerrydProcess::stop(int sig) {
+  if (pid_ <= 0) return -1000;
+  kill(pid_, sig);
+  return wait();
+}
+
+int FerrydProcess::wait() {
+  int st = 0;
+  while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+  return decode_status(st);
+}
+
+std::string FerrydProcess::log() const { return read_file(dir_ / "ferryd.log"); }
+
+Captured run_command(const std::vector<std::string>& argv_in) {
+  const auto dir = make_temp_dir();
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, (dir / "out").c_str(), O_WRONLY | O_CREAT, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, (dir / "err").c_str(), O_WRONLY | O_CREAT, 0644);
+  std::vector<std::string> args = argv_in;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  Captured c{-1000, {}, {}};
+  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) == 0) {
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    c.status = decode_status(st);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  c.out = read_file(dir / "out");
+  c.err = read_file(dir / "err");
+  std::filesystem::remove_all(dir);
+  return c;
+}
+
+}  // namespace ferry::test

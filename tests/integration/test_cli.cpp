@@ -1,0 +1,76 @@
+// The `ferry` command line against the real ferryd.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "ferry/errors.h"
+#include "ferryd_process.hpp"
+
+using ferry::test::Captured;
+using ferry::test::FerrydProcess;
+using ferry::test::ferry_cli_path;
+using ferry::test::plugin_path;
+using ferry::test::run_command;
+
+namespace {
+Captured ferry_cli(const FerrydProcess& d, std::vector<std::string> args) {
+  args.insert(args.begin(), {ferry_cli_path(), "--socket", d.socket()});
+  return run_command(args);
+}
+}  // namespace
+
+TEST_CASE("ferry call prints the JSON result", "[cli]") {
+  FerrydProcess d({plugin_path("primes"), plugin_path("demo")});
+  auto r = ferry_cli(d, {"call", "primes.is_prime", "112272535095293"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "true\n");
+  auto e = ferry_cli(d, {"call", "demo.echo", R"({"a":1})"});
+  CHECK(e.status == 0);
+  CHECK(e.out == "{\"a\":1}\n");
+  CHECK(ferry_cli(d, {"call", "demo.echo", R"("hi")"}).out == "\"hi\"\n");
+}
+
+TEST_CASE("ferry call reports typed errors with distinct exit codes", "[cli]") {
+  FerrydProcess d({plugin_path("primes"), plugin_path("demo")});
+  auto r = ferry_cli(d, {"call", "nope.nothing"});
+  CHECK(r.status == 10 + FERRY_E_UNKNOWN_FUNCTION);
+  CHECK(r.out.empty());
+  CHECK_THAT(r.err, Catch::Contains("unknown_function") && Catch::Contains("nope.nothing"));
+  auto f = ferry_cli(d, {"call", "demo.fail", R"("boom")"});
+  CHECK(f.status == 10 + FERRY_E_PLUGIN_ERROR);
+  CHECK_THAT(f.err, Catch::Contains("boom"));
+  auto bad = ferry_cli(d, {"call", "demo.echo", "not-json"});
+  CHECK(bad.status == 2);
+}
+
+TEST_CASE("ferry list shows every function with plugin, version and executor", "[cli]") {
+  FerrydProcess d({plugin_path("primes"), plugin_path("demo")});
+  auto r = ferry_cli(d, {"list"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  for (const char* fn : {"primes.is_prime", "primes.factorize", "demo.echo", "demo.sleep_ms",
+                         "demo.fail", "demo.crash"}) {
+    CHECK_THAT(r.out, Catch::Contains(fn));
+  }
+  CHECK_THAT(r.out, Catch::Contains("thread"));
+  CHECK_THAT(r.out, Catch::Contains("1.0.0"));
+}
+
+TEST_CASE("ferry ping answers, and a missing server is a clear error", "[cli]") {
+  FerrydProcess d({plugin_path("demo")});
+  CHECK(ferry_cli(d, {"ping"}).status == 0);
+  auto gone = run_command({ferry_cli_path(), "--socket", d.dir().string() + "/nothing.sock", "ping"});
+  CHECK(gone.status == 3);
+  CHECK_THAT(gone.err, Catch::Contains("nothing.sock"));
+}
+
+TEST_CASE("ferryd --check-config validates a config file", "[cli]") {
+  FerrydProcess d({plugin_path("demo")});
+  auto ok = run_command({FERRYD, "--check-config", (d.dir() / "server.toml").string()});
+  CHECK(ok.status == 0);
+  std::ofstream(d.dir() / "bad.toml") << "[plugins.demo]\nworkers = 0\n";
+  auto bad = run_command({FERRYD, "--check-config", (d.dir() / "bad.toml").string()});
+  CHECK(bad.status == 1);
+  CHECK_THAT(bad.err, Catch::Contains("bad.toml:2: plugins.demo.workers: must be 1..1024"));
+}

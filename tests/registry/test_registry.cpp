@@ -1,0 +1,94 @@
+// The plugin registry against real fixture libraries.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "plugins/invoke.hpp"
+#include "plugins/registry.hpp"
+
+namespace fs = std::filesystem;
+using ferry::Registry;
+
+namespace {
+
+std::string fixture(const std::string& name) {
+  return std::string(FERRY_FIXTURE_DIR) + "/" + name + ".so";
+}
+
+bool mapped(const std::string& path) {
+  std::ifstream maps("/proc/self/maps");
+  std::stringstream ss;
+  ss << maps.rdbuf();
+  return ss.str().find(fs::canonical(path).string()) != std::string::npos;
+}
+
+ferry::Completion call(const ferry::Function& fn, std::string payload) {
+  ferry::Job job;
+  job.fn = std::shared_ptr<const ferry::Function>(&fn, [](const ferry::Function*) {});
+  job.payload = std::move(payload);
+  return ferry::run_job(job);
+}
+
+}  // namespace
+
+TEST_CASE("a good plugin loads and its functions are callable", "[registry]") {
+  Registry reg;
+  REQUIRE(reg.load(fixture("fixture_good")) == "");
+  REQUIRE(reg.plugins().size() == 1);
+  CHECK(reg.plugins()[0]->name == "good");
+  CHECK(reg.plugins()[0]->version == "1.0.0");
+  auto fn = reg.find("good.add");
+  REQUIRE(fn != nullptr);
+  auto out = call(*fn, "[2,3]");
+  CHECK(out.code == FERRY_OK);
+  CHECK(out.data == "5");
+  CHECK(reg.find("good.nothing") == nullptr);
+  CHECK(reg.find("good") == nullptr);
+}
+
+TEST_CASE("a library built for another ABI major is refused with both versions", "[registry]") {
+  Registry reg;
+  const std::string why = reg.load(fixture("fixture_wrong_abi"));
+  CHECK_THAT(why, Catch::Contains("ABI 2.") && Catch::Contains("supports ABI 1."));
+  CHECK(reg.plugins().empty());
+}
+
+TEST_CASE("a library that is not a plugin is refused", "[registry]") {
+  Registry reg;
+  CHECK_THAT(reg.load(fixture("fixture_not_plugin")), Catch::Contains("not a Ferry plugin"));
+  const fs::path junk = fs::temp_directory_path() / "ferry-junk.so";
+  std::ofstream(junk) << "this is not an ELF file";
+  CHECK_THAT(reg.load(junk), Catch::Contains("cannot load"));
+  fs::remove(junk);
+  CHECK(reg.plugins().empty());
+}
+
+TEST_CASE("duplicate names are refused and the first plugin keeps serving", "[registry]") {
+  Registry reg;
+  CHECK_THAT(reg.load(fixture("fixture_dup_fn")), Catch::Contains("registered twice"));
+  REQUIRE(reg.load(fixture("fixture_good")) == "");
+  CHECK_THAT(reg.load(fixture("fixture_dup_plugin")), Catch::Contains("duplicate plugin name 'good'"));
+  REQUIRE(reg.plugins().size() == 1);
+  CHECK(reg.plugins()[0]->path == fs::absolute(fixture("fixture_good")));
+  CHECK(call(*reg.find("good.hello"), "[]").data == "\"world\"");
+}
+
+TEST_CASE("load_dir loads the good plugins and skips the rest", "[registry]") {
+  Registry reg;
+  CHECK(reg.load_dir(FERRY_FIXTURE_DIR) == 2);  // good and latch; dup_plugin loses to good
+  CHECK(reg.find("good.hello") != nullptr);
+  CHECK(reg.find("latch.wait") != nullptr);
+}
+
+TEST_CASE("a library stays mapped while a function of it is referenced", "[registry]") {
+  Registry reg;
+  REQUIRE(reg.load(fixture("fixture_good")) == "");
+  auto fn = reg.find("good.hello");
+  reg.clear();
+  CHECK(mapped(fixture("fixture_good")));
+  CHECK(call(*fn, "[]").data == "\"world\"");
+  fn.reset();
+  CHECK_FALSE(mapped(fixture("fixture_good")));
+}
