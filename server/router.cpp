@@ -6,6 +6,11 @@
 #include "exec/thread_pool.hpp"
 
 namespace ferry {
+namespace {
+int priority_rank(proto::Priority p) {
+  return p == proto::Priority::high ? 0 : p == proto::Priority::low ? 2 : 1;
+}
+}  // namespace
 
 Router::Router(const config::Config& cfg, Registry& registry, CompletionSink& sink)
     : cfg_(cfg), registry_(registry) {
@@ -33,7 +38,7 @@ std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call&
   const std::uint32_t timeout = call.timeout_ms == 0 ? limit : std::min(call.timeout_ms, limit);
   Job job{ref, std::move(fn),
           std::string(reinterpret_cast<const char*>(call.payload.data()), call.payload.size()),
-          monotonic_ms() + timeout};
+          monotonic_ms() + timeout, priority_rank(call.priority)};
   if (!pool.executor->submit(std::move(job))) {
     return Immediate{FERRY_E_BUSY, "plugin '" + pool.plugin->name + "' is busy: " +
                                        std::to_string(pool.cfg->workers) + " workers and " +

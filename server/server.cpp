@@ -226,6 +226,7 @@ bool Server::handle_frame(Conn& c, const FrameView& f) {
     std::string why;
     if (f.type != proto::Type::hello) return fail_connection(c, FERRY_E_BAD_REQUEST, "expected HELLO first"), false;
     if (!proto::decode_hello(f.body, &h, &why)) return fail_connection(c, FERRY_E_BAD_REQUEST, why), false;
+    if (f.id != 0) return fail_connection(c, FERRY_E_BAD_REQUEST, "HELLO must have call id 0"), false;
     if (h.major != proto::kVersionMajor) {
       fail_connection(c, FERRY_E_UNSUPPORTED_VERSION,
                       "protocol " + std::to_string(h.major) + "." + std::to_string(h.minor) +

@@ -237,12 +237,14 @@ bool Client::timed_out() {
   return false;
 }
 
-// Ensures room for the rest of a partly received frame, or kMinFree bytes.
+// Ensures room for the rest of a partly received first frame, and at least kMinFree bytes.
 void Client::make_room() {
   const std::size_t have = in_end_ - in_begin_;
   std::size_t want = kMinFree;
-  if (have >= proto::kHeaderSize)
-    want = std::max(want, proto::kHeaderSize + peek_length(in_.data() + in_begin_) - have);
+  if (have >= proto::kHeaderSize) {  // the first frame may be complete already
+    const std::size_t first = proto::kHeaderSize + peek_length(in_.data() + in_begin_);
+    if (first > have) want = std::max(want, first - have);
+  }
   if (in_.size() - in_end_ >= want) return;
   if (in_begin_ > 0) {
     std::memmove(in_.data(), in_.data() + in_begin_, have);

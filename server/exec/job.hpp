@@ -24,6 +24,7 @@ struct Job {
   std::shared_ptr<const Function> fn;  // keeps the plugin library loaded
   std::string payload;
   std::int64_t deadline_ms = 0;  // CLOCK_MONOTONIC ms; 0 = none
+  int priority = 1;              // 0 high, 1 normal, 2 low: queued calls run highest first
 };
 
 struct Completion {

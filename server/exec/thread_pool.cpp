@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+
 #include "plugins/invoke.hpp"
 
 namespace ferry {
@@ -19,8 +21,9 @@ ThreadPool::~ThreadPool() { stop(); }
 
 bool ThreadPool::submit(Job&& job) {
   std::unique_lock lock(mu_);
-  if (stopping_ || int(queue_.size()) + running_ >= capacity_) return false;
-  queue_.push_back(std::move(job));
+  if (stopping_ || queued_ + running_ >= capacity_) return false;
+  queues_[std::clamp(job.priority, 0, 2)].push_back(std::move(job));
+  ++queued_;
   const bool wake = idle_ > 0;  // busy workers pick it up themselves: no futex call
   lock.unlock();
   if (wake) cv_.notify_one();
@@ -40,18 +43,20 @@ void ThreadPool::stop() {
 
 ExecutorStats ThreadPool::stats() const {
   std::lock_guard lock(mu_);
-  return ExecutorStats{int(threads_.size()), int(queue_.size()), running_, completed_};
+  return ExecutorStats{int(threads_.size()), queued_, running_, completed_};
 }
 
 // Waits for the next job; false once stopping and the queue is empty (drained).
 bool ThreadPool::next(Job* job) {
   std::unique_lock lock(mu_);
   ++idle_;
-  cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+  cv_.wait(lock, [this] { return queued_ > 0 || stopping_; });
   --idle_;
-  if (queue_.empty()) return false;
-  *job = std::move(queue_.front());
-  queue_.pop_front();
+  if (queued_ == 0) return false;
+  auto& q = !queues_[0].empty() ? queues_[0] : !queues_[1].empty() ? queues_[1] : queues_[2];
+  *job = std::move(q.front());
+  q.pop_front();
+  --queued_;
   ++running_;
   return true;
 }

@@ -32,7 +32,8 @@ class ThreadPool final : public Executor {
   CompletionSink& sink_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> queue_;
+  std::deque<Job> queues_[3];  // by Job::priority
+  int queued_ = 0;
   int running_ = 0;
   int idle_ = 0;
   bool stopping_ = false;

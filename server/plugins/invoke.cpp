@@ -78,7 +78,7 @@ Completion run_job(const Job& job, const std::atomic<bool>* cancelled) {
     out.data = "deadline passed before the call started";
     return out;
   }
-  ferry_ctx ctx{job.fn.get(), job.deadline_ms, cancelled};
+  ferry_ctx ctx{job.fn.get(), job.deadline_ms, cancelled, FERRY_OK, {}, false};
   const auto* in = reinterpret_cast<const std::uint8_t*>(job.payload.data());
   const int rc = job.fn->fn(job.fn->user, &ctx, in, job.payload.size());
   if (rc != 0 && (!ctx.replied || ctx.code == FERRY_OK)) {

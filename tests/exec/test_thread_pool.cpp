@@ -121,3 +121,26 @@ TEST_CASE("a job past its deadline is answered timeout without running", "[pool]
   CHECK(done[1].code == FERRY_OK);
   CHECK(done[1].data == "2");
 }
+
+TEST_CASE("queued jobs run highest priority first, in arrival order within a level", "[pool]") {
+  Fixture f;
+  Collector sink;
+  ThreadPool pool("latch", 1, 10, sink);
+  Job blocker = f.job(1, "latch.wait", R"(["prio"])");
+  blocker.priority = 0;  // first among equals: always the first job the worker takes
+  REQUIRE(pool.submit(std::move(blocker)));
+  const int priorities[] = {2, 1, 0, 2, 0, 1};                  // low normal high low high normal
+  for (int i = 0; i < 6; ++i) {
+    Job j = f.job(10 + i, "good.add", "[0,0]");
+    j.priority = priorities[i];
+    REQUIRE(pool.submit(std::move(j)));
+  }
+  ThreadPool side("side", 1, 1, sink);
+  REQUIRE(side.submit(f.job(2, "latch.open", R"(["prio"])")));
+  auto done = sink.wait_for(8);
+  std::vector<std::uint64_t> order;
+  for (const auto& c : done) {
+    if (c.ref.call_id >= 10) order.push_back(c.ref.call_id);
+  }
+  CHECK(order == std::vector<std::uint64_t>{12, 14, 11, 15, 10, 13});
+}

@@ -161,6 +161,16 @@ TEST_CASE("ERROR round trip") {
   CHECK(e.message == msg);
 }
 
+TEST_CASE("RESULT and ERROR hex examples from docs/protocol.md") {
+  std::string out;
+  encode_result(out, 1, "true");
+  CHECK(bytes_of(out) == from_hex("04000000 03 00 0000 0100000000000000 74727565"));
+  out.clear();
+  encode_error(out, 1, FERRY_E_UNKNOWN_FUNCTION, "no such function");
+  CHECK(bytes_of(out) == from_hex("12000000 04 00 0000 0100000000000000 0100"
+                                  "6e6f2073756368 2066756e6374696f6e"));
+}
+
 TEST_CASE("ERROR byte layout") {
   std::string out;
   encode_error(out, 0, FERRY_E_UNSUPPORTED_VERSION, "v");
