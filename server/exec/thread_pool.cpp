@@ -24,7 +24,7 @@ bool ThreadPool::submit(Job&& job) {
   if (stopping_ || queued_ + running_ >= capacity_) return false;
   queues_[std::clamp(job.priority, 0, 2)].push_back(std::move(job));
   ++queued_;
-  const bool wake = idle_ > 0;  // busy workers pick it up themselves: no futex call
+  const bool wake = wake_one();
   lock.unlock();
   if (wake) cv_.notify_one();
   return true;
@@ -47,17 +47,32 @@ ExecutorStats ThreadPool::stats() const {
 }
 
 // Waits for the next job; false once stopping and the queue is empty (drained).
+// One worker is woken at a time; it wakes the next if work is still queued
+// when it takes a job. Trivial calls then rarely wake a second thread, while
+// slow calls still spread over every worker.
+bool ThreadPool::wake_one() {
+  if (idle_ == 0 || waking_ > 0) return false;
+  ++waking_;
+  return true;
+}
+
 bool ThreadPool::next(Job* job) {
   std::unique_lock lock(mu_);
-  ++idle_;
-  cv_.wait(lock, [this] { return queued_ > 0 || stopping_; });
-  --idle_;
+  while (queued_ == 0 && !stopping_) {
+    ++idle_;
+    cv_.wait(lock);
+    --idle_;
+    if (waking_ > 0) --waking_;
+  }
   if (queued_ == 0) return false;
   auto& q = !queues_[0].empty() ? queues_[0] : !queues_[1].empty() ? queues_[1] : queues_[2];
   *job = std::move(q.front());
   q.pop_front();
   --queued_;
   ++running_;
+  const bool wake = queued_ > 0 && wake_one();
+  lock.unlock();
+  if (wake) cv_.notify_one();
   return true;
 }
 

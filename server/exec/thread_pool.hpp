@@ -26,6 +26,7 @@ class ThreadPool final : public Executor {
  private:
   void work();
   bool next(Job* job);
+  bool wake_one();  // with mu_ held
 
   const std::string name_;
   const int capacity_;
@@ -35,7 +36,8 @@ class ThreadPool final : public Executor {
   std::deque<Job> queues_[3];  // by Job::priority
   int queued_ = 0;
   int running_ = 0;
-  int idle_ = 0;
+  int idle_ = 0;    // workers waiting for a job
+  int waking_ = 0;  // notified, not yet awake
   bool stopping_ = false;
   std::uint64_t completed_ = 0;
   std::vector<std::thread> threads_;

@@ -144,3 +144,16 @@ TEST_CASE("queued jobs run highest priority first, in arrival order within a lev
   }
   CHECK(order == std::vector<std::uint64_t>{12, 14, 11, 15, 10, 13});
 }
+
+TEST_CASE("blocking calls spread over every worker", "[pool]") {
+  // Three calls block until a fourth runs: only possible if all four workers
+  // are woken, one after the other, while work is queued.
+  Fixture f;
+  Collector sink;
+  ThreadPool pool("latch", 4, 0, sink);
+  for (int i = 1; i <= 3; ++i) REQUIRE(pool.submit(f.job(i, "latch.wait", R"(["spread"])")));
+  REQUIRE(pool.submit(f.job(4, "latch.open", R"(["spread"])")));
+  auto done = sink.wait_for(4);
+  for (const auto& c : done) CHECK(c.code == FERRY_OK);
+  CHECK(pool.stats().workers == 4);
+}
