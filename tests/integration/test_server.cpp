@@ -248,3 +248,33 @@ TEST_CASE("calls arriving while draining are answered shutting_down", "[integrat
   (void)held;
   CHECK(d.stop(SIGTERM) == 1);  // second signal forces exit
 }
+
+namespace {
+std::size_t count_entries(const std::string& dir) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("connections come and go without leaking fds or threads", "[integration]") {
+  FerrydProcess d(example_plugins(), "[plugins.primes]\nworkers = 2\n[plugins.demo]\nworkers = 3\n[plugins.latch]\nworkers = 1\n");
+  const std::string proc = "/proc/" + std::to_string(d.pid());
+  CHECK(count_entries(proc + "/task") == 1 + 2 + 3 + 1);  // the loop and the pools
+  auto probe = connect(d);
+  REQUIRE(probe->ping().has_value());  // ferryd is past start-up (its ready fd is closed)
+  const std::size_t fds = count_entries(proc + "/fd");
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 20; ++i) clients.push_back(connect(d));
+    for (auto& c : clients) c->send_call("demo.echo", "[1]");
+    for (auto& c : clients) REQUIRE(c->read_reply().has_value());
+  }
+  // Closing is asynchronous on the server: poll with round trips, bounded.
+  std::size_t now = 0;
+  for (int i = 0; i < 500 && (now = count_entries(proc + "/fd")) != fds; ++i) {
+    REQUIRE(probe->ping().has_value());
+  }
+  CHECK(now == fds);  // back to the baseline: only the probe's connection
+  CHECK(count_entries(proc + "/task") == 1 + 2 + 3 + 1);
+}
