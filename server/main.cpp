@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "loop/completion_queue.hpp"
+#include "loop/reactor.hpp"
 #include "plugins/registry.hpp"
 #include "router.hpp"
 #include "server.hpp"
@@ -53,9 +54,14 @@ int serve(const Options& opt) {
   ferry::Registry registry;
   const int loaded = registry.load_dir(cfg.server.plugin_dir);
   spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
+  ferry::loop::Reactor reactor;
+  if (std::string err = reactor.init(1024); !err.empty()) {
+    spdlog::critical("cannot start: {}", err);
+    return 1;
+  }
   ferry::loop::CompletionQueue completions;
-  ferry::Router router(cfg, registry, completions);
-  ferry::Server server(cfg, router, completions);
+  ferry::Router router(cfg, registry, reactor, completions);
+  ferry::Server server(cfg, reactor, router, completions);
   if (std::string err = server.start(); !err.empty()) {
     spdlog::critical("cannot start: {}", err);
     return 1;

@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "exec/executor.hpp"
+#include "loop/reactor.hpp"
 #include "plugins/registry.hpp"
 #include "protocol/frame.hpp"
 
@@ -22,8 +23,10 @@ struct Immediate {
 
 class Router {
  public:
-  // One executor per loaded plugin, sized by the plugin's config.
-  Router(const config::Config& cfg, Registry& registry, CompletionSink& sink);
+  // One executor per loaded plugin, of the kind and size its config says.
+  // A process plugin whose sandbox needs a kernel feature this machine lacks
+  // is not started (unless its config allows the weaker sandbox).
+  Router(const config::Config& cfg, Registry& registry, loop::Reactor& reactor, CompletionSink& sink);
   ~Router();
 
   // Hands the call to an executor (nullopt: the reply comes through the sink),
@@ -41,10 +44,13 @@ class Router {
     std::unique_ptr<Executor> executor;
   };
   std::string list_json() const;
+  std::unique_ptr<Executor> make_executor(const Plugin& plugin, const config::PluginConfig& pc,
+                                          loop::Reactor& reactor, CompletionSink& sink);
 
   const config::Config& cfg_;
   Registry& registry_;
   std::map<std::string, Pool, std::less<>> pools_;  // by plugin name
+  std::map<std::string, std::string, std::less<>> disabled_;  // plugin name -> why
   bool shutting_down_ = false;
 };
 

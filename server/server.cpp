@@ -21,7 +21,6 @@ using loop::Tag;
 
 namespace {
 constexpr std::size_t kRecvChunk = 64 * 1024;
-constexpr unsigned kRingEntries = 1024;
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 }  // namespace
@@ -55,8 +54,9 @@ struct FrameView {
   std::span<const std::uint8_t> body;
 };
 
-Server::Server(const config::Config& cfg, Router& router, loop::CompletionQueue& completions)
-    : cfg_(cfg), router_(router), completions_(completions) {
+Server::Server(const config::Config& cfg, loop::Reactor& reactor, Router& router,
+               loop::CompletionQueue& completions)
+    : cfg_(cfg), router_(router), completions_(completions), reactor_(reactor), ring_(reactor.ring()) {
   conns_.emplace_back();  // slot 0 is never a connection
 }
 
@@ -69,7 +69,6 @@ Server::~Server() {
 }
 
 std::string Server::start() {
-  if (std::string err = ring_.init(kRingEntries); !err.empty()) return err;
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
@@ -128,7 +127,6 @@ void Server::run(int ready_fd) {
   for (auto& c : conns_) {
     if (c && c->fd >= 0) close_connection(*c);
   }
-  stopped_ = true;
   spdlog::info("event loop stopped");
 }
 
@@ -139,6 +137,7 @@ void Server::on_completion(const io_uring_cqe& cqe) {
     case Op::wake: return on_wake();
     case Op::signal: return on_signal();
     case Op::cancel: return;
+    case Op::client: return reactor_.dispatch(t, cqe);
     case Op::recv:
     case Op::send: break;
   }

@@ -9,7 +9,7 @@
 
 #include "config/config.hpp"
 #include "loop/completion_queue.hpp"
-#include "loop/ring.hpp"
+#include "loop/reactor.hpp"
 #include "loop/user_data.hpp"
 #include "router.hpp"
 
@@ -19,10 +19,11 @@ struct Conn;
 
 class Server {
  public:
-  Server(const config::Config& cfg, Router& router, loop::CompletionQueue& completions);
+  Server(const config::Config& cfg, loop::Reactor& reactor, Router& router,
+         loop::CompletionQueue& completions);
   ~Server();
 
-  // Sets up io_uring, the signalfd and the listening socket.
+  // Sets up the signalfd and the listening socket (the reactor is ready).
   // Returns "" or a message saying what failed.
   std::string start();
   // Serves until a stop signal and the drain that follows; then closes the
@@ -55,11 +56,11 @@ class Server {
   const config::Config& cfg_;
   Router& router_;
   loop::CompletionQueue& completions_;
-  loop::Ring ring_;
+  loop::Reactor& reactor_;
+  loop::Ring& ring_;
   int listen_fd_ = -1;
   int signal_fd_ = -1;
   bool draining_ = false;
-  bool stopped_ = false;
   std::uint64_t inflight_ = 0;  // admitted calls not yet completed
   std::vector<std::unique_ptr<Conn>> conns_;  // by slot; slot 0 unused
   std::vector<std::uint32_t> free_slots_;

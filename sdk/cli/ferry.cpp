@@ -2,6 +2,7 @@
 //
 //   ferry [--socket PATH] call FN [ARG ...] [--timeout MS] [--priority P]
 //   ferry [--socket PATH] list [--json]
+//   ferry [--socket PATH] status [--json]
 //   ferry [--socket PATH] ping [--count N]
 //
 // Exit status (printed by --help too, from exit_status_help()):
@@ -87,6 +88,11 @@ void add_list_command(CLI::App& app, Options& o) {
   list->add_flag("--json", o.json, "Print the raw ferry.list JSON");
 }
 
+void add_status_command(CLI::App& app, Options& o) {
+  CLI::App* status = app.add_subcommand("status", "Show each plugin's pool: queue, calls, worker processes");
+  status->add_flag("--json", o.json, "Print the raw ferry.status JSON");
+}
+
 void add_ping_command(CLI::App& app, Options& o) {
   CLI::App* ping = app.add_subcommand("ping", "Measure the round-trip time to the server");
   ping->add_option("--count,-c", o.count, "Number of pings")->check(CLI::Range(1, 1000000));
@@ -101,6 +107,7 @@ void configure(CLI::App& app, Options& o) {
   app.footer(exit_status_help());
   add_call_command(app, o);
   add_list_command(app, o);
+  add_status_command(app, o);
   add_ping_command(app, o);
 }
 
@@ -222,6 +229,43 @@ int run_list(const Options& o) {
   return 0;
 }
 
+std::uint64_t uint_field(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
+
+// One line per plugin, then one per worker process of a process pool.
+void print_status(const json& doc) {
+  for (const json& p : doc["plugins"]) {
+    std::printf("%s %s  %s x%llu  queued %llu  running %llu  completed %llu", string_field(p, "name").c_str(),
+                string_field(p, "version").c_str(), string_field(p, "executor").c_str(),
+                (unsigned long long)uint_field(p, "workers"), (unsigned long long)uint_field(p, "queued"),
+                (unsigned long long)uint_field(p, "running"), (unsigned long long)uint_field(p, "completed"));
+    if (string_field(p, "executor") == "process") {
+      std::printf("  restarts %llu", (unsigned long long)uint_field(p, "restarts"));
+    }
+    std::printf("\n");
+    for (const json& w : p.value("processes", json::array())) {
+      std::printf("  pid %-8llu %-9s calls %-8llu rss %.1f MiB\n", (unsigned long long)uint_field(w, "pid"),
+                  string_field(w, "state").c_str(), (unsigned long long)uint_field(w, "calls"),
+                  double(uint_field(w, "rss_kb")) / 1024.0);
+    }
+  }
+}
+
+int run_status(const Options& o) {
+  int status = 0;
+  auto client = connect_or_report(o.socket, &status);
+  if (!client) return status;
+  std::optional<ferry::Reply> reply = client->call("ferry.status", "[]");
+  if (o.json || !reply || reply->kind != ferry::ReplyKind::result) return report(*client, reply);
+  json doc = json::parse(reply->data, nullptr, false);
+  if (!doc.is_object() || !doc.contains("plugins") || !doc["plugins"].is_array())
+    return fail(kExitUnexpected, "unexpected ferry.status reply: " + reply->data);
+  print_status(doc);
+  return 0;
+}
+
 double elapsed_ms(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
 }
@@ -262,5 +306,6 @@ int main(int argc, char** argv) {
   if (std::optional<int> status = parse_args(app, argc, argv)) return *status;
   if (app.got_subcommand("call")) return run_call(opt);
   if (app.got_subcommand("list")) return run_list(opt);
+  if (app.got_subcommand("status")) return run_status(opt);
   return run_ping(opt);
 }

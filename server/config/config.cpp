@@ -23,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Flip to true once the process executor lands; the check below then vanishes.
-constexpr bool kProcessExecutorSupported = false;
+constexpr bool kProcessExecutorSupported = true;
 
 constexpr std::array<std::string_view, 7> kLogLevels = {
     "trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -121,6 +121,27 @@ bool read_executor(Ctx& c, const toml::node& n, const std::string& key, Executor
   return true;
 }
 
+bool read_bool(Ctx& c, const toml::node& n, const std::string& key, bool& out) {
+  const auto* v = n.as_boolean();
+  if (!v) return fail(c, n, key, "must be true or false");
+  out = v->get();
+  return true;
+}
+
+// An array of paths, each resolved against the config file's directory.
+bool read_path_list(Ctx& c, const toml::node& n, const std::string& key,
+                    std::vector<std::string>& out) {
+  const auto* a = n.as_array();
+  if (!a) return fail(c, n, key, "must be an array of paths");
+  out.clear();
+  for (std::size_t i = 0; i < a->size(); ++i) {
+    fs::path p;
+    if (!read_path(c, *a->get(i), key + "[" + std::to_string(i) + "]", p)) return false;
+    out.push_back(p.string());
+  }
+  return true;
+}
+
 // ---- key tables: one row per accepted key ----
 
 template <class T>
@@ -149,6 +170,30 @@ const Field<ServerConfig> kServerFields[] = {
        return read_int(c, n, k, 1, 65536, s.max_connections); }},
 };
 
+using SB = sandbox::Spec;
+
+const Field<sandbox::Spec> kSandboxFields[] = {
+    {"enabled", [](Ctx& c, const Node& n, const Key& k, SB& s) { return read_bool(c, n, k, s.enabled); }},
+    {"network", [](Ctx& c, const Node& n, const Key& k, SB& s) { return read_bool(c, n, k, s.network); }},
+    {"read_paths", [](Ctx& c, const Node& n, const Key& k, SB& s) {
+       return read_path_list(c, n, k, s.read_paths); }},
+    {"write_paths", [](Ctx& c, const Node& n, const Key& k, SB& s) {
+       return read_path_list(c, n, k, s.write_paths); }},
+    {"memory_mb", [](Ctx& c, const Node& n, const Key& k, SB& s) {
+       return read_int(c, n, k, 0, 1048576, s.memory_mb); }},
+    {"cpu_seconds", [](Ctx& c, const Node& n, const Key& k, SB& s) {
+       return read_int(c, n, k, 0, 1000000, s.cpu_seconds); }},
+    {"max_files", [](Ctx& c, const Node& n, const Key& k, SB& s) {
+       return read_int(c, n, k, 16, 1048576, s.max_files); }},
+    {"max_procs", [](Ctx& c, const Node& n, const Key& k, SB& s) {
+       return read_int(c, n, k, 1, 100000, s.max_procs); }},
+    {"seccomp", [](Ctx& c, const Node& n, const Key& k, SB& s) { return read_bool(c, n, k, s.seccomp); }},
+    {"allow_weaker", [](Ctx& c, const Node& n, const Key& k, SB& s) {
+       return read_bool(c, n, k, s.allow_weaker); }},
+};
+
+bool read_sandbox(Ctx& c, const toml::node& n, const std::string& key, sandbox::Spec& out);
+
 const Field<PluginConfig> kPluginFields[] = {
     {"executor", [](Ctx& c, const Node& n, const Key& k, PC& p) {
        return read_executor(c, n, k, p.executor); }},
@@ -158,6 +203,12 @@ const Field<PluginConfig> kPluginFields[] = {
        return read_int(c, n, k, 0, 1000000, p.queue_limit); }},
     {"timeout_ms", [](Ctx& c, const Node& n, const Key& k, PC& p) {
        return read_int(c, n, k, 1, 86400000, p.timeout_ms); }},
+    {"max_calls_per_worker", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_int(c, n, k, 0, 1000000000, p.max_calls_per_worker); }},
+    {"max_rss_mb", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_int(c, n, k, 0, 1048576, p.max_rss_mb); }},
+    {"sandbox", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_sandbox(c, n, k, p.sandbox); }},
 };
 
 template <class T>
@@ -183,6 +234,11 @@ const toml::table* as_table(Ctx& c, const toml::node& n, const std::string& key)
   const toml::table* t = n.as_table();
   if (!t) fail(c, n, key, "must be a table");
   return t;
+}
+
+bool read_sandbox(Ctx& c, const toml::node& n, const std::string& key, sandbox::Spec& out) {
+  const toml::table* t = as_table(c, n, key);
+  return t && read_fields<sandbox::Spec>(c, *t, key, kSandboxFields, out);
 }
 
 // ---- sections ----

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "sandbox/sandbox.hpp"
+
 namespace ferry::config {
 
 enum class ExecutorKind { thread, process };
@@ -19,6 +21,10 @@ struct PluginConfig {
   int workers = 4;                               // Default: 4; 1..1024
   int queue_limit = 1024;                        // Default: 1024; 0..1000000
   std::uint32_t timeout_ms = 30000;              // Default: 30000; 1..86400000
+  // Process executor only:
+  std::uint64_t max_calls_per_worker = 0;  // Default: 0 (never recycle); 0..1000000000
+  std::uint64_t max_rss_mb = 0;            // Default: 0 (no RSS check); 0..1048576
+  sandbox::Spec sandbox;                   // [plugins.NAME.sandbox]
 };
 
 struct ServerConfig {

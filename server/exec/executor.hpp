@@ -3,16 +3,28 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "exec/job.hpp"
 
 namespace ferry {
+
+// One worker process of a process pool, as `ferry status` shows it.
+struct WorkerInfo {
+  int pid = 0;
+  std::string state;  // starting, idle, busy, retiring, backoff
+  std::uint64_t calls = 0;
+  std::uint64_t rss_kb = 0;
+};
 
 struct ExecutorStats {
   int workers = 0;
   int queued = 0;   // admitted, waiting for a worker
   int running = 0;  // on a worker now
   std::uint64_t completed = 0;
+  std::uint64_t restarts = 0;     // process pools: workers replaced so far
+  std::vector<WorkerInfo> procs;  // process pools: one per worker
 };
 
 class Executor {

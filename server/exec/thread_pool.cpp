@@ -2,14 +2,13 @@
 
 #include <pthread.h>
 
-#include <algorithm>
 
 #include "plugins/invoke.hpp"
 
 namespace ferry {
 
 ThreadPool::ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink)
-    : name_(std::move(name)), capacity_(workers + queue_limit), sink_(sink) {
+    : name_(std::move(name)), sink_(sink), queue_(workers + queue_limit) {
   threads_.reserve(workers);
   for (int i = 0; i < workers; ++i) {
     threads_.emplace_back([this] { work(); });
@@ -21,9 +20,7 @@ ThreadPool::~ThreadPool() { stop(); }
 
 bool ThreadPool::submit(Job&& job) {
   std::unique_lock lock(mu_);
-  if (stopping_ || queued_ + running_ >= capacity_) return false;
-  queues_[std::clamp(job.priority, 0, 2)].push_back(std::move(job));
-  ++queued_;
+  if (stopping_ || !queue_.admit(std::move(job), running_)) return false;
   const bool wake = wake_one();
   lock.unlock();
   if (wake) cv_.notify_one();
@@ -43,7 +40,7 @@ void ThreadPool::stop() {
 
 ExecutorStats ThreadPool::stats() const {
   std::lock_guard lock(mu_);
-  return ExecutorStats{int(threads_.size()), queued_, running_, completed_};
+  return ExecutorStats{int(threads_.size()), queue_.size(), running_, completed_};
 }
 
 // Waits for the next job; false once stopping and the queue is empty (drained).
@@ -58,19 +55,15 @@ bool ThreadPool::wake_one() {
 
 bool ThreadPool::next(Job* job) {
   std::unique_lock lock(mu_);
-  while (queued_ == 0 && !stopping_) {
+  while (queue_.empty() && !stopping_) {
     ++idle_;
     cv_.wait(lock);
     --idle_;
     if (waking_ > 0) --waking_;
   }
-  if (queued_ == 0) return false;
-  auto& q = !queues_[0].empty() ? queues_[0] : !queues_[1].empty() ? queues_[1] : queues_[2];
-  *job = std::move(q.front());
-  q.pop_front();
-  --queued_;
+  if (!queue_.pop(job)) return false;
   ++running_;
-  const bool wake = queued_ > 0 && wake_one();
+  const bool wake = !queue_.empty() && wake_one();
   lock.unlock();
   if (wake) cv_.notify_one();
   return true;

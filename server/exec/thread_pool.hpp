@@ -3,13 +3,13 @@
 #pragma once
 
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "exec/executor.hpp"
+#include "exec/job_queue.hpp"
 
 namespace ferry {
 
@@ -29,12 +29,10 @@ class ThreadPool final : public Executor {
   bool wake_one();  // with mu_ held
 
   const std::string name_;
-  const int capacity_;
   CompletionSink& sink_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> queues_[3];  // by Job::priority
-  int queued_ = 0;
+  JobQueue queue_;
   int running_ = 0;
   int idle_ = 0;    // workers waiting for a job
   int waking_ = 0;  // notified, not yet awake

@@ -68,6 +68,24 @@ void Ring::poll_multishot(int fd, std::uint64_t ud) {
   io_uring_sqe_set_data64(s, ud);
 }
 
+void Ring::poll_once(int fd, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_add(s, fd, POLLIN);
+  io_uring_sqe_set_data64(s, ud);
+}
+
+void Ring::timeout_at(const __kernel_timespec* when, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_timeout(s, const_cast<__kernel_timespec*>(when), 0, IORING_TIMEOUT_ABS);
+  io_uring_sqe_set_data64(s, ud);
+}
+
+void Ring::timeout_remove(std::uint64_t target_ud, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_timeout_remove(s, target_ud, 0);
+  io_uring_sqe_set_data64(s, ud);
+}
+
 void Ring::cancel(std::uint64_t target_ud, std::uint64_t ud) {
   io_uring_sqe* s = sqe();
   io_uring_prep_cancel64(s, target_ud, 0);

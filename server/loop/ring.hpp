@@ -24,7 +24,12 @@ class Ring {
   void recv(int fd, void* buf, std::size_t len, std::uint64_t ud);
   void send(int fd, const void* buf, std::size_t len, std::uint64_t ud);
   void poll_multishot(int fd, std::uint64_t ud);
+  void poll_once(int fd, std::uint64_t ud);
   void cancel(std::uint64_t target_ud, std::uint64_t ud);
+  // A timer firing at `when` (CLOCK_MONOTONIC); `when` must stay valid until submitted.
+  void timeout_at(const __kernel_timespec* when, std::uint64_t ud);
+  void timeout_remove(std::uint64_t target_ud, std::uint64_t ud);
+  void submit() { io_uring_submit(&ring_); }
 
   // Submits queued operations and waits for at least one completion.
   // Returns 0 or -errno (-EINTR is harmless).

@@ -6,7 +6,7 @@
 
 namespace ferry::loop {
 
-enum class Op : std::uint8_t { accept = 1, recv, send, wake, signal, cancel };
+enum class Op : std::uint8_t { accept = 1, recv, send, wake, signal, cancel, client };
 
 struct Tag {
   Op op;

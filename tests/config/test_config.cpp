@@ -220,21 +220,59 @@ TEST_CASE("unknown keys and tables are refused", "[config]") {
   CHECK(parse_error("[plugins.demo]\n\ntimeout = 5\n") ==
         "test.toml:3: plugins.demo.timeout: unknown key");
   CHECK(parse_error("[plugins.demo]\nsandbox.net = false\n") ==
-        "test.toml:2: plugins.demo.sandbox: unknown key");
+        "test.toml:2: plugins.demo.sandbox.net: unknown key");
   CHECK(parse_error("[server]\n[sandbox]\nx = 1\n") == "test.toml:2: sandbox: unknown key");
   CHECK(parse_error("workers = 4\n") == "test.toml:1: workers: unknown key");
   CHECK(parse_error("[server.tls]\n") == "test.toml:1: server.tls: unknown key");
 }
 
-TEST_CASE("executor must be thread; process is not yet supported", "[config]") {
+TEST_CASE("executor is thread or process", "[config]") {
   CHECK(parse_error("[defaults]\nexecutor = \"fork\"\n") ==
         "test.toml:2: defaults.executor: must be \"thread\" or \"process\"");
   CHECK(parse_error("[defaults]\nexecutor = \"Thread\"\n") ==
         "test.toml:2: defaults.executor: must be \"thread\" or \"process\"");
-  CHECK(parse_error("[plugins.demo]\nexecutor = \"process\"\n") ==
-        "test.toml:2: plugins.demo.executor: \"process\" is not yet supported (use \"thread\")");
-  CHECK(parse_error("[defaults]\nexecutor = \"process\"\n") ==
-        "test.toml:2: defaults.executor: \"process\" is not yet supported (use \"thread\")");
+  auto r = parse_config_text("[plugins.demo]\nexecutor = \"process\"\n", "/etc/ferry/test.toml");
+  REQUIRE(r.config);
+  CHECK(r.config->plugin("demo").executor == ferry::config::ExecutorKind::process);
+}
+
+TEST_CASE("process executor settings and the sandbox table", "[config]") {
+  auto r = parse_config_text(
+      "[defaults.sandbox]\nmemory_mb = 512\n"
+      "[plugins.demo]\nexecutor = \"process\"\nmax_calls_per_worker = 100\nmax_rss_mb = 300\n"
+      "[plugins.demo.sandbox]\nnetwork = true\nread_paths = [\"data\", \"/srv/in\"]\n"
+      "write_paths = [\"/tmp/out\"]\ncpu_seconds = 60\nmax_files = 32\nmax_procs = 8\n"
+      "seccomp = false\nallow_weaker = true\nenabled = true\n",
+      "/etc/ferry/test.toml");
+  INFO(r.error);
+  REQUIRE(r.config);
+  const auto& p = r.config->plugin("demo");
+  CHECK(p.max_calls_per_worker == 100);
+  CHECK(p.max_rss_mb == 300);
+  CHECK(p.sandbox.network);
+  CHECK(p.sandbox.read_paths == std::vector<std::string>{"/etc/ferry/data", "/srv/in"});
+  CHECK(p.sandbox.write_paths == std::vector<std::string>{"/tmp/out"});
+  CHECK(p.sandbox.memory_mb == 512);  // inherited from [defaults.sandbox]
+  CHECK(p.sandbox.cpu_seconds == 60);
+  CHECK(p.sandbox.max_files == 32);
+  CHECK(p.sandbox.max_procs == 8);
+  CHECK_FALSE(p.sandbox.seccomp);
+  CHECK(p.sandbox.allow_weaker);
+  CHECK(r.config->plugin("other").sandbox.memory_mb == 512);
+  CHECK_FALSE(r.config->plugin("other").sandbox.network);
+
+  CHECK(parse_error("[plugins.demo.sandbox]\nnetwork = 1\n") ==
+        "test.toml:2: plugins.demo.sandbox.network: must be true or false");
+  CHECK(parse_error("[plugins.demo.sandbox]\nread_paths = \"/x\"\n") ==
+        "test.toml:2: plugins.demo.sandbox.read_paths: must be an array of paths");
+  CHECK(parse_error("[plugins.demo.sandbox]\nwrite_paths = [\"/x\", 3]\n") ==
+        "test.toml:2: plugins.demo.sandbox.write_paths[1]: must be a string");
+  CHECK(parse_error("[plugins.demo.sandbox]\nmax_files = 2\n") ==
+        "test.toml:2: plugins.demo.sandbox.max_files: must be 16..1048576");
+  CHECK(parse_error("[plugins.demo]\nmax_rss_mb = -1\n") ==
+        "test.toml:2: plugins.demo.max_rss_mb: must be 0..1048576");
+  CHECK(parse_error("[plugins.demo]\nsandbox = 1\n") ==
+        "test.toml:2: plugins.demo.sandbox: must be a table");
 }
 
 TEST_CASE("plugin names are [A-Za-z0-9_]+ and not ferry", "[config]") {

@@ -60,6 +60,8 @@ std::string ferry_cli_path() { return FERRY_CLI; }
 FerrydProcess::FerrydProcess(const std::vector<std::string>& plugins, const std::string& extra_toml,
                              const std::string& server_toml)
     : dir_(make_temp_dir()), socket_((dir_ / "ferry.sock").string()) {
+  // Sandboxed workers run as another user: they must reach their plugin.
+  std::filesystem::permissions(dir_, std::filesystem::perms(0755));
   std::filesystem::create_directory(dir_ / "plugins");
   for (const auto& p : plugins) {
     std::filesystem::create_symlink(p, dir_ / "plugins" / std::filesystem::path(p).filename());

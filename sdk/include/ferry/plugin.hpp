@@ -159,6 +159,7 @@ struct strip_context<types<R, C, A...>> {
 // ---- Storage and the C entry points --------------------------------------
 
 // A registered callable plus what its entry point needs; `user` points here.
+// Immutable after registration, so calls on many threads share it safely.
 template <class F>
 struct Bound {
   const ferry_host_api* api;

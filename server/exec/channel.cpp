@@ -1,0 +1,129 @@
+#include "exec/channel.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace ferry::channel {
+namespace {
+
+constexpr unsigned kSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
+
+// A sealed memfd holding `body`, or -errno.
+int make_memfd(std::string_view body) {
+  const int fd = memfd_create("ferry-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return -errno;
+  std::size_t off = 0;
+  while (off < body.size()) {
+    const ssize_t n = pwrite(fd, body.data() + off, body.size() - off, off_t(off));
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      close(fd);
+      return -err;
+    }
+    off += std::size_t(n);
+  }
+  if (fcntl(fd, F_ADD_SEALS, kSeals) != 0) {
+    const int err = errno;
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+int send_with_fd(int fd, const Header& h, int body_fd) {
+  iovec iov{const_cast<Header*>(&h), sizeof h};
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctrl;
+  msg.msg_controllen = sizeof ctrl;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &body_fd, sizeof(int));
+  const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  return n == ssize_t(sizeof h) ? 0 : (n < 0 ? -errno : -EMSGSIZE);
+}
+
+// Reads exactly h.body_len bytes from the memfd; never maps it.
+int read_memfd(int memfd, std::size_t len, std::string* body) {
+  body->resize(len);
+  std::size_t off = 0;
+  while (off < len) {
+    const ssize_t n = pread(memfd, body->data() + off, len - off, off_t(off));
+    if (n <= 0) return n < 0 ? -errno : -EBADMSG;
+    off += std::size_t(n);
+  }
+  return 1;
+}
+
+int received_fd(msghdr& msg) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      return fd;
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+int send(int fd, const Header& h_in, std::string_view body) {
+  Header h = h_in;
+  h.body_len = std::uint32_t(body.size());
+  if (body.size() > kInlineMax) {
+    h.flags |= kFlagMemfd;
+    const int memfd = make_memfd(body);
+    if (memfd < 0) return memfd;
+    const int rc = send_with_fd(fd, h, memfd);
+    close(memfd);
+    return rc;
+  }
+  h.flags &= ~kFlagMemfd;
+  iovec iov[2] = {{&h, sizeof h}, {const_cast<char*>(body.data()), body.size()}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = body.empty() ? 1 : 2;
+  const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  if (n < 0) return -errno;
+  return std::size_t(n) == sizeof h + body.size() ? 0 : -EMSGSIZE;
+}
+
+int recv(int fd, Header* h, std::string* body, std::size_t max_body) {
+  thread_local std::string buf(sizeof(Header) + kInlineMax + 1, '\0');
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{buf.data(), buf.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctrl;
+  msg.msg_controllen = sizeof ctrl;
+  const ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n < 0) return -errno;
+  if (n == 0) return 0;
+  const int memfd = received_fd(msg);
+  int rc = 1;
+  if (std::size_t(n) < sizeof(Header) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    rc = -EBADMSG;
+  } else {
+    std::memcpy(h, buf.data(), sizeof *h);  // copy out before validating
+    const std::size_t inline_len = std::size_t(n) - sizeof(Header);
+    if (h->body_len > max_body) rc = -EMSGSIZE;
+    else if ((h->flags & kFlagMemfd) != 0) rc = memfd < 0 ? -EBADMSG : read_memfd(memfd, h->body_len, body);
+    else if (inline_len != h->body_len) rc = -EBADMSG;
+    else body->assign(buf.data() + sizeof(Header), inline_len);
+  }
+  if (memfd >= 0) close(memfd);
+  return rc;
+}
+
+}  // namespace ferry::channel

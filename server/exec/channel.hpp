@@ -1,0 +1,46 @@
+// The host <-> ferry-worker channel: messages on a SOCK_SEQPACKET socketpair
+// (docs/worker-channel.md). One message = one Header + body. A body larger
+// than kInlineMax travels in a sealed memfd passed with SCM_RIGHTS instead.
+// Functions here are thread-compatible and do no logging.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace ferry::channel {
+
+enum class Type : std::uint32_t {
+  spec = 1,       // host -> worker: JSON {plugin, sandbox...}; first message
+  ready = 2,      // worker -> host: JSON {name, version, functions[]}
+  failed = 3,     // worker -> host: text; the worker exits after sending it
+  call = 4,       // host -> worker: id, deadline, code = function index; body payload
+  reply = 5,      // worker -> host: id, code (ferry_code); body result or message
+  violation = 6,  // worker -> host: code = syscall number (from the SIGSYS handler)
+  fatal = 7,      // worker -> host: code = signal number; the worker exits next
+};
+
+inline constexpr std::uint32_t kFlagMemfd = 1;  // body is in the attached memfd
+inline constexpr std::size_t kInlineMax = 48 * 1024;
+
+struct Header {
+  Type type;
+  std::uint32_t flags = 0;
+  std::uint64_t id = 0;
+  std::int64_t deadline_ms = 0;
+  std::uint32_t code = 0;
+  std::uint32_t body_len = 0;  // bytes inline after the header, or in the memfd
+};
+static_assert(sizeof(Header) == 32);
+
+// Sends one message (blocking unless the fd is non-blocking).
+// Returns 0 or -errno. Bodies over kInlineMax go through a sealed memfd.
+int send(int fd, const Header& h, std::string_view body);
+
+// Receives one message. Returns 1 on a message, 0 on EOF, -errno on error
+// (-EAGAIN on a non-blocking fd with nothing to read; -EBADMSG when malformed).
+// A memfd body is read with pread (never mapped), so a hostile peer cannot
+// fault the reader; at most max_body bytes are accepted.
+int recv(int fd, Header* h, std::string* body, std::size_t max_body);
+
+}  // namespace ferry::channel

@@ -1,0 +1,350 @@
+#include "exec/process_pool.hpp"
+
+#include "plugins/registry.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace ferry {
+namespace {
+
+constexpr std::size_t kMaxReply = std::size_t(1) << 30;
+constexpr std::int64_t kBackoffFirstMs = 100;
+constexpr std::int64_t kBackoffMaxMs = 30000;
+
+__kernel_timespec at_ms(std::int64_t ms) {
+  return __kernel_timespec{ms / 1000, (ms % 1000) * 1000000};
+}
+
+int pidfd_signal(int pidfd, int sig) {
+  return int(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+std::uint64_t rss_kb(int pid) {
+  char path[64], buf[128];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", pid);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  unsigned long long size = 0, resident = 0;
+  std::sscanf(buf, "%llu %llu", &size, &resident);
+  return resident * std::uint64_t(sysconf(_SC_PAGESIZE)) / 1024;
+}
+
+const char* state_name(int s) {
+  static const char* const names[] = {"empty", "backoff", "starting", "idle", "busy", "retiring"};
+  return names[s];
+}
+
+}  // namespace
+
+ProcessPool::ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink)
+    : opt_(std::move(opt)),
+      reactor_(reactor),
+      sink_(sink),
+      id_(reactor.add(this)),
+      queue_(opt_.cfg->workers + opt_.cfg->queue_limit),
+      workers_(std::size_t(opt_.cfg->workers)) {
+  for (std::uint16_t i = 0; i < workers_.size(); ++i) spawn(i);
+}
+
+ProcessPool::~ProcessPool() {
+  stop();
+  reactor_.remove(id_);
+}
+
+void ProcessPool::spawn(std::uint16_t i) {
+  Worker& w = workers_[i];
+  const int failures = w.start_failures;
+  w = Worker{};
+  w.start_failures = failures;
+  w.spawned_ms = monotonic_ms();
+  std::string err = spawn_worker(opt_.worker_path, opt_.cfg->sandbox, &w.proc);
+  if (err.empty() && w.proc.channel >= 0) {
+    fcntl(w.proc.channel, F_SETFL, O_NONBLOCK);
+    const int rc = channel::send(w.proc.channel, channel::Header{channel::Type::spec},
+                                 encode_worker_spec(opt_.plugin_path, opt_.cfg->sandbox));
+    if (rc != 0) err = std::string("sending the spec: ") + std::strerror(-rc);
+  }
+  if (w.proc.pid < 0) {
+    spdlog::error("plugin {}: cannot spawn a worker: {}", opt_.plugin, err);
+    ++w.start_failures;
+    return schedule_respawn(i);
+  }
+  if (!err.empty()) {
+    spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, err);
+    kill_worker(w);
+  }
+  w.state = State::starting;
+  auto& ring = reactor_.ring();
+  ring.poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));
+  ring.poll_once(w.proc.pidfd, loop::Reactor::tag(id_, kExit, i));
+}
+
+bool ProcessPool::submit(Job&& job) {
+  const std::int64_t deadline = job.deadline_ms;
+  if (stopping_ || !queue_.admit(std::move(job), busy())) return false;
+  dispatch();
+  if (deadline != 0 && !queue_.empty()) arm_queue_timer(deadline);
+  return true;
+}
+
+// Queued calls are answered `timeout` at their deadline even when no worker
+// frees up (e.g. all of them are being restarted): one timer for the earliest.
+void ProcessPool::arm_queue_timer(std::int64_t deadline_ms) {
+  if (queue_timer_ms_ != 0 && queue_timer_ms_ <= deadline_ms) return;
+  queue_timer_ms_ = deadline_ms;
+  queue_ts_ = at_ms(deadline_ms);
+  reactor_.ring().timeout_at(&queue_ts_, loop::Reactor::tag(id_, kQueueTimer, 0));
+}
+
+void ProcessPool::expire_queued() {
+  const std::int64_t now = monotonic_ms();
+  if (queue_timer_ms_ <= now) queue_timer_ms_ = 0;
+  const std::int64_t next = queue_.expire(now, [this](Job& job) {
+    finish(job, FERRY_E_TIMEOUT, "deadline passed while the call was queued");
+  });
+  if (next != 0) arm_queue_timer(next);
+}
+
+int ProcessPool::busy() const {
+  return int(std::count_if(workers_.begin(), workers_.end(),
+                           [](const Worker& w) { return w.state == State::busy; }));
+}
+
+void ProcessPool::dispatch() {
+  for (std::uint16_t i = 0; i < workers_.size() && !queue_.empty(); ++i) {
+    if (workers_[i].state != State::idle) continue;
+    Job job;
+    while (queue_.pop(&job)) {
+      if (job.deadline_ms == 0 || monotonic_ms() < job.deadline_ms) break;
+      finish(job, FERRY_E_TIMEOUT, "deadline passed before the call started");
+      job.fn.reset();
+    }
+    if (job.fn) start_call(i, std::move(job));
+  }
+}
+
+void ProcessPool::start_call(std::uint16_t i, Job&& job) {
+  Worker& w = workers_[i];
+  const auto& names = opt_.functions;
+  const auto it = std::lower_bound(names.begin(), names.end(), job.fn->name);
+  channel::Header h{channel::Type::call, 0, ++w.calls, job.deadline_ms,
+                    std::uint32_t(it - names.begin())};
+  const int rc = channel::send(w.proc.channel, h, job.payload);
+  w.call.emplace(std::move(job));
+  w.state = State::busy;
+  if (rc != 0) {
+    spdlog::error("plugin {}: worker {}: send: {}", opt_.plugin, w.proc.pid, std::strerror(-rc));
+    return kill_worker(w);  // the exit handler answers the call
+  }
+  if (w.call->deadline_ms != 0) {
+    w.deadline_ts = at_ms(w.call->deadline_ms);
+    reactor_.ring().timeout_at(&w.deadline_ts, loop::Reactor::tag(id_, kDeadline, i));
+  }
+}
+
+void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& cqe) {
+  if (sub == kQueueTimer) return expire_queued();
+  if (i >= workers_.size()) return;
+  Worker& w = workers_[i];
+  switch (sub) {
+    case kChannel: return on_channel(i, cqe);
+    case kExit: return on_exit(i);
+    case kRespawn:
+      if (!stopping_ && w.state == State::backoff) spawn(i);
+      return;
+    case kDeadline:
+      if (cqe.res == -ETIME && w.state == State::busy && monotonic_ms() >= w.call->deadline_ms) {
+        w.deadline_kill = true;
+        kill_worker(w);
+      }
+      return;
+    default: return;
+  }
+}
+
+void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe) {
+  Worker& w = workers_[i];
+  if (w.proc.channel < 0 || w.state == State::empty || w.state == State::backoff) return;
+  channel::Header h;
+  std::string body;
+  int rc;
+  while ((rc = channel::recv(w.proc.channel, &h, &body, kMaxReply)) == 1) on_message(i, h, body);
+  if (rc == -EBADMSG || rc == -EMSGSIZE) {
+    spdlog::error("plugin {}: worker {} sent a malformed message", opt_.plugin, w.proc.pid);
+    kill_worker(w);
+  }
+  if (rc == -EAGAIN && (cqe.flags & IORING_CQE_F_MORE) == 0) {
+    reactor_.ring().poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));
+  }
+}
+
+void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::string& body) {
+  Worker& w = workers_[i];
+  switch (h.type) {
+    case channel::Type::ready: return on_ready(w, body), dispatch();
+    case channel::Type::reply: return on_reply(i, h, body);
+    case channel::Type::violation: w.violation = int(h.code); return;
+    case channel::Type::fatal: w.fatal_signal = int(h.code); return;
+    case channel::Type::failed:
+      w.failure = body;
+      spdlog::error("plugin {}: worker {} failed to start: {}", opt_.plugin, w.proc.pid, body);
+      return;
+    default:
+      spdlog::error("plugin {}: worker {} sent message type {}", opt_.plugin, w.proc.pid, int(h.type));
+      return kill_worker(w);
+  }
+}
+
+void ProcessPool::on_ready(Worker& w, const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (w.state != State::starting || j.is_discarded() || !j.contains("functions") ||
+      j["functions"] != nlohmann::json(opt_.functions)) {
+    spdlog::error("plugin {}: worker {} loaded a different plugin than ferryd did", opt_.plugin, w.proc.pid);
+    return kill_worker(w);
+  }
+  w.state = State::idle;
+  w.start_failures = 0;
+  spdlog::debug("plugin {}: worker {} ready in {} ms", opt_.plugin, w.proc.pid, monotonic_ms() - w.spawned_ms);
+}
+
+void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::string& body) {
+  Worker& w = workers_[i];
+  if (w.state != State::busy || h.id != w.calls || h.code >= FERRY_CODE_COUNT) {
+    spdlog::error("plugin {}: worker {} sent an unexpected reply", opt_.plugin, w.proc.pid);
+    return kill_worker(w);
+  }
+  if (w.call->deadline_ms != 0) {
+    reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kDeadline, i), loop::Reactor::tag(id_, kIgnore, i));
+  }
+  finish(*w.call, ferry_code(h.code), std::move(body));
+  w.call.reset();
+  w.state = State::idle;
+  after_call(i);
+}
+
+// Recycles a worker that served its quota or grew too big, else gives it work.
+void ProcessPool::after_call(std::uint16_t i) {
+  Worker& w = workers_[i];
+  const auto& cfg = *opt_.cfg;
+  if (cfg.max_calls_per_worker != 0 && w.calls >= cfg.max_calls_per_worker) {
+    return retire(w, "served " + std::to_string(w.calls) + " calls (max_calls_per_worker)");
+  }
+  if (cfg.max_rss_mb != 0) {
+    const std::uint64_t kb = rss_kb(w.proc.pid);
+    if (kb > cfg.max_rss_mb * 1024) {
+      return retire(w, "RSS " + std::to_string(kb / 1024) + " MB over max_rss_mb " + std::to_string(cfg.max_rss_mb));
+    }
+  }
+  dispatch();
+}
+
+void ProcessPool::retire(Worker& w, const std::string& why) {
+  spdlog::info("plugin {}: recycling worker {}: {}", opt_.plugin, w.proc.pid, why);
+  w.state = State::retiring;
+  kill_worker(w);
+}
+
+void ProcessPool::kill_worker(Worker& w) {
+  if (w.proc.pidfd >= 0) pidfd_signal(w.proc.pidfd, SIGKILL);
+}
+
+void ProcessPool::on_exit(std::uint16_t i) {
+  Worker& w = workers_[i];
+  siginfo_t si{};
+  if (w.proc.pidfd < 0 || waitid(P_PIDFD, id_t(w.proc.pidfd), &si, WEXITED | WNOHANG) != 0) return;
+  if (w.call) {
+    finish(*w.call, death_code(w, si.si_code, si.si_status), death_message(w, si.si_code, si.si_status));
+    w.call.reset();
+  }
+  const bool started = w.state != State::starting;
+  if (!started) {
+    ++w.start_failures;
+    spdlog::error("plugin {}: worker {} died before it was ready ({})", opt_.plugin, w.proc.pid,
+                  death_message(w, si.si_code, si.si_status));
+  }
+  reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
+  close(w.proc.channel);
+  close(w.proc.pidfd);
+  w.proc = SpawnedWorker{};
+  w.state = State::empty;
+  if (stopping_) return;
+  ++restarts_;
+  if (started) return spawn(i), void();
+  schedule_respawn(i);
+}
+
+// Crash-loop guard: 100 ms, 200 ms, ... up to 30 s between start attempts.
+void ProcessPool::schedule_respawn(std::uint16_t i) {
+  Worker& w = workers_[i];
+  const int n = std::min(w.start_failures, 16);
+  const std::int64_t delay = std::min(kBackoffMaxMs, kBackoffFirstMs << std::max(0, n - 1));
+  if (n >= 3) {
+    spdlog::error("plugin {}: crash loop: {} start failures in a row, next attempt in {} ms{}{}", opt_.plugin, n,
+                  delay, w.failure.empty() ? "" : "; last error: ", w.failure);
+  }
+  w.state = State::backoff;
+  w.respawn_ts = at_ms(monotonic_ms() + delay);
+  reactor_.ring().timeout_at(&w.respawn_ts, loop::Reactor::tag(id_, kRespawn, i));
+}
+
+ferry_code ProcessPool::death_code(const Worker& w, int how, int status) const {
+  if (w.deadline_kill) return FERRY_E_TIMEOUT;
+  if (w.violation >= 0) return FERRY_E_SANDBOX_VIOLATION;
+  if (how != CLD_EXITED && status == SIGSYS) return FERRY_E_SANDBOX_VIOLATION;
+  return FERRY_E_WORKER_CRASHED;
+}
+
+std::string ProcessPool::death_message(const Worker& w, int how, int status) const {
+  if (w.deadline_kill) return "deadline passed; the worker running the call was killed";
+  if (w.violation >= 0) {
+    return "sandbox violation: syscall " + sandbox::syscall_name(w.violation) + " is not allowed";
+  }
+  if (w.fatal_signal != 0) how = CLD_KILLED, status = w.fatal_signal;
+  if (how == CLD_EXITED) return "worker exited with status " + std::to_string(status);
+  std::string sig = sigabbrev_np(status) != nullptr ? sigabbrev_np(status) : std::to_string(status);
+  return "worker crashed: SIG" + sig + " (" + strsignal(status) + ")";
+}
+
+void ProcessPool::finish(Job& job, ferry_code code, std::string data) {
+  ++completed_;
+  sink_.complete(Completion{job.ref, code, std::move(data)});
+}
+
+void ProcessPool::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  for (auto& w : workers_) {
+    if (w.proc.pidfd < 0) continue;
+    pidfd_signal(w.proc.pidfd, SIGKILL);
+    siginfo_t si{};
+    waitid(P_PIDFD, id_t(w.proc.pidfd), &si, WEXITED);
+    close(w.proc.pidfd);
+    close(w.proc.channel);
+    w.proc = SpawnedWorker{};
+  }
+}
+
+ExecutorStats ProcessPool::stats() const {
+  ExecutorStats st{int(workers_.size()), queue_.size(), busy(), completed_, restarts_, {}};
+  for (const auto& w : workers_) {
+    st.procs.push_back(WorkerInfo{w.proc.pid, state_name(int(w.state)), w.calls,
+                                  w.proc.pid > 0 ? rss_kb(w.proc.pid) : 0});
+  }
+  return st;
+}
+
+}  // namespace ferry

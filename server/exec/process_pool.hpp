@@ -1,0 +1,92 @@
+// The `process` executor: a plugin's calls run in pre-started, sandboxed
+// ferry-worker processes, one call per worker at a time. Supervised from the
+// event loop: channel polls, pidfd exit polls and deadline timers are all
+// io_uring operations. A dead worker fails only its own call and is replaced
+// (with backoff when it dies before becoming ready). Loop thread only.
+#pragma once
+
+#include <linux/time_types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "exec/channel.hpp"
+#include "exec/executor.hpp"
+#include "exec/job_queue.hpp"
+#include "exec/spawn.hpp"
+#include "loop/reactor.hpp"
+
+namespace ferry {
+
+class ProcessPool final : public Executor, public loop::IoClient {
+ public:
+  struct Options {
+    std::string plugin;
+    std::string plugin_path;
+    std::string worker_path;
+    std::vector<std::string> functions;  // sorted full names: a call's index
+    const config::PluginConfig* cfg = nullptr;
+  };
+  ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink);
+  ~ProcessPool() override;
+
+  bool submit(Job&& job) override;
+  // Kills and reaps every worker (after the loop ended: nothing is in flight).
+  void stop() override;
+  ExecutorStats stats() const override;
+  const char* kind() const override { return "process"; }
+  void on_io(std::uint8_t sub, std::uint16_t index, const io_uring_cqe& cqe) override;
+
+ private:
+  enum Sub : std::uint8_t { kChannel = 1, kExit, kDeadline, kRespawn, kIgnore, kQueueTimer };
+  enum class State { empty, backoff, starting, idle, busy, retiring };
+  struct Worker {
+    SpawnedWorker proc;
+    State state = State::empty;
+    std::optional<Job> call;
+    std::uint64_t calls = 0;
+    int violation = -1;  // syscall reported by the SIGSYS handler
+    int fatal_signal = 0;  // signal the worker reported before exiting
+    bool deadline_kill = false;
+    int start_failures = 0;  // consecutive deaths before ready
+    std::string failure;     // last `failed` message
+    std::int64_t spawned_ms = 0;
+    __kernel_timespec deadline_ts{};
+    __kernel_timespec respawn_ts{};
+  };
+
+  void spawn(std::uint16_t i);
+  void on_channel(std::uint16_t i, const io_uring_cqe& cqe);
+  void on_message(std::uint16_t i, const channel::Header& h, std::string& body);
+  void on_ready(Worker& w, const std::string& body);
+  void on_reply(std::uint16_t i, const channel::Header& h, std::string& body);
+  void on_exit(std::uint16_t i);
+  void after_call(std::uint16_t i);
+  void retire(Worker& w, const std::string& why);
+  void schedule_respawn(std::uint16_t i);
+  void dispatch();
+  void arm_queue_timer(std::int64_t deadline_ms);
+  void expire_queued();
+  void start_call(std::uint16_t i, Job&& job);
+  void finish(Job& job, ferry_code code, std::string data);
+  std::string death_message(const Worker& w, int how, int status) const;
+  ferry_code death_code(const Worker& w, int how, int status) const;
+  int busy() const;
+  void kill_worker(Worker& w);
+
+  Options opt_;
+  loop::Reactor& reactor_;
+  CompletionSink& sink_;
+  std::uint32_t id_;
+  JobQueue queue_;
+  std::vector<Worker> workers_;
+  std::uint64_t completed_ = 0;
+  std::uint64_t restarts_ = 0;
+  bool stopping_ = false;
+  std::int64_t queue_timer_ms_ = 0;  // when the armed queue timer fires (0: none)
+  __kernel_timespec queue_ts_{};
+};
+
+}  // namespace ferry

@@ -1,0 +1,33 @@
+// Starts ferry-worker processes: clone3() into the sandbox's namespaces, then
+// execve() at once (no code of the multithreaded host runs in the child
+// beyond async-signal-safe setup). Call from the loop thread only: the
+// worker's PR_SET_PDEATHSIG fires when the creating thread exits.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "sandbox/sandbox.hpp"
+
+namespace ferry {
+
+struct SpawnedWorker {
+  pid_t pid = -1;
+  int pidfd = -1;    // for supervision: readable once the worker exited
+  int channel = -1;  // host end of the SOCK_SEQPACKET channel
+};
+
+// Spawns `worker_path` with the channel on its fd 3, an empty environment and
+// the namespaces `spec` asks for. Returns "" or what failed (with errno).
+std::string spawn_worker(const std::string& worker_path, const sandbox::Spec& spec,
+                         SpawnedWorker* out);
+
+// The JSON the host sends as the worker's first (spec) message, and back.
+std::string encode_worker_spec(const std::string& plugin_path, const sandbox::Spec& spec);
+bool decode_worker_spec(const std::string& json, std::string* plugin_path, sandbox::Spec* spec);
+
+// The ferry-worker executable installed next to the running ferryd.
+std::string default_worker_path();
+
+}  // namespace ferry

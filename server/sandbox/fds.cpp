@@ -1,0 +1,49 @@
+#include "sandbox/fds.hpp"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#include <string>
+
+#include "sandbox/step.hpp"
+
+namespace ferry::sandbox {
+namespace {
+
+// close_range(first, last); close() one by one where the kernel predates it.
+Status close_fds(unsigned first, unsigned last) {
+  if (first > last) return Status::Ok();
+  if (::syscall(SYS_close_range, first, last, 0) == 0) return Status::Ok();
+  if (errno != ENOSYS) return errno_fail("fds", "close_range");
+  const long max = ::sysconf(_SC_OPEN_MAX);
+  for (long fd = first; fd <= static_cast<long>(last) && fd < max; ++fd)
+    ::close(static_cast<int>(fd));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status redirect_stdio() {
+  const int null = ::open("/dev/null", O_RDWR);
+  if (null < 0) return errno_fail("fds", "open /dev/null");
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (null != fd && ::dup2(null, fd) < 0)
+      return errno_fail("fds", "dup2(/dev/null, " + std::to_string(fd) + ")");
+  }
+  if (null > 2) ::close(null);
+  return Status::Ok();
+}
+
+Status close_other_fds(int keep_fd) {
+  if (keep_fd >= 0 && keep_fd <= 2)
+    return Status::Fail("fds",
+                        "keep_fd " + std::to_string(keep_fd) + " would be replaced by /dev/null");
+  if (keep_fd < 0) return close_fds(3, UINT_MAX);
+  FERRY_SANDBOX_STEP(close_fds(3, static_cast<unsigned>(keep_fd) - 1));
+  return close_fds(static_cast<unsigned>(keep_fd) + 1, UINT_MAX);
+}
+
+}  // namespace ferry::sandbox

@@ -1,0 +1,108 @@
+// ferry-worker: one sandboxed process serving one plugin's calls for ferryd.
+// Spawned by ferryd with the channel on fd 3 (docs/worker-channel.md). The
+// steps below run in this order; the first failure is reported to the host
+// as a `failed` message and the worker exits.
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "exec/channel.hpp"
+#include "exec/spawn.hpp"
+#include "plugins/invoke.hpp"
+#include "plugins/registry.hpp"
+#include "sandbox/sandbox.hpp"
+
+namespace {
+
+constexpr int kChannel = 3;
+constexpr std::size_t kMaxBody = 1u << 30;
+
+using ferry::channel::Header;
+using ferry::channel::Type;
+
+// The worker is PID 1 of its pid namespace, where a signal it raises itself
+// without a handler is ignored: abort() would end in a fault instead. So
+// SIGABRT gets a handler that tells the host, then exits.
+void on_abort(int sig) {
+  static const Header report{Type::fatal, 0, 0, 0, std::uint32_t(SIGABRT)};
+  ::send(kChannel, &report, sizeof report, MSG_NOSIGNAL);
+  _exit(128 + sig);
+}
+
+void report_aborts() {
+  struct sigaction sa {};
+  sa.sa_handler = on_abort;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGABRT, &sa, nullptr);
+}
+
+int fail(const std::string& why) {
+  ferry::channel::send(kChannel, Header{Type::failed}, why);
+  return 3;
+}
+
+struct Loaded {
+  std::vector<std::shared_ptr<const ferry::Function>> functions;  // index = call code
+  std::string ready_json;
+};
+
+// Loads the plugin through the same registry code ferryd uses.
+std::string load(ferry::Registry& reg, const std::string& path, Loaded* out) {
+  if (std::string why = reg.load(path); !why.empty()) return "plugin " + path + " refused: " + why;
+  const auto& plugin = *reg.plugins().front();
+  for (const auto& name : plugin.functions) out->functions.push_back(reg.find(name));
+  out->ready_json = nlohmann::json{{"name", plugin.name},
+                                   {"version", plugin.version},
+                                   {"functions", plugin.functions}}
+                        .dump();
+  return {};
+}
+
+// Serves calls until the host closes the channel.
+int serve(const Loaded& loaded) {
+  Header h;
+  std::string body;
+  while (true) {
+    const int rc = ferry::channel::recv(kChannel, &h, &body, kMaxBody);
+    if (rc == 0) return 0;  // ferryd closed the channel: done
+    if (rc < 0 || h.type != Type::call || h.code >= loaded.functions.size()) return 4;
+    ferry::Job job{{0, 0, h.id}, loaded.functions[h.code], std::move(body), h.deadline_ms};
+    ferry::Completion c = ferry::run_job(job);
+    Header reply{Type::reply, 0, h.id, 0, std::uint32_t(c.code)};
+    if (ferry::channel::send(kChannel, reply, c.data) != 0) return 5;
+    body.clear();
+  }
+}
+
+}  // namespace
+
+int main() {
+  spdlog::set_level(spdlog::level::off);  // stderr is /dev/null once sandboxed
+  Header h;
+  std::string body;
+  if (ferry::channel::recv(kChannel, &h, &body, 1u << 20) != 1 || h.type != Type::spec) return 2;
+  std::string plugin_path;
+  ferry::sandbox::Spec spec;
+  if (!ferry::decode_worker_spec(body, &plugin_path, &spec)) return fail("malformed spec message");
+  if (spec.enabled) {
+    auto st = ferry::sandbox::apply_before_load(spec, kChannel);
+    if (!st.ok) return fail("sandbox step " + st.step + ": " + st.message);
+  }
+  ferry::Registry registry;
+  Loaded loaded;
+  if (std::string why = load(registry, plugin_path, &loaded); !why.empty()) return fail(why);
+  if (spec.enabled) {
+    auto st = ferry::sandbox::apply_after_load(spec, plugin_path, kChannel);
+    if (!st.ok) return fail("sandbox step " + st.step + ": " + st.message);
+  }
+  report_aborts();
+  if (ferry::channel::send(kChannel, Header{Type::ready}, loaded.ready_json) != 0) return 5;
+  return serve(loaded);
+}
