@@ -35,9 +35,17 @@ rlim_t or_infinity(std::uint64_t value, std::uint64_t unit) {
 
 }  // namespace
 
+#if defined(__SANITIZE_ADDRESS__)
+// ASan reserves terabytes of shadow address space at start-up: under it every
+// later mapping would pass any address-space limit. Sanitizer builds only.
+constexpr std::uint64_t kAddressSpaceUnit = 0;
+#else
+constexpr std::uint64_t kAddressSpaceUnit = 1024 * 1024;
+#endif
+
 Status apply_rlimits(const Spec& spec) {
   const Limit limits[] = {
-      {RLIMIT_AS, "RLIMIT_AS", or_infinity(spec.memory_mb, 1024 * 1024)},
+      {RLIMIT_AS, "RLIMIT_AS", or_infinity(kAddressSpaceUnit == 0 ? 0 : spec.memory_mb, kAddressSpaceUnit)},
       {RLIMIT_CPU, "RLIMIT_CPU", or_infinity(spec.cpu_seconds, 1)},
       {RLIMIT_NOFILE, "RLIMIT_NOFILE", or_infinity(spec.max_files, 1)},
       {RLIMIT_NPROC, "RLIMIT_NPROC", or_infinity(spec.max_procs, 1)},
