@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
-# Builds Ferry (Release), starts ferryd with config/server.toml on a private
-# socket, runs ferry-bench at 4 connections x 16 in flight and at 1 x 1
-# against demo.noop (PING figures and the ratio come from the same runs),
-# then stops ferryd. Extra arguments go to both ferry-bench runs.
+# Builds Ferry (Release) and measures demo.noop through the thread executor and
+# through the process executor (sandboxed workers), each against PING in the
+# same ferry-bench run, at 4 connections x 16 in flight and at 1 x 1. Prints
+# the workers' start times too. Extra arguments go to every ferry-bench run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
-"$root/scripts/build.sh" "$root/build" -DCMAKE_BUILD_TYPE=Release
+"$root/scripts/build.sh" "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-sed -e "s|^socket_path = .*|socket_path = \"$work/ferry.sock\"|" \
-    -e "s|^plugin_dir = .*|plugin_dir = \"$root/build/plugins\"|" \
-    -e 's|^log_level = .*|log_level = "warn"|' "$root/config/server.toml" > "$work/server.toml"
-"$root/build/ferryd" --config "$work/server.toml" 2>"$work/ferryd.log" &
-pid=$!
-for _ in $(seq 100); do "$root/build/ferry" -s "$work/ferry.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
-"$root/build/ferry-bench" --socket "$work/ferry.sock" -c 4 -d 16 -n 200000 -f demo.noop "$@"
-"$root/build/ferry-bench" --socket "$work/ferry.sock" -c 1 -d 1 -n 20000 -f demo.noop "$@"
+chmod 755 "$work"
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+start_ferryd() {  # start_ferryd EXECUTOR
+  sed -e "s|^socket_path = .*|socket_path = \"$work/ferry.sock\"|" \
+      -e "s|^plugin_dir = .*|plugin_dir = \"$root/build/plugins\"|" \
+      -e 's|^log_level = .*|log_level = "debug"|' "$root/config/server.toml" > "$work/server.toml"
+  printf '\n[plugins.demo.sandbox]\n' >> "$work/server.toml"
+  sed -i "/^\[plugins.demo\]/,/^\[/ s|^executor = .*|executor = \"$1\"|" "$work/server.toml"
+  "$root/build/ferryd" --config "$work/server.toml" 2>"$work/ferryd-$1.log" &
+  pid=$!
+  for _ in $(seq 100); do "$root/build/ferry" -s "$work/ferry.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+for mode in thread process; do
+  start_ferryd "$mode"
+  echo "=== demo.noop in $mode mode"
+  "$root/build/ferry-bench" --socket "$work/ferry.sock" -c 4 -d 16 -n 200000 -f demo.noop "$@"
+  "$root/build/ferry-bench" --socket "$work/ferry.sock" -c 1 -d 1 -n 20000 -f demo.noop "$@"
+  kill "$pid"; wait "$pid" || true; pid=
+done
+echo "=== process-mode worker start (spawn to ready)"
+grep -o 'ready in [0-9]* ms' "$work/ferryd-process.log" | awk '{print $3}' | sort -n |
+  awk '{a[NR]=$1} END {if (NR) printf "%d workers: min %d ms, median %d ms, max %d ms\n", NR, a[1], a[int((NR+1)/2)], a[NR]}'

@@ -9,6 +9,8 @@
 
 #include <sstream>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -17,6 +19,7 @@
 
 #include "ferry/client.hpp"
 #include "ferryd_process.hpp"
+#include "sandbox/sandbox.hpp"
 
 using ferry::Client;
 using ferry::test::FerrydProcess;
@@ -25,6 +28,16 @@ using ferry::test::plugin_path;
 using nlohmann::json;
 
 namespace {
+
+// The full sandbox needs kernel features; without them this suite skips, saying why.
+[[maybe_unused]] const bool kSandboxAvailable = [] {
+  const auto features = ferry::sandbox::probe();
+  if (!features.missing.empty()) {
+    std::fprintf(stderr, "SKIP test_process: this kernel lacks %s\n", features.missing.c_str());
+    std::exit(77);
+  }
+  return true;
+}();
 
 const char* kDemoProcess = "[plugins.demo]\nexecutor = \"process\"\nworkers = 2\n";
 
@@ -358,4 +371,17 @@ TEST_CASE("ferry status shows each worker process", "[process][cli]") {
   CHECK_THAT(out.out, Catch::Contains("demo 1.0.0  process x3"));
   for (int pid : worker_pids(st)) CHECK_THAT(out.out, Catch::Contains("pid " + std::to_string(pid)));
   for (auto& w : st["processes"]) CHECK(w["rss_kb"].get<int>() > 0);
+}
+
+TEST_CASE("large payloads cross the worker channel intact (sealed memfd)", "[process]") {
+  FerrydProcess d({plugin_path("demo")}, "[plugins.demo]\nexecutor = \"process\"\nworkers = 1\n");
+  auto c = connect(d);
+  for (std::size_t size : {std::size_t(1000), std::size_t(48 * 1024), std::size_t(3) << 20}) {
+    std::string big(size, 'x');
+    for (std::size_t i = 0; i < size; i += 7) big[i] = char('a' + i % 26);
+    const std::string arg = json(big).dump();
+    auto r = must_call(*c, "demo.echo", "[" + arg + "]");
+    REQUIRE(r.code == FERRY_OK);
+    CHECK(r.data == arg);
+  }
 }
