@@ -1,5 +1,7 @@
 #include "ferryd_process.hpp"
 
+#include <catch2/catch.hpp>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -138,6 +140,21 @@ Captured run_command(const std::vector<std::string>& argv_in) {
   c.err = read_file(dir / "err");
   std::filesystem::remove_all(dir);
   return c;
+}
+
+std::unique_ptr<Client> connect(const FerrydProcess& d) {
+  std::string err;
+  auto c = Client::connect(d.socket(), &err);
+  INFO(err);
+  REQUIRE(c != nullptr);
+  return c;
+}
+
+Reply must_call(Client& c, std::string_view fn, std::string_view args, std::uint32_t timeout_ms) {
+  auto r = c.call(fn, args, timeout_ms);
+  INFO(c.last_error());
+  REQUIRE(r.has_value());
+  return *r;
 }
 
 }  // namespace ferry::test

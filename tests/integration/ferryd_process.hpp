@@ -5,8 +5,12 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "ferry/client.hpp"
 
 namespace ferry::test {
 
@@ -46,5 +50,11 @@ struct Captured {
   std::string err;
 };
 Captured run_command(const std::vector<std::string>& argv);
+
+// A connected client; fails the running Catch2 test when ferryd is unreachable.
+std::unique_ptr<Client> connect(const FerrydProcess& d);
+// A round trip that must get a reply (result or error); fails the test if the
+// connection is lost.
+Reply must_call(Client& c, std::string_view fn, std::string_view args, std::uint32_t timeout_ms = 0);
 
 }  // namespace ferry::test

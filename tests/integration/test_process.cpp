@@ -22,7 +22,9 @@
 #include "sandbox/sandbox.hpp"
 
 using ferry::Client;
+using ferry::test::connect;
 using ferry::test::FerrydProcess;
+using ferry::test::must_call;
 using ferry::test::fixture_path;
 using ferry::test::plugin_path;
 using nlohmann::json;
@@ -41,20 +43,6 @@ namespace {
 
 const char* kDemoProcess = "[plugins.demo]\nexecutor = \"process\"\nworkers = 2\n";
 
-std::unique_ptr<Client> connect(const FerrydProcess& d) {
-  std::string err;
-  auto c = Client::connect(d.socket(), &err);
-  INFO(err);
-  REQUIRE(c != nullptr);
-  return c;
-}
-
-ferry::Reply must_call(Client& c, std::string_view fn, std::string_view args, std::uint32_t timeout_ms = 0) {
-  auto r = c.call(fn, args, timeout_ms);
-  INFO(c.last_error());
-  REQUIRE(r.has_value());
-  return *r;
-}
 
 json plugin_status(Client& c, const std::string& plugin) {
   auto r = must_call(c, "ferry.status", "[]");

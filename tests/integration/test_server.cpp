@@ -13,7 +13,9 @@
 
 using ferry::Client;
 using ferry::ReplyKind;
+using ferry::test::connect;
 using ferry::test::FerrydProcess;
+using ferry::test::must_call;
 using ferry::test::fixture_path;
 using ferry::test::plugin_path;
 
@@ -23,20 +25,6 @@ std::vector<std::string> example_plugins() {
   return {plugin_path("primes"), plugin_path("demo"), fixture_path("fixture_latch")};
 }
 
-std::unique_ptr<Client> connect(const FerrydProcess& d) {
-  std::string err;
-  auto c = Client::connect(d.socket(), &err);
-  INFO(err);
-  REQUIRE(c != nullptr);
-  return c;
-}
-
-ferry::Reply must_call(Client& c, std::string_view fn, std::string_view args, std::uint32_t timeout_ms = 0) {
-  auto r = c.call(fn, args, timeout_ms);
-  INFO(c.last_error());
-  REQUIRE(r.has_value());
-  return *r;
-}
 
 std::string header(std::uint32_t len, std::uint8_t type, std::uint64_t id) {
   std::string h(16, '\0');
