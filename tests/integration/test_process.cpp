@@ -373,3 +373,17 @@ TEST_CASE("large payloads cross the worker channel intact (sealed memfd)", "[pro
     CHECK(r.data == arg);
   }
 }
+
+TEST_CASE("a worker over max_rss_mb after a call is recycled", "[process]") {
+  FerrydProcess d({fixture_path("fixture_hostile")},
+                  "[plugins.hostile]\nexecutor = \"process\"\nworkers = 1\nmax_rss_mb = 200\n");
+  auto c = connect(d);
+  const std::string first = must_call(*c, "hostile.token", "[]").data;
+  CHECK(must_call(*c, "hostile.leak_mb", "[8]").code == FERRY_OK);  // well under the limit
+  CHECK(must_call(*c, "hostile.token", "[]").data == first);
+  CHECK(must_call(*c, "hostile.leak_mb", "[300]").data == "300");  // answered, then recycled
+  const std::string second = must_call(*c, "hostile.token", "[]").data;
+  CHECK(second != first);
+  CHECK(wait_all_idle(*c, "hostile")["restarts"] == 1);
+  CHECK_THAT(d.log(), Catch::Contains("over max_rss_mb 200"));
+}

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,8 +30,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ferry/plugin.hpp>
-
-#include <sys/random.h>
 #include <memory>
 #include <new>
 #include <string>
@@ -186,6 +185,15 @@ FERRY_PLUGIN("hostile", "1.0.0") {
   plugin.def("flood", flood);
   plugin.def("ok", [] { return true; });
   plugin.def("pid", [] { return static_cast<std::int64_t>(::getpid()); });
+  // Leaks n MiB of touched memory: what max_rss_mb recycling is for.
+  plugin.def("leak_mb", [](std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      auto* block = static_cast<char*>(std::malloc(1 << 20));
+      if (block == nullptr) throw std::bad_alloc();
+      std::memset(block, 1, 1 << 20);
+    }
+    return n;
+  });
   // Drawn once per process: tells worker processes apart (each is pid 1 of its namespace).
   plugin.def("token", [] {
     static const std::uint64_t token = [] {
