@@ -21,6 +21,9 @@ using loop::Tag;
 
 namespace {
 constexpr std::size_t kRecvChunk = 64 * 1024;
+// A client that sends faster than it reads is not read from while this much
+// of its replies is waiting to be sent.
+constexpr std::size_t kMaxPendingOutput = 8u << 20;
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 }  // namespace
@@ -36,6 +39,7 @@ struct Conn {
   std::string sending;  // bytes of the send in flight
   std::size_t sent = 0;
   bool recv_armed = false;
+  bool recv_paused = false;  // backpressure: too much output pending
   bool send_armed = false;
   bool hello = false;
   bool closing = false;  // read no more; close once replies are flushed
@@ -132,10 +136,15 @@ void Server::run(int ready_fd) {
 
 void Server::on_completion(const io_uring_cqe& cqe) {
   const Tag t = loop::unpack(cqe.user_data);
+  const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
   switch (t.op) {
-    case Op::accept: return on_accept(cqe.res, (cqe.flags & IORING_CQE_F_MORE) != 0);
-    case Op::wake: return on_wake();
-    case Op::signal: return on_signal();
+    case Op::accept: return on_accept(cqe.res, more);
+    case Op::wake:
+      if (!more) ring_.poll_multishot(completions_.fd(), pack(Tag{Op::wake, 0, 0}));  // the kernel ended it
+      return on_wake();
+    case Op::signal:
+      if (!more) ring_.poll_multishot(signal_fd_, pack(Tag{Op::signal, 0, 0}));
+      return on_signal();
     case Op::cancel: return;
     case Op::client: return reactor_.dispatch(t, cqe);
     case Op::recv:
@@ -175,8 +184,19 @@ void Server::on_accept(int res, bool more) {
   arm_recv(c);
 }
 
+// Reads into the free end of the input buffer. The buffer grows (doubling)
+// only as bytes arrive, so a header announcing a large frame costs nothing
+// until its body is really sent. Paused while the client does not read.
 void Server::arm_recv(Conn& c) {
-  if (c.in.size() - c.in_len < kRecvChunk / 4) c.in.resize(c.in.size() + kRecvChunk);
+  if (c.out.size() + c.sending.size() > kMaxPendingOutput) {
+    c.recv_paused = true;
+    return;
+  }
+  c.recv_paused = false;
+  const std::size_t cap = proto::kHeaderSize + cfg_.server.max_frame_bytes + kRecvChunk;
+  if (c.in.size() - c.in_len < kRecvChunk / 4) {
+    c.in.resize(std::min(cap, std::max(c.in.size() * 2, c.in_len + kRecvChunk)));
+  }
   ring_.recv(c.fd, c.in.data() + c.in_len, c.in.size() - c.in_len, c.tag(Op::recv));
   c.recv_armed = true;
 }
@@ -211,11 +231,6 @@ bool Server::handle_frames(Conn& c) {
   }
   std::memmove(c.in.data(), c.in.data() + pos, c.in_len - pos);
   c.in_len -= pos;
-  if (c.in_len >= proto::kHeaderSize) {  // make room for the whole pending frame
-    std::uint32_t len;
-    std::memcpy(&len, c.in.data(), sizeof len);
-    if (c.in.size() < proto::kHeaderSize + len) c.in.resize(proto::kHeaderSize + len);
-  }
   return !c.closing;
 }
 
@@ -318,7 +333,8 @@ void Server::on_send(Conn& c, int res) {
   }
   c.sending.clear();
   if (!c.out.empty()) queue_send(c);
-  else if (c.closing) close_connection(c);
+  else if (c.closing) return close_connection(c);
+  if (c.recv_paused && !c.recv_armed && !c.closing) arm_recv(c);
 }
 
 // Sends a connection-level ERROR, then closes once it is flushed.

@@ -17,7 +17,8 @@
 namespace ferry {
 namespace {
 
-constexpr std::size_t kMaxReply = std::size_t(1) << 30;
+constexpr std::size_t kMaxReply = std::size_t(256) << 20;  // a hostile worker's memfd cannot make ferryd read more
+constexpr std::size_t kMaxLoggedFailure = 512;
 constexpr std::int64_t kBackoffFirstMs = 100;
 constexpr std::int64_t kBackoffMaxMs = 30000;
 
@@ -41,6 +42,14 @@ std::uint64_t rss_kb(int pid) {
   unsigned long long size = 0, resident = 0;
   std::sscanf(buf, "%llu %llu", &size, &resident);
   return resident * std::uint64_t(sysconf(_SC_PAGESIZE)) / 1024;
+}
+
+// Control characters replaced: a worker's text goes into ferryd's log.
+std::string printable(std::string s) {
+  for (char& ch : s) {
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  }
+  return s;
 }
 
 const char* state_name(int s) {
@@ -126,7 +135,7 @@ int ProcessPool::busy() const {
 
 void ProcessPool::dispatch() {
   for (std::uint16_t i = 0; i < workers_.size() && !queue_.empty(); ++i) {
-    if (workers_[i].state != State::idle) continue;
+    if (workers_[i].state != State::idle || workers_[i].killed) continue;
     Job job;
     while (queue_.pop(&job)) {
       if (job.deadline_ms == 0 || monotonic_ms() < job.deadline_ms) break;
@@ -178,11 +187,13 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
 
 void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe) {
   Worker& w = workers_[i];
+  if (cqe.res < 0) return;  // the poll of a worker that is gone (cancelled): not this one's
   if (w.proc.channel < 0 || w.state == State::empty || w.state == State::backoff) return;
   channel::Header h;
   std::string body;
   int rc;
-  while ((rc = channel::recv(w.proc.channel, &h, &body, kMaxReply)) == 1) on_message(i, h, body);
+  while (!w.killed && (rc = channel::recv(w.proc.channel, &h, &body, kMaxReply)) == 1) on_message(i, h, body);
+  if (w.killed) return;
   if (rc == -EBADMSG || rc == -EMSGSIZE) {
     spdlog::error("plugin {}: worker {} sent a malformed message", opt_.plugin, w.proc.pid);
     kill_worker(w);
@@ -197,16 +208,18 @@ void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::str
   switch (h.type) {
     case channel::Type::ready: return on_ready(w, body), dispatch();
     case channel::Type::reply: return on_reply(i, h, body);
-    case channel::Type::violation: w.violation = int(h.code); return;
-    case channel::Type::fatal: w.fatal_signal = int(h.code); return;
+    // A dying worker's last words: anything after them gets it killed.
+    case channel::Type::violation: w.violation = int(h.code); return kill_worker(w);
+    case channel::Type::fatal: w.fatal_signal = int(h.code); return kill_worker(w);
     case channel::Type::failed:
-      w.failure = body;
-      spdlog::error("plugin {}: worker {} failed to start: {}", opt_.plugin, w.proc.pid, body);
-      return;
-    default:
-      spdlog::error("plugin {}: worker {} sent message type {}", opt_.plugin, w.proc.pid, int(h.type));
+      if (w.state != State::starting) break;
+      w.failure = printable(body.substr(0, kMaxLoggedFailure));
+      spdlog::error("plugin {}: worker {} failed to start: {}", opt_.plugin, w.proc.pid, w.failure);
       return kill_worker(w);
+    default: break;
   }
+  spdlog::error("plugin {}: worker {} sent an unexpected message (type {})", opt_.plugin, w.proc.pid, int(h.type));
+  kill_worker(w);
 }
 
 void ProcessPool::on_ready(Worker& w, const std::string& body) {
@@ -259,6 +272,7 @@ void ProcessPool::retire(Worker& w, const std::string& why) {
 }
 
 void ProcessPool::kill_worker(Worker& w) {
+  w.killed = true;
   if (w.proc.pidfd >= 0) pidfd_signal(w.proc.pidfd, SIGKILL);
 }
 

@@ -50,6 +50,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     int violation = -1;  // syscall reported by the SIGSYS handler
     int fatal_signal = 0;  // signal the worker reported before exiting
     bool deadline_kill = false;
+    bool killed = false;  // SIGKILL sent: gets no more calls, whatever it still sends
     int start_failures = 0;  // consecutive deaths before ready
     std::string failure;     // last `failed` message
     std::int64_t spawned_ms = 0;

@@ -23,15 +23,16 @@ namespace {
 // namespace capabilities only for a process that is root in it. glibc's
 // set*id wrappers are not used: after a raw clone3 they would try to reach
 // the parent's other threads.
-[[noreturn]] void exec_child(int go, int channel, const char* path, char* const argv[]) {
+[[noreturn]] void exec_child(int go, int go_writer, int channel, const char* path, char* const argv[]) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);  // before waiting: ferryd may die meanwhile
   if (go >= 0) {
+    close(go_writer);  // so that ferryd's death reads as EOF
     char byte;
     if (read(go, &byte, 1) != 1) _exit(125);  // the host gave up on this worker
     if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) _exit(124);
     syscall(SYS_setgroups, 0, nullptr);  // EPERM where setgroups is denied: nothing to drop
   }
-  if (dup2(channel, 3) < 0) _exit(126);  // dup2 clears close-on-exec on fd 3
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if ((channel == 3 ? fcntl(3, F_SETFD, 0) : dup2(channel, 3)) < 0) _exit(126);  // fd 3, kept across exec
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);  // ferryd blocks SIGINT/SIGTERM
@@ -64,7 +65,7 @@ std::string spawn_worker(const std::string& worker_path, const sandbox::Spec& sp
   args.pidfd = std::uint64_t(reinterpret_cast<std::uintptr_t>(&pidfd));
   args.exit_signal = SIGCHLD;
   const long pid = syscall(SYS_clone3, &args, sizeof args);
-  if (pid == 0) exec_child(go[0], sv[1], worker_path.c_str(), argv);
+  if (pid == 0) exec_child(go[0], go[1], sv[1], worker_path.c_str(), argv);
   const int clone_errno = errno;
   close(sv[1]);
   if (go[0] >= 0) close(go[0]);
