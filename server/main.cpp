@@ -10,6 +10,8 @@
 #include "config/config.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
+#include "exec/spawn.hpp"
+#include "plugins/loader.hpp"
 #include "plugins/registry.hpp"
 #include "router.hpp"
 #include "server.hpp"
@@ -52,7 +54,7 @@ int serve(const Options& opt) {
   spdlog::set_level(spdlog::level::from_str(cfg.server.log_level));
   block_signals();
   ferry::Registry registry;
-  const int loaded = registry.load_dir(cfg.server.plugin_dir);
+  const int loaded = ferry::load_plugins(cfg, ferry::default_worker_path(), registry);
   spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
   ferry::loop::Reactor reactor;
   if (std::string err = reactor.init(1024); !err.empty()) {

@@ -111,15 +111,43 @@ std::string Registry::load(const std::filesystem::path& file) {
     spdlog::error("plugin {} refused: {}", file.string(), why);
     return why;
   }
-  for (auto& f : reg.functions) {
+  publish(plugin, std::move(reg.functions));
+  spdlog::info("plugin {} {} loaded from {}: {} functions", plugin->name, plugin->version,
+               file.string(), plugin->functions.size());
+  return {};
+}
+
+std::string Registry::add_described(const std::filesystem::path& file, const std::string& name,
+                                    const std::string& version, const std::vector<std::string>& functions) {
+  auto plugin = std::make_shared<Plugin>();
+  plugin->path = std::filesystem::absolute(file);
+  plugin->name = name;
+  plugin->version = version;
+  plugin->functions = functions;
+  std::sort(plugin->functions.begin(), plugin->functions.end());
+  std::string why = valid_name(name) ? admit(*plugin) : "invalid plugin name '" + name + "'";
+  std::vector<Function> fns;
+  for (const auto& f : plugin->functions) {
+    if (f.rfind(name + ".", 0) != 0 && why.empty()) why = "function '" + f + "' is not in plugin " + name;
+    fns.push_back(Function{f, nullptr, nullptr, nullptr});
+  }
+  if (!why.empty()) {
+    spdlog::error("plugin {} refused: {}", file.string(), why);
+    return why;
+  }
+  publish(plugin, std::move(fns));
+  spdlog::info("plugin {} {} registered from {}: {} functions, run by its worker processes", name, version,
+               file.string(), functions.size());
+  return {};
+}
+
+void Registry::publish(const std::shared_ptr<Plugin>& plugin, std::vector<Function> functions) {
+  for (auto& f : functions) {
     f.plugin = plugin;
     auto fn = std::make_shared<const Function>(std::move(f));
     functions_.emplace(fn->name, std::move(fn));
   }
   plugins_.push_back(plugin);
-  spdlog::info("plugin {} {} loaded from {}: {} functions", plugin->name, plugin->version,
-               file.string(), plugin->functions.size());
-  return {};
 }
 
 // A plugin may join only if neither its name nor any of its functions is taken.

@@ -45,6 +45,12 @@ class Registry {
   // Loads one library. Returns "" on success, else the reason it was refused.
   std::string load(const std::filesystem::path& file);
 
+  // Registers a plugin that is never loaded here (its process pool runs it):
+  // its functions route to that pool; their entry points stay null.
+  // Returns "" on success, else the reason it was refused.
+  std::string add_described(const std::filesystem::path& file, const std::string& name,
+                            const std::string& version, const std::vector<std::string>& functions);
+
   std::shared_ptr<const Function> find(std::string_view name) const;
   const std::vector<std::shared_ptr<const Plugin>>& plugins() const { return plugins_; }
   // Drops every plugin; libraries unload once no call holds them.
@@ -52,6 +58,7 @@ class Registry {
 
  private:
   std::string admit(const Plugin& p) const;
+  void publish(const std::shared_ptr<Plugin>& plugin, std::vector<Function> functions);
 
   std::vector<std::shared_ptr<const Plugin>> plugins_;
   std::unordered_map<std::string, std::shared_ptr<const Function>, StringHash, std::equal_to<>>

@@ -387,3 +387,25 @@ TEST_CASE("a worker over max_rss_mb after a call is recycled", "[process]") {
   CHECK(wait_all_idle(*c, "hostile")["restarts"] == 1);
   CHECK_THAT(d.log(), Catch::Contains("over max_rss_mb 200"));
 }
+
+TEST_CASE("a process plugin's code never runs inside ferryd", "[process][sandbox]") {
+  FerrydProcess d({plugin_path("demo"), plugin_path("primes")}, kDemoProcess);
+  auto c = connect(d);
+  CHECK(must_call(*c, "demo.echo", "[1]").data == "1");
+  CHECK(must_call(*c, "primes.is_prime", "[3]").data == "true");
+  std::ifstream maps("/proc/" + std::to_string(d.pid()) + "/maps");
+  std::stringstream text;
+  text << maps.rdbuf();
+  CHECK(text.str().find("/plugins/demo.so") == std::string::npos);    // process: only in its workers
+  CHECK(text.str().find("/plugins/primes.so") != std::string::npos);  // thread: loaded in ferryd
+}
+
+TEST_CASE("files that are not plugins are refused by the describing worker", "[process]") {
+  FerrydProcess d({plugin_path("demo"), fixture_path("fixture_not_plugin"), fixture_path("fixture_wrong_abi")},
+                  kDemoProcess);
+  auto c = connect(d);
+  CHECK(must_call(*c, "demo.echo", "[2]").data == "2");
+  const std::string log = d.log();
+  CHECK_THAT(log, Catch::Contains("fixture_not_plugin.so refused") && Catch::Contains("not a Ferry plugin"));
+  CHECK_THAT(log, Catch::Contains("fixture_wrong_abi.so refused") && Catch::Contains("ABI 2.0"));
+}
