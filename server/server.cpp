@@ -146,6 +146,9 @@ void Server::on_completion(const io_uring_cqe& cqe) {
       if (!more) ring_.poll_multishot(signal_fd_, pack(Tag{Op::signal, 0, 0}));
       return on_signal();
     case Op::cancel: return;
+    case Op::accept_retry:
+      if (!draining_) ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
+      return;
     case Op::client: return reactor_.dispatch(t, cqe);
     case Op::recv:
     case Op::send: break;
@@ -157,7 +160,15 @@ void Server::on_completion(const io_uring_cqe& cqe) {
 }
 
 void Server::on_accept(int res, bool more) {
-  if (!more && !draining_) ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
+  if (!more && !draining_) {
+    if (res == -EMFILE || res == -ENFILE) {  // out of fds: retry later, do not spin
+      const std::int64_t at = monotonic_ms() + 100;
+      accept_retry_at_ = __kernel_timespec{at / 1000, (at % 1000) * 1000000};
+      ring_.timeout_at(&accept_retry_at_, pack(Tag{Op::accept_retry, 0, 0}));
+    } else {
+      ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
+    }
+  }
   if (res < 0) {
     if (res != -ECANCELED) spdlog::warn("accept: {}", std::strerror(-res));
     return;

@@ -67,6 +67,7 @@ class Server {
   std::vector<Conn*> dirty_;  // connections with replies to send
   std::vector<Completion> done_;
   std::size_t open_conns_ = 0;
+  __kernel_timespec accept_retry_at_{};  // when accepting resumes after EMFILE/ENFILE
 };
 
 }  // namespace ferry

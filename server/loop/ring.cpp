@@ -1,6 +1,8 @@
 #include "loop/ring.hpp"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include <poll.h>
@@ -37,9 +39,13 @@ std::string Ring::init(unsigned entries) {
 
 io_uring_sqe* Ring::sqe() {
   io_uring_sqe* s = io_uring_get_sqe(&ring_);
-  if (s == nullptr) {  // submission queue full: hand what we have to the kernel
-    io_uring_submit(&ring_);
+  for (int attempt = 0; s == nullptr && attempt < 100; ++attempt) {
+    io_uring_submit(&ring_);  // submission queue full: hand what we have to the kernel
     s = io_uring_get_sqe(&ring_);
+  }
+  if (s == nullptr) {  // the kernel takes nothing: no way to go on without losing work
+    std::fprintf(stderr, "ferryd: io_uring submission queue stays full; aborting\n");
+    std::abort();
   }
   return s;
 }
