@@ -35,9 +35,10 @@ rlim_t or_infinity(std::uint64_t value, std::uint64_t unit) {
 
 }  // namespace
 
-#if defined(__SANITIZE_ADDRESS__)
-// ASan reserves terabytes of shadow address space at start-up: under it every
-// later mapping would pass any address-space limit. Sanitizer builds only.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// ASan and TSan reserve terabytes of shadow address space at start-up: under
+// them every later mapping would pass any address-space limit. Sanitizer
+// builds only.
 constexpr std::uint64_t kAddressSpaceUnit = 0;
 #else
 constexpr std::uint64_t kAddressSpaceUnit = 1024 * 1024;
