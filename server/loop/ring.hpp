@@ -29,7 +29,6 @@ class Ring {
   // A timer firing at `when` (CLOCK_MONOTONIC); `when` must stay valid until submitted.
   void timeout_at(const __kernel_timespec* when, std::uint64_t ud);
   void timeout_remove(std::uint64_t target_ud, std::uint64_t ud);
-  void submit() { io_uring_submit(&ring_); }
 
   // Submits queued operations and waits for at least one completion.
   // Returns 0 or -errno (-EINTR is harmless).

@@ -9,8 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include <set>
-
 #include "exec/channel.hpp"
 #include "exec/spawn.hpp"
 
@@ -48,16 +46,6 @@ void finish_worker(SpawnedWorker& w) {
     close(w.pidfd);
   }
   if (w.channel >= 0) close(w.channel);
-}
-
-std::set<std::filesystem::path> plugin_files(const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::set<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.path().extension() == ".so" && e.is_regular_file()) files.insert(std::filesystem::absolute(e.path()));
-  }
-  if (ec) spdlog::error("plugin_dir {}: {}", dir.string(), ec.message());
-  return files;
 }
 
 // Describes, then loads (thread) or registers (process) one file.

@@ -73,18 +73,19 @@ int registrar_add(ferry_registrar* reg, const char* name, ferry_fn fn, void* use
   return 0;
 }
 
-int Registry::load_dir(const std::filesystem::path& dir) {
+std::vector<std::filesystem::path> plugin_files(const std::filesystem::path& dir) {
   std::error_code ec;
   std::set<std::filesystem::path> files;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.path().extension() == ".so" && e.is_regular_file()) files.insert(e.path());
+    if (e.path().extension() == ".so" && e.is_regular_file()) files.insert(std::filesystem::absolute(e.path()));
   }
-  if (ec) {
-    spdlog::error("plugin_dir {}: {}", dir.string(), ec.message());
-    return 0;
-  }
+  if (ec) spdlog::error("plugin_dir {}: {}", dir.string(), ec.message());
+  return {files.begin(), files.end()};
+}
+
+int Registry::load_dir(const std::filesystem::path& dir) {
   int loaded = 0;
-  for (const auto& f : files) loaded += load(f).empty() ? 1 : 0;
+  for (const auto& f : plugin_files(dir)) loaded += load(f).empty() ? 1 : 0;
   return loaded;
 }
 

@@ -37,6 +37,10 @@ struct StringHash {
   std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
+// The plugin files of `dir`: its regular *.so files, absolute, in name order.
+// An unreadable directory is logged and yields none.
+std::vector<std::filesystem::path> plugin_files(const std::filesystem::path& dir);
+
 class Registry {
  public:
   // Loads every regular *.so in dir, in name order. A refused file is logged
