@@ -217,16 +217,25 @@ void print_table(std::vector<Row> rows) {
   }
 }
 
-int run_list(const Options& o) {
+// Calls a built-in (ferry.list, ferry.status): --json or an error reply is
+// reported as is; otherwise `print` renders the reply and returns the status.
+template <class Print>
+int run_builtin(const Options& o, const char* fn, Print print) {
   int status = 0;
   auto client = connect_or_report(o.socket, &status);
   if (!client) return status;
-  std::optional<ferry::Reply> reply = client->call("ferry.list", "[]");
+  std::optional<ferry::Reply> reply = client->call(fn, "[]");
   if (o.json || !reply || reply->kind != ferry::ReplyKind::result) return report(*client, reply);
-  std::optional<std::vector<Row>> rows = list_rows(reply->data);
-  if (!rows) return fail(kExitUnexpected, "unexpected ferry.list reply: " + reply->data);
-  print_table(std::move(*rows));
-  return 0;
+  return print(reply->data);
+}
+
+int run_list(const Options& o) {
+  return run_builtin(o, "ferry.list", [](const std::string& data) {
+    std::optional<std::vector<Row>> rows = list_rows(data);
+    if (!rows) return fail(kExitUnexpected, "unexpected ferry.list reply: " + data);
+    print_table(std::move(*rows));
+    return 0;
+  });
 }
 
 std::uint64_t uint_field(const json& object, const char* key) {
@@ -254,16 +263,13 @@ void print_status(const json& doc) {
 }
 
 int run_status(const Options& o) {
-  int status = 0;
-  auto client = connect_or_report(o.socket, &status);
-  if (!client) return status;
-  std::optional<ferry::Reply> reply = client->call("ferry.status", "[]");
-  if (o.json || !reply || reply->kind != ferry::ReplyKind::result) return report(*client, reply);
-  json doc = json::parse(reply->data, nullptr, false);
-  if (!doc.is_object() || !doc.contains("plugins") || !doc["plugins"].is_array())
-    return fail(kExitUnexpected, "unexpected ferry.status reply: " + reply->data);
-  print_status(doc);
-  return 0;
+  return run_builtin(o, "ferry.status", [](const std::string& data) {
+    json doc = json::parse(data, nullptr, false);
+    if (!doc.is_object() || !doc.contains("plugins") || !doc["plugins"].is_array())
+      return fail(kExitUnexpected, "unexpected ferry.status reply: " + data);
+    print_status(doc);
+    return 0;
+  });
 }
 
 double elapsed_ms(std::chrono::steady_clock::time_point since) {
