@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 
 #include "config/config.hpp"
 #include "loop/completion_queue.hpp"
@@ -50,7 +52,8 @@ int serve(const Options& opt) {
     spdlog::critical("{}", parsed.error);
     return 1;
   }
-  const ferry::config::Config& cfg = *parsed.config;
+  auto cfg_ptr = std::make_shared<const ferry::config::Config>(std::move(*parsed.config));
+  const ferry::config::Config& cfg = *cfg_ptr;
   spdlog::set_level(spdlog::level::from_str(cfg.server.log_level));
   block_signals();
   ferry::Registry registry;
@@ -62,14 +65,19 @@ int serve(const Options& opt) {
     return 1;
   }
   ferry::loop::CompletionQueue completions;
-  ferry::Router router(cfg, registry, reactor, completions);
-  ferry::Server server(cfg, reactor, router, completions);
+  ferry::Router router(cfg_ptr, registry, reactor, completions);
+  ferry::Server server(cfg.server, reactor, router, completions);
   if (std::string err = server.start(); !err.empty()) {
     spdlog::critical("cannot start: {}", err);
     return 1;
   }
   server.run(opt.ready_fd);
-  router.stop();
+  if (const int left = router.stop(); left > 0) {
+    // Their plugin code ignores cancellation; unloading under them would crash.
+    spdlog::warn("ferryd stopped; {} threads still in plugin code are ended by the exit", left);
+    spdlog::shutdown();
+    std::_Exit(0);
+  }
   spdlog::info("ferryd stopped");
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "exec/process_pool.hpp"
+#include "exec/spawn.hpp"
 #include "exec/thread_pool.hpp"
 #include "sandbox/sandbox.hpp"
 
@@ -29,89 +30,165 @@ int priority_rank(proto::Priority p) {
 }
 }  // namespace
 
-std::unique_ptr<Executor> Router::make_executor(const Plugin& plugin, const config::PluginConfig& pc,
-                                                loop::Reactor& reactor, CompletionSink& sink) {
-  if (pc.executor == config::ExecutorKind::thread) {
-    return std::make_unique<ThreadPool>(plugin.name, pc.workers, pc.queue_limit, sink);
-  }
-  if (const std::string missing = missing_features(pc); !missing.empty()) {
-    if (!pc.sandbox.allow_weaker) {
-      disabled_[plugin.name] = "its sandbox needs " + missing + " (set sandbox.allow_weaker = true to run it anyway)";
-      spdlog::error("plugin {} not started: {}", plugin.name, disabled_[plugin.name]);
-      return nullptr;
-    }
-    spdlog::warn("plugin {}: running with a weaker sandbox: this kernel lacks {}", plugin.name, missing);
-  }
-  ProcessPool::Options opt{plugin.name, plugin.path.string(), default_worker_path(), plugin.functions, &pc};
-  return std::make_unique<ProcessPool>(std::move(opt), reactor, sink);
-}
-
-Router::Router(const config::Config& cfg, Registry& registry, loop::Reactor& reactor, CompletionSink& sink)
-    : cfg_(cfg), registry_(registry) {
-  for (const auto& plugin : registry.plugins()) {
-    const config::PluginConfig& pc = cfg.plugin(plugin->name);
-    auto exec = make_executor(*plugin, pc, reactor, sink);
-    if (exec) pools_.emplace(plugin->name, Pool{&pc, plugin, std::move(exec)});
-  }
-  for (const auto& [name, _] : cfg.plugins) {
-    if (pools_.count(name) == 0) spdlog::warn("[plugins.{}] is configured but no such plugin is loaded", name);
-  }
+Router::Router(std::shared_ptr<const config::Config> cfg, Registry& registry, loop::Reactor& reactor,
+               CompletionSink& sink)
+    : cfg_(std::move(cfg)), registry_(registry), reactor_(reactor), sink_(sink) {
+  apply(cfg_);
 }
 
 Router::~Router() { stop(); }
 
-std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call) {
+std::shared_ptr<Router::Lane> Router::make_lane(const std::shared_ptr<const Plugin>& plugin,
+                                                const config::PluginConfig& pc) {
+  auto lane = std::make_shared<Lane>();
+  lane->plugin = plugin;
+  lane->cfg = pc;
+  if (pc.executor == config::ExecutorKind::thread) {
+    if (!plugin->library.is_loaded()) return nullptr;  // registered for a process pool only
+    lane->executor = std::make_unique<ThreadPool>(plugin->name, pc.workers, pc.queue_limit, sink_,
+                                                  pc.max_stuck_threads);
+    return lane;
+  }
+  if (const std::string missing = missing_features(pc); !missing.empty()) {
+    if (!pc.sandbox.allow_weaker) {
+      disabled_[plugin->name] = "its sandbox needs " + missing + " (set sandbox.allow_weaker = true to run it anyway)";
+      spdlog::error("plugin {} not started: {}", plugin->name, disabled_[plugin->name]);
+      return nullptr;
+    }
+    spdlog::warn("plugin {}: running with a weaker sandbox: this kernel lacks {}", plugin->name, missing);
+  }
+  ProcessPool::Options opt{plugin->name, plugin->path.string(), default_worker_path(), plugin->functions, &lane->cfg};
+  lane->executor = std::make_unique<ProcessPool>(std::move(opt), reactor_, sink_);
+  return lane;
+}
+
+void Router::apply(std::shared_ptr<const config::Config> cfg) {
+  cfg_ = std::move(cfg);
+  std::map<std::string, std::shared_ptr<Lane>, std::less<>> next;
+  for (const auto& plugin : registry_.plugins()) {
+    const config::PluginConfig& pc = cfg_->plugin(plugin->name);
+    auto old = lanes_.find(plugin->name);
+    if (old != lanes_.end() && old->second->plugin == plugin && old->second->cfg == pc) {
+      next.emplace(plugin->name, std::move(old->second));
+      lanes_.erase(old);
+      continue;
+    }
+    disabled_.erase(plugin->name);
+    auto lane = make_lane(plugin, pc);
+    if (old != lanes_.end()) {
+      spdlog::info("plugin {}: {} lane replaced ({} calls still finish on the old one)", plugin->name,
+                   old->second->plugin == plugin ? "settings changed," : "new version " + plugin->version + ",",
+                   old->second->outstanding);
+    }
+    if (lane) next.emplace(plugin->name, std::move(lane));
+  }
+  for (auto& [name, lane] : lanes_) {  // replaced or removed
+    if (registry_.find_plugin(name) == nullptr) spdlog::info("plugin {} removed", name);
+    retire(std::move(lane));
+  }
+  lanes_ = std::move(next);
+  for (const auto& [name, _] : cfg_->plugins) {
+    if (registry_.find_plugin(name) == nullptr) {
+      spdlog::warn("[plugins.{}] is configured but no such plugin is loaded", name);
+    }
+  }
+}
+
+void Router::retire(std::shared_ptr<Lane> lane) {
+  if (lane == nullptr) return;
+  lane->retired = true;
+  if (lane->outstanding == 0) {
+    abandoned_threads_ += lane->executor->stop();
+    return;
+  }
+  retired_.push_back(std::move(lane));
+}
+
+std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call, Route* route) {
   if (shutting_down_) return Immediate{FERRY_E_SHUTTING_DOWN, "ferryd is shutting down"};
   if (call.name == "ferry.list" || call.name == "ferry.status") return Immediate{FERRY_OK, list_json()};
   auto fn = registry_.find(call.name);
   if (fn == nullptr) {
     return Immediate{FERRY_E_UNKNOWN_FUNCTION, "unknown function '" + std::string(call.name) + "'"};
   }
-  auto found = pools_.find(fn->plugin->name);
-  if (found == pools_.end()) {
+  auto found = lanes_.find(fn->plugin->name);
+  if (found == lanes_.end()) {
     return Immediate{FERRY_E_UNKNOWN_FUNCTION, "'" + std::string(call.name) + "' is unavailable: plugin " +
                                                    fn->plugin->name + " was not started: " +
                                                    disabled_[fn->plugin->name]};
   }
-  Pool& pool = found->second;
-  const std::uint32_t limit = pool.cfg->timeout_ms;
+  Lane& lane = *found->second;
+  const std::uint32_t limit = lane.cfg.timeout_ms;
   const std::uint32_t timeout = call.timeout_ms == 0 ? limit : std::min(call.timeout_ms, limit);
-  Job job{ref, std::move(fn),
-          std::string(reinterpret_cast<const char*>(call.payload.data()), call.payload.size()),
-          monotonic_ms() + timeout, priority_rank(call.priority)};
-  if (!pool.executor->submit(std::move(job))) {
-    return Immediate{FERRY_E_BUSY, "plugin '" + pool.plugin->name + "' is busy: " +
-                                       std::to_string(pool.cfg->workers) + " workers and " +
-                                       std::to_string(pool.cfg->queue_limit) + " queued calls"};
+  const std::int64_t deadline = monotonic_ms() + timeout;
+  Job job{ref, std::move(fn), std::string(proto::as_chars(call.payload)), deadline, priority_rank(call.priority)};
+  if (!lane.executor->submit(std::move(job))) {
+    return Immediate{FERRY_E_BUSY, "plugin '" + lane.plugin->name + "' is busy: " +
+                                       std::to_string(lane.cfg.workers) + " workers and " +
+                                       std::to_string(lane.cfg.queue_limit) + " queued calls"};
   }
+  ++lane.outstanding;
+  *route = Route{&lane, deadline};
   return std::nullopt;
 }
 
-void Router::stop() {
-  for (auto& [_, pool] : pools_) pool.executor->stop();
-  pools_.clear();
+void Router::cancel(void* lane, const CallRef& ref, ferry_code why) {
+  if (lane != nullptr) static_cast<Lane*>(lane)->executor->cancel(ref, why);
+}
+
+void Router::finished(void* handle) {
+  auto* lane = static_cast<Lane*>(handle);
+  if (lane == nullptr || --lane->outstanding != 0 || !lane->retired) return;
+  for (auto it = retired_.begin(); it != retired_.end(); ++it) {
+    if (it->get() != lane) continue;
+    abandoned_threads_ += lane->executor->stop();
+    spdlog::info("plugin {} {}: old lane finished its calls and stopped", lane->plugin->name, lane->plugin->version);
+    retired_.erase(it);
+    return;
+  }
+}
+
+int Router::stop() {
+  for (auto& [_, lane] : lanes_) retire(std::move(lane));
+  lanes_.clear();
+  for (auto& lane : retired_) {
+    const int left = lane->executor->stop();
+    abandoned_threads_ += left;
+    // Threads left running still use their pool: it must outlive them.
+    if (left > 0) (void)lane->executor.release();
+  }
+  retired_.clear();
   registry_.clear();
+  return abandoned_threads_;
 }
 
 std::string Router::list_json() const {
   nlohmann::json plugins = nlohmann::json::array();
-  for (const auto& [name, pool] : pools_) {
-    const ExecutorStats st = pool.executor->stats();
+  for (const auto& [name, lane] : lanes_) {
+    const ExecutorStats st = lane->executor->stats();
+    int old_lanes = 0;
+    for (const auto& r : retired_) old_lanes += r->plugin->name == name;
     plugins.push_back({{"name", name},
-                       {"version", pool.plugin->version},
-                       {"path", pool.plugin->path.string()},
-                       {"executor", pool.executor->kind()},
-                       {"workers", pool.cfg->workers},
-                       {"queue_limit", pool.cfg->queue_limit},
-                       {"timeout_ms", pool.cfg->timeout_ms},
+                       {"version", lane->plugin->version},
+                       {"path", lane->plugin->source.string()},
+                       {"loaded_at", lane->plugin->loaded_at},
+                       {"executor", lane->executor->kind()},
+                       {"workers", lane->cfg.workers},
+                       {"queue_limit", lane->cfg.queue_limit},
+                       {"timeout_ms", lane->cfg.timeout_ms},
                        {"queued", st.queued},
                        {"running", st.running},
+                       {"stuck", st.stuck},
+                       {"threads", lane->executor->kind() == std::string_view("thread") ? st.workers : 0},
                        {"completed", st.completed},
                        {"restarts", st.restarts},
+                       {"draining_versions", old_lanes},
                        {"processes", procs_json(st)},
-                       {"functions", pool.plugin->functions}});
+                       {"functions", lane->plugin->functions}});
   }
-  return nlohmann::json{{"plugins", std::move(plugins)}}.dump();
+  nlohmann::json disabled = nlohmann::json::object();
+  for (const auto& [name, why] : disabled_) disabled[name] = why;
+  return nlohmann::json{{"plugins", std::move(plugins)}, {"disabled", std::move(disabled)}}.dump();
 }
 
 }  // namespace ferry

@@ -1,11 +1,17 @@
 // Routes a CALL to its plugin's executor: lookup, deadline, admission, built-ins.
 // Loop thread only (executors report back through the CompletionSink).
+//
+// Each plugin's calls run in a *lane*: one executor built from one plugin
+// version and one config. A new version or a changed config gets a new lane;
+// the old lane only finishes the calls it already has, then is stopped and
+// dropped (with it, the last reference to the old library).
 #pragma once
 
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
 #include "exec/executor.hpp"
@@ -21,37 +27,65 @@ struct Immediate {
   std::string data;
 };
 
+// Where an admitted call went: the lane handle (for cancel() and finished())
+// and its deadline.
+struct Route {
+  void* lane = nullptr;
+  std::int64_t deadline_ms = 0;
+};
+
 class Router {
  public:
-  // One executor per loaded plugin, of the kind and size its config says.
+  // One lane per plugin of the registry, of the kind and size cfg says.
   // A process plugin whose sandbox needs a kernel feature this machine lacks
   // is not started (unless its config allows the weaker sandbox).
-  Router(const config::Config& cfg, Registry& registry, loop::Reactor& reactor, CompletionSink& sink);
+  Router(std::shared_ptr<const config::Config> cfg, Registry& registry, loop::Reactor& reactor,
+         CompletionSink& sink);
   ~Router();
 
-  // Hands the call to an executor (nullopt: the reply comes through the sink),
-  // or returns the reply to send now (built-in, unknown function, busy, ...).
-  std::optional<Immediate> dispatch(const CallRef& ref, const proto::Call& call);
+  // Hands the call to a lane (nullopt: *route says where; the reply comes
+  // through the sink), or returns the reply to send now (built-in, unknown
+  // function, busy, ...).
+  std::optional<Immediate> dispatch(const CallRef& ref, const proto::Call& call, Route* route);
+  // The loop stopped waiting for a call of `lane` (see Executor::cancel).
+  void cancel(void* lane, const CallRef& ref, ferry_code why);
+  // A call of `lane` reached the loop through the sink: a retired lane with
+  // nothing left is stopped.
+  void finished(void* lane);
+
+  // Makes the registry's current plugins and `cfg` live: a plugin whose
+  // library or settings changed gets a new lane, a removed one loses its
+  // lane; lanes being replaced finish their calls first.
+  void apply(std::shared_ptr<const config::Config> cfg);
+  const config::Config& config() const { return *cfg_; }
+
   // From now on every call is answered shutting_down.
   void begin_shutdown() { shutting_down_ = true; }
-  // Finishes admitted calls and joins every executor, then unloads plugins.
-  void stop();
+  // Stops every lane. Returns how many threads were left running plugin code
+  // that ignored its cancellation (the caller should exit promptly).
+  int stop();
 
  private:
-  struct Pool {
-    const config::PluginConfig* cfg;
+  struct Lane {
     std::shared_ptr<const Plugin> plugin;
+    config::PluginConfig cfg;  // ProcessPool keeps a pointer to it
     std::unique_ptr<Executor> executor;
+    std::uint64_t outstanding = 0;  // admitted, not yet finished()
+    bool retired = false;
   };
+  std::shared_ptr<Lane> make_lane(const std::shared_ptr<const Plugin>& plugin, const config::PluginConfig& pc);
+  void retire(std::shared_ptr<Lane> lane);
   std::string list_json() const;
-  std::unique_ptr<Executor> make_executor(const Plugin& plugin, const config::PluginConfig& pc,
-                                          loop::Reactor& reactor, CompletionSink& sink);
 
-  const config::Config& cfg_;
+  std::shared_ptr<const config::Config> cfg_;
   Registry& registry_;
-  std::map<std::string, Pool, std::less<>> pools_;  // by plugin name
+  loop::Reactor& reactor_;
+  CompletionSink& sink_;
+  std::map<std::string, std::shared_ptr<Lane>, std::less<>> lanes_;  // by plugin name
+  std::vector<std::shared_ptr<Lane>> retired_;  // replaced, finishing their calls
   std::map<std::string, std::string, std::less<>> disabled_;  // plugin name -> why
   bool shutting_down_ = false;
+  int abandoned_threads_ = 0;
 };
 
 }  // namespace ferry

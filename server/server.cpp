@@ -11,7 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
-#include <unordered_set>
+#include <unordered_map>
 
 namespace ferry {
 
@@ -26,6 +26,8 @@ constexpr std::size_t kRecvChunk = 64 * 1024;
 constexpr std::size_t kMaxPendingOutput = 8u << 20;
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+__kernel_timespec at_ms(std::int64_t ms) { return __kernel_timespec{ms / 1000, (ms % 1000) * 1000000}; }
 }  // namespace
 
 // One client connection. Buffers stay put while the kernel owns them.
@@ -45,7 +47,7 @@ struct Conn {
   bool closing = false;  // read no more; close once replies are flushed
   bool dead = false;     // shut down; released when no operation is pending
   bool dirty = false;    // listed in Server::dirty_
-  std::unordered_set<std::uint64_t> calls;  // ids in flight
+  std::unordered_map<std::uint64_t, std::uint64_t> calls;  // unanswered: client id -> CallTable token
 
   std::uint64_t tag(Op op) const { return pack(Tag{op, gen, slot}); }
   bool idle_output() const { return out.empty() && sending.empty(); }
@@ -58,7 +60,7 @@ struct FrameView {
   std::span<const std::uint8_t> body;
 };
 
-Server::Server(const config::Config& cfg, loop::Reactor& reactor, Router& router,
+Server::Server(const config::ServerConfig& cfg, loop::Reactor& reactor, Router& router,
                loop::CompletionQueue& completions)
     : cfg_(cfg), router_(router), completions_(completions), reactor_(reactor), ring_(reactor.ring()) {
   conns_.emplace_back();  // slot 0 is never a connection
@@ -83,13 +85,13 @@ std::string Server::start() {
   ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
   ring_.poll_multishot(completions_.fd(), pack(Tag{Op::wake, 0, 0}));
   ring_.poll_multishot(signal_fd_, pack(Tag{Op::signal, 0, 0}));
-  spdlog::info("listening on {} (io_uring: {})", cfg_.server.socket_path.string(), ring_.mode());
+  spdlog::info("listening on {} (io_uring: {})", cfg_.socket_path.string(), ring_.mode());
   return {};
 }
 
 // Binds the Unix socket, replacing a stale socket file but never a live server.
 std::string Server::listen_socket() {
-  const std::string path = cfg_.server.socket_path.string();
+  const std::string path = cfg_.socket_path.string();
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) return "socket_path is too long: " + path;
@@ -107,7 +109,7 @@ std::string Server::listen_socket() {
   if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     return errno_text(("bind " + path).c_str());
   }
-  if (chmod(path.c_str(), cfg_.server.socket_mode) != 0) return errno_text("chmod");
+  if (chmod(path.c_str(), cfg_.socket_mode) != 0) return errno_text("chmod");
   if (listen(listen_fd_, 1024) != 0) return errno_text("listen");
   return {};
 }
@@ -146,6 +148,8 @@ void Server::on_completion(const io_uring_cqe& cqe) {
       if (!more) ring_.poll_multishot(signal_fd_, pack(Tag{Op::signal, 0, 0}));
       return on_signal();
     case Op::cancel: return;
+    case Op::deadline: return on_deadline();
+    case Op::drain: return on_drain_timeout();
     case Op::accept_retry:
       if (!draining_) ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
       return;
@@ -162,8 +166,7 @@ void Server::on_completion(const io_uring_cqe& cqe) {
 void Server::on_accept(int res, bool more) {
   if (!more && !draining_) {
     if (res == -EMFILE || res == -ENFILE) {  // out of fds: retry later, do not spin
-      const std::int64_t at = monotonic_ms() + 100;
-      accept_retry_at_ = __kernel_timespec{at / 1000, (at % 1000) * 1000000};
+      accept_retry_at_ = at_ms(monotonic_ms() + 100);
       ring_.timeout_at(&accept_retry_at_, pack(Tag{Op::accept_retry, 0, 0}));
     } else {
       ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
@@ -173,7 +176,7 @@ void Server::on_accept(int res, bool more) {
     if (res != -ECANCELED) spdlog::warn("accept: {}", std::strerror(-res));
     return;
   }
-  if (draining_ || open_conns_ >= cfg_.server.max_connections) {
+  if (draining_ || open_conns_ >= cfg_.max_connections) {
     spdlog::warn("connection refused: {}", draining_ ? "shutting down" : "max_connections reached");
     close(res);
     return;
@@ -204,7 +207,7 @@ void Server::arm_recv(Conn& c) {
     return;
   }
   c.recv_paused = false;
-  const std::size_t cap = proto::kHeaderSize + cfg_.server.max_frame_bytes + kRecvChunk;
+  const std::size_t cap = proto::kHeaderSize + cfg_.max_frame_bytes + kRecvChunk;
   if (c.in.size() - c.in_len < kRecvChunk / 4) {
     c.in.resize(std::min(cap, std::max(c.in.size() * 2, c.in_len + kRecvChunk)));
   }
@@ -231,7 +234,7 @@ bool Server::handle_frames(Conn& c) {
     std::size_t used = 0;
     std::string why;
     const auto avail = std::span<const std::uint8_t>(c.in.data() + pos, c.in_len - pos);
-    const proto::Parse p = proto::parse_frame(avail, cfg_.server.max_frame_bytes, &f, &used, &why);
+    const proto::Parse p = proto::parse_frame(avail, cfg_.max_frame_bytes, &f, &used, &why);
     if (p == proto::Parse::need_more) break;
     if (p != proto::Parse::ok) {
       fail_connection(c, FERRY_E_BAD_REQUEST, why);
@@ -260,13 +263,14 @@ bool Server::handle_frame(Conn& c, const FrameView& f) {
       return false;
     }
     proto::encode_hello(c.out, proto::Hello{proto::kVersionMajor, proto::kVersionMinor,
-                                            cfg_.server.max_frame_bytes});
+                                            cfg_.max_frame_bytes});
     c.hello = true;
     queue_send(c);
     return true;
   }
   switch (f.type) {
     case proto::Type::call: return handle_call(c, f.id, f.body);
+    case proto::Type::cancel: return handle_cancel(c, f.id), true;
     case proto::Type::ping:
       proto::encode_pong(c.out, f.id, {reinterpret_cast<const char*>(f.body.data()), f.body.size()});
       queue_send(c);
@@ -283,31 +287,85 @@ bool Server::handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t
   std::string why;
   if (!proto::decode_call(body, &call, &why)) return fail_connection(c, FERRY_E_BAD_REQUEST, why), false;
   if (id == 0) return fail_connection(c, FERRY_E_BAD_REQUEST, "call id 0 is reserved"), false;
-  if (!c.calls.insert(id).second) {
+  if (c.calls.count(id) != 0) {
     fail_connection(c, FERRY_E_BAD_REQUEST, "call id " + std::to_string(id) + " is already in flight");
     return false;
   }
-  auto now = router_.dispatch(CallRef{c.slot, c.gen, id}, call);
-  if (!now) {
-    ++inflight_;
+  const std::uint64_t token = calls_.add(c.slot, c.gen, id);
+  Route route;
+  auto now = router_.dispatch(CallRef{c.slot, c.gen, id, token}, call, &route);
+  if (now) {
+    calls_.release(token);
+    reply(c, id, now->code, now->data);
     return true;
   }
-  c.calls.erase(id);
-  if (now->code == FERRY_OK) proto::encode_result(c.out, id, now->data);
-  else proto::encode_error(c.out, id, now->code, now->data);
-  queue_send(c);
+  c.calls.emplace(id, token);
+  calls_.arm(token, route.deadline_ms, route.lane);
+  if (route.deadline_ms != 0 && (deadline_timer_ms_ == 0 || route.deadline_ms < deadline_timer_ms_)) {
+    arm_deadline_timer();
+  }
   return true;
+}
+
+// CANCEL: the call is answered `cancelled` now; a queued call never starts,
+// a running one is flagged (thread) or its worker killed (process). A CANCEL
+// for a call already answered is ignored: the reply crossed it.
+void Server::handle_cancel(Conn& c, std::uint64_t id) {
+  auto it = c.calls.find(id);
+  if (it == c.calls.end()) return;
+  const std::uint64_t token = it->second;
+  if (CallTable::Entry* e = calls_.find(token)) abandon(token, *e, FERRY_E_CANCELLED, "cancelled by the client");
+}
+
+void Server::reply(Conn& c, std::uint64_t id, ferry_code code, std::string_view data) {
+  if (code == FERRY_OK) proto::encode_result(c.out, id, data);
+  else proto::encode_error(c.out, id, code, data);
+  queue_send(c);
+}
+
+void Server::abandon(std::uint64_t token, CallTable::Entry& e, ferry_code why, std::string_view message) {
+  if (e.answered) return;
+  calls_.answer(e);
+  if (Conn* c = lookup(e.slot, e.conn_gen)) {
+    c->calls.erase(e.call_id);
+    reply(*c, e.call_id, why, message);
+  }
+  router_.cancel(e.lane, CallRef{e.slot, e.conn_gen, e.call_id, token}, why);
+}
+
+// One timer, for the earliest deadline of a call still waiting for its reply.
+void Server::arm_deadline_timer() {
+  const std::int64_t next = calls_.next_deadline();
+  if (next == 0 || (deadline_timer_ms_ != 0 && deadline_timer_ms_ <= next)) return;
+  deadline_timer_ms_ = next;
+  deadline_ts_ = at_ms(next);
+  ring_.timeout_at(&deadline_ts_, pack(Tag{Op::deadline, 0, 0}));
+}
+
+void Server::on_deadline() {
+  const std::int64_t now = monotonic_ms();
+  if (deadline_timer_ms_ <= now) deadline_timer_ms_ = 0;  // else an older, later timer fired
+  while (const std::uint64_t token = calls_.expired(now)) {
+    CallTable::Entry* e = calls_.find(token);
+    const std::int64_t late = now - e->deadline_ms;
+    abandon(token, *e, FERRY_E_TIMEOUT, "deadline passed" + (late > 0 ? " (" + std::to_string(late) + " ms ago)" : std::string()));
+  }
+  arm_deadline_timer();
 }
 
 void Server::deliver(std::vector<Completion>& done) {
   for (Completion& d : done) {
-    --inflight_;
-    Conn* c = lookup(d.ref.slot, d.ref.gen);
-    if (c == nullptr) continue;  // the client left; nobody to tell
-    c->calls.erase(d.ref.call_id);
-    if (d.code == FERRY_OK) proto::encode_result(c->out, d.ref.call_id, d.data);
-    else proto::encode_error(c->out, d.ref.call_id, d.code, d.data);
-    queue_send(*c);
+    CallTable::Entry* e = calls_.find(d.ref.token);
+    if (e == nullptr) continue;
+    void* lane = e->lane;
+    if (!e->answered) {
+      if (Conn* c = lookup(d.ref.slot, d.ref.gen)) {
+        c->calls.erase(d.ref.call_id);
+        reply(*c, d.ref.call_id, d.code, d.data);
+      }
+    }
+    calls_.release(d.ref.token);
+    router_.finished(lane);
   }
   done.clear();
 }
@@ -360,6 +418,15 @@ void Server::close_connection(Conn& c) {
   if (c.dead) return;
   c.dead = true;
   c.closing = true;
+  // Nobody is left to answer: its calls are cancelled (queued ones never run).
+  auto calls = std::move(c.calls);
+  c.calls.clear();
+  for (const auto& [id, token] : calls) {
+    if (CallTable::Entry* e = calls_.find(token)) {
+      calls_.answer(*e);
+      router_.cancel(e->lane, CallRef{e->slot, e->conn_gen, e->call_id, token}, FERRY_E_CANCELLED);
+    }
+  }
   shutdown(c.fd, SHUT_RDWR);  // completes any pending recv/send
   maybe_release(c);
 }
@@ -367,7 +434,7 @@ void Server::close_connection(Conn& c) {
 void Server::maybe_release(Conn& c) {
   if (!c.dead || c.recv_armed || c.send_armed) return;
   close(c.fd);
-  spdlog::debug("connection {} closed ({} calls abandoned)", c.slot, c.calls.size());
+  spdlog::debug("connection {} closed", c.slot);
   const std::uint32_t slot = c.slot;
   const std::uint32_t gen = (c.gen + 1) & 0xffffffu;
   c = Conn{};
@@ -393,29 +460,70 @@ void Server::on_signal() {
   signalfd_siginfo si;
   while (read(signal_fd_, &si, sizeof si) == ssize_t(sizeof si)) {
     if (draining_) {
-      spdlog::warn("second signal ({}): exiting now with {} calls in flight", strsignal(int(si.ssi_signo)), inflight_);
+      spdlog::warn("second signal ({}): exiting now with {} calls in flight", strsignal(int(si.ssi_signo)), calls_.live());
       std::_Exit(1);
     }
-    spdlog::info("{}: stopping, draining {} calls in flight", strsignal(int(si.ssi_signo)), inflight_);
+    spdlog::info("{}: stopping, draining {} calls in flight (at most {} ms)", strsignal(int(si.ssi_signo)),
+                 calls_.unanswered(), cfg_.drain_timeout_ms);
     begin_drain();
   }
 }
 
 void Server::begin_drain() {
+  if (draining_) return;
   draining_ = true;
+  drain_ts_ = at_ms(monotonic_ms() + cfg_.drain_timeout_ms);
+  ring_.timeout_at(&drain_ts_, pack(Tag{Op::drain, 0, 0}));
   router_.begin_shutdown();
   ring_.cancel(pack(Tag{Op::accept, 0, 0}), pack(Tag{Op::cancel, 0, 0}));
   close(listen_fd_);
   listen_fd_ = -1;
-  unlink(cfg_.server.socket_path.c_str());
+  unlink(cfg_.socket_path.c_str());
+}
+
+// Past the drain timeout, every call still waiting is answered
+// shutting_down and cancelled; one second later, connections that do not
+// read their replies are no longer waited for.
+void Server::on_drain_timeout() {
+  if (drain_expired_) {  // the replies had their last second: give up on slow readers
+    drain_final_ = true;
+    return;
+  }
+  drain_expired_ = true;
+  drain_ts_ = at_ms(monotonic_ms() + 1000);
+  ring_.timeout_at(&drain_ts_, pack(Tag{Op::drain, 0, 0}));
+  if (calls_.unanswered() != 0) {
+    spdlog::warn("drain timeout ({} ms): answering {} unfinished calls shutting_down", cfg_.drain_timeout_ms,
+                 calls_.unanswered());
+  }
+  std::vector<std::uint64_t> tokens;
+  calls_.for_each_unanswered([&](std::uint64_t token, CallTable::Entry&) { tokens.push_back(token); });
+  for (std::uint64_t token : tokens) {
+    if (CallTable::Entry* e = calls_.find(token)) {
+      abandon(token, *e, FERRY_E_SHUTTING_DOWN, "ferryd stopped before the call finished (drain timeout)");
+    }
+  }
 }
 
 bool Server::drained() const {
-  if (inflight_ != 0) return false;
+  if (drain_final_) return true;
+  if (calls_.unanswered() != 0) return false;
   for (const auto& c : conns_) {
     if (c && c->fd >= 0 && !c->dead && !c->idle_output()) return false;
   }
   return dirty_.empty();
+}
+
+void Server::reconfigure(const config::ServerConfig& cfg) {
+  if (cfg.socket_path != cfg_.socket_path || cfg.socket_mode != cfg_.socket_mode ||
+      cfg.plugin_dir != cfg_.plugin_dir || cfg.max_frame_bytes != cfg_.max_frame_bytes) {
+    spdlog::warn("config reload: socket_path, socket_mode, plugin_dir and max_frame_bytes apply after a restart");
+  }
+  cfg_.log_level = cfg.log_level;
+  cfg_.max_connections = cfg.max_connections;
+  cfg_.drain_timeout_ms = cfg.drain_timeout_ms;
+  cfg_.max_call_depth = cfg.max_call_depth;
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 }
 
 }  // namespace ferry

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "calls.hpp"
 #include "config/config.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
@@ -19,7 +20,7 @@ struct Conn;
 
 class Server {
  public:
-  Server(const config::Config& cfg, loop::Reactor& reactor, Router& router,
+  Server(const config::ServerConfig& cfg, loop::Reactor& reactor, Router& router,
          loop::CompletionQueue& completions);
   ~Server();
 
@@ -30,6 +31,12 @@ class Server {
   // socket file and every connection. ready_fd (if >= 0) gets "ready\n" once
   // the socket accepts connections.
   void run(int ready_fd);
+  // A reloaded [server] section: settings that can change live take effect
+  // (log_level, max_connections, drain_timeout_ms, max_call_depth); the
+  // others are logged as needing a restart.
+  void reconfigure(const config::ServerConfig& cfg);
+  // Starts the drain (as SIGTERM does).
+  void begin_drain();
 
  private:
   std::string listen_socket();
@@ -43,17 +50,23 @@ class Server {
   bool handle_frames(Conn& c);
   bool handle_frame(Conn& c, const struct FrameView& f);
   bool handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t> body);
+  void handle_cancel(Conn& c, std::uint64_t id);
+  void reply(Conn& c, std::uint64_t id, ferry_code code, std::string_view data);
+  // Answers a call whose executor has not finished it, and tells the executor.
+  void abandon(std::uint64_t token, CallTable::Entry& e, ferry_code why, std::string_view message);
+  void arm_deadline_timer();
+  void on_deadline();
+  void on_drain_timeout();
   void arm_recv(Conn& c);
   void queue_send(Conn& c);
   void flush_sends();
   void fail_connection(Conn& c, ferry_code code, const std::string& why);
   void close_connection(Conn& c);
   void maybe_release(Conn& c);
-  void begin_drain();
   bool drained() const;
   Conn* lookup(std::uint32_t slot, std::uint32_t gen);
 
-  const config::Config& cfg_;
+  config::ServerConfig cfg_;
   Router& router_;
   loop::CompletionQueue& completions_;
   loop::Reactor& reactor_;
@@ -61,7 +74,12 @@ class Server {
   int listen_fd_ = -1;
   int signal_fd_ = -1;
   bool draining_ = false;
-  std::uint64_t inflight_ = 0;  // admitted calls not yet completed
+  bool drain_expired_ = false;  // past drain_timeout_ms: every call answered
+  bool drain_final_ = false;    // a second later: stop waiting for slow readers
+  CallTable calls_;
+  std::int64_t deadline_timer_ms_ = 0;  // when the armed deadline timer fires (0: none)
+  __kernel_timespec deadline_ts_{};
+  __kernel_timespec drain_ts_{};
   std::vector<std::unique_ptr<Conn>> conns_;  // by slot; slot 0 unused
   std::vector<std::uint32_t> free_slots_;
   std::vector<Conn*> dirty_;  // connections with replies to send

@@ -164,6 +164,12 @@ std::uint64_t Client::send_ping(std::string_view body) {
   return next_id_++;
 }
 
+bool Client::send_cancel(std::uint64_t id) {
+  if (!connected()) return false;
+  proto::encode_cancel(out_, id);
+  return true;
+}
+
 // Refuses frames the server would answer by closing the connection.
 bool Client::may_send(std::size_t body_size) {
   if (!connected()) return false;  // last_error_ already says why

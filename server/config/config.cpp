@@ -168,6 +168,10 @@ const Field<ServerConfig> kServerFields[] = {
        return read_int(c, n, k, 1024, 1073741824, s.max_frame_bytes); }},
     {"max_connections", [](Ctx& c, const Node& n, const Key& k, SC& s) {
        return read_int(c, n, k, 1, 65536, s.max_connections); }},
+    {"drain_timeout_ms", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_int(c, n, k, 0, 3600000, s.drain_timeout_ms); }},
+    {"max_call_depth", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_int(c, n, k, 1, 1000, s.max_call_depth); }},
 };
 
 using SB = sandbox::Spec;
@@ -207,6 +211,8 @@ const Field<PluginConfig> kPluginFields[] = {
        return read_int(c, n, k, 0, 1000000000, p.max_calls_per_worker); }},
     {"max_rss_mb", [](Ctx& c, const Node& n, const Key& k, PC& p) {
        return read_int(c, n, k, 0, 1048576, p.max_rss_mb); }},
+    {"max_stuck_threads", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_int(c, n, k, 0, 1024, p.max_stuck_threads); }},
     {"sandbox", [](Ctx& c, const Node& n, const Key& k, PC& p) {
        return read_sandbox(c, n, k, p.sandbox); }},
 };

@@ -21,10 +21,16 @@ struct PluginConfig {
   int workers = 4;                               // Default: 4; 1..1024
   int queue_limit = 1024;                        // Default: 1024; 0..1000000
   std::uint32_t timeout_ms = 30000;              // Default: 30000; 1..86400000
+  // Thread executor only: threads still running a call past its deadline or
+  // cancellation are "stuck"; the pool starts up to this many replacements so
+  // its live capacity stays `workers`.
+  int max_stuck_threads = 4;  // Default: 4; 0..1024
   // Process executor only:
   std::uint64_t max_calls_per_worker = 0;  // Default: 0 (never recycle); 0..1000000000
   std::uint64_t max_rss_mb = 0;            // Default: 0 (no RSS check); 0..1048576
   sandbox::Spec sandbox;                   // [plugins.NAME.sandbox]
+
+  friend bool operator==(const PluginConfig&, const PluginConfig&) = default;
 };
 
 struct ServerConfig {
@@ -34,6 +40,11 @@ struct ServerConfig {
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   std::uint32_t max_frame_bytes = 16u << 20;  // Default: 16 MiB; 1 KiB..1 GiB
   std::uint32_t max_connections = 1024;       // Default: 1024; 1..65536
+  // After SIGTERM, running calls may finish for this long; the rest are then
+  // answered shutting_down.
+  std::uint32_t drain_timeout_ms = 10000;  // Default: 10000; 0..3600000
+  // Nested calls (ctx.call) deeper than this are refused call_depth_exceeded.
+  std::uint32_t max_call_depth = 64;  // Default: 64; 1..1000
 };
 
 struct Config {

@@ -23,6 +23,7 @@ struct ExecutorStats {
   int queued = 0;   // admitted, waiting for a worker
   int running = 0;  // on a worker now
   std::uint64_t completed = 0;
+  int stuck = 0;  // thread pools: threads still running a cancelled call
   std::uint64_t restarts = 0;     // process pools: workers replaced so far
   std::vector<WorkerInfo> procs;  // process pools: one per worker
 };
@@ -33,8 +34,15 @@ class Executor {
   // Admits a job or returns false at capacity (running + queued = workers +
   // queue_limit): the caller replies busy. Never blocks.
   virtual bool submit(Job&& job) = 0;
+  // The loop no longer waits for this call (deadline, CANCEL, client gone):
+  // a queued job is removed (its completion, with `why`, still reaches the
+  // sink); a running one is flagged (thread) or its worker killed (process).
+  // Unknown refs are ignored: the call may have just finished.
+  virtual void cancel(const CallRef& ref, ferry_code why) = 0;
   // Finishes every admitted job (each reaches the sink), then joins workers.
-  virtual void stop() = 0;
+  // Returns how many threads were left running plugin code that ignores its
+  // cancellation (they are detached; the process should exit soon).
+  virtual int stop() = 0;
   virtual ExecutorStats stats() const = 0;
   virtual const char* kind() const = 0;
 };

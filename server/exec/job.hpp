@@ -13,10 +13,15 @@ namespace ferry {
 struct Function;  // plugins/registry.hpp
 
 // Identifies a call on the loop side; executors carry it through untouched.
+// `slot`/`gen` name the connection (fair queueing shares work out by slot),
+// `call_id` is the client's id, and `token` the loop's own handle of this call
+// (unique while it is in flight, even when a client reuses an answered id).
 struct CallRef {
   std::uint32_t slot = 0;
   std::uint32_t gen = 0;
   std::uint64_t call_id = 0;
+  std::uint64_t token = 0;
+  friend bool operator==(const CallRef&, const CallRef&) = default;
 };
 
 struct Job {

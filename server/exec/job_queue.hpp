@@ -1,10 +1,25 @@
 // Admission and ordering shared by every executor: at most `capacity` calls
-// admitted (queued + running), queued calls taken highest priority first and
-// in arrival order within a priority. Not thread-safe: the owner locks.
+// admitted (queued + running), queued calls taken highest priority first and,
+// within a priority, round-robin across connections (FIFO within one). Not
+// thread-safe: the owner locks.
+//
+// Fairness: a connection (Job::ref.slot) joins the back of its priority's
+// rotation when it queues a call there with none pending, and leaves it when
+// its last one is taken. So the call k-th in its connection's queue waits at
+// most k * N pops at its priority, N being the connections with calls queued
+// there (plus any higher-priority work): one busy client cannot starve others.
+//
+// Hot path without allocation: jobs live in a slab reused through a free list
+// and are linked per connection, connections are linked into the rotation.
+// A connection's entry is kept once seen (slots are reused connection-table
+// indices, so there are at most max_connections of them per priority).
 #pragma once
 
 #include <algorithm>
-#include <deque>
+#include <cstdint>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "exec/job.hpp"
 
@@ -13,20 +28,31 @@ namespace ferry {
 class JobQueue {
  public:
   explicit JobQueue(int capacity) : capacity_(capacity) {}
+  // The rotation points into the maps, so a copy would dangle.
+  JobQueue(const JobQueue&) = delete;
+  JobQueue& operator=(const JobQueue&) = delete;
 
   // False (caller answers busy) when queued + running would pass capacity.
   bool admit(Job&& job, int running) {
     if (size_ + running >= capacity_) return false;
-    levels_[std::clamp(job.priority, 0, 2)].push_back(std::move(job));
+    Level& lv = levels_[std::clamp(job.priority, 0, 2)];
+    Conn& c = conn(lv, job.ref.slot);
+    const bool joins = c.head == kNone;
+    append(c, store(std::move(job)));
+    if (joins) join(lv, &c);
     ++size_;
     return true;
   }
   bool pop(Job* job) {
-    for (auto& q : levels_) {
-      if (q.empty()) continue;
-      *job = std::move(q.front());
-      q.pop_front();
+    for (Level& lv : levels_) {
+      Conn* c = lv.first;
+      if (c == nullptr) continue;
+      const std::uint32_t i = c->head;
+      *job = std::move(nodes_[i].job);
+      c->head = nodes_[i].next;
+      release(i);
       --size_;
+      next_turn(lv, c);
       return true;
     }
     return false;
@@ -36,28 +62,172 @@ class JobQueue {
   template <class F>
   std::int64_t expire(std::int64_t now, F&& expired) {
     std::int64_t earliest = 0;
-    for (auto& q : levels_) {
-      for (auto it = q.begin(); it != q.end();) {
-        if (it->deadline_ms != 0 && it->deadline_ms <= now) {
-          expired(*it);
-          it = q.erase(it);
-          --size_;
-          continue;
+    for (Level& lv : levels_) {
+      Conn* prev = nullptr;  // unlinks emptied connections, keeping the order
+      for (Conn** link = &lv.first; *link != nullptr;) {
+        Conn* c = *link;
+        earliest = earlier(earliest, expire_in(*c, now, expired));
+        if (c->head == kNone) {
+          *link = std::exchange(c->next, nullptr);
+        } else {
+          prev = c;
+          link = &c->next;
         }
-        if (it->deadline_ms != 0 && (earliest == 0 || it->deadline_ms < earliest)) earliest = it->deadline_ms;
-        ++it;
       }
+      lv.last = prev;
     }
     return earliest;
+  }
+  // Moves the queued job with this ref into *out (a cancelled call); false
+  // when it is not queued. Costs that connection's queue plus the rotation.
+  bool take(const CallRef& ref, Job* out) {
+    for (Level& lv : levels_) {
+      auto it = lv.conns.find(ref.slot);
+      if (it == lv.conns.end() || !unlink(it->second, ref, out)) continue;
+      --size_;
+      if (it->second.head == kNone) leave(lv, &it->second);
+      return true;
+    }
+    return false;
+  }
+  // Removes every queued job, calling f(job) for each, highest priority first
+  // (the pool is stopping or being replaced). f must not touch this queue.
+  template <class F>
+  void take_all(F&& f) {
+    for (Level& lv : levels_) {
+      for (Conn* c = lv.first; c != nullptr; c = c->next) {
+        for (std::uint32_t i = c->head; i != kNone; i = nodes_[i].next) f(nodes_[i].job);
+      }
+      lv = Level{};
+    }
+    nodes_.clear();
+    free_ = kNone;
+    size_ = 0;
   }
   int size() const { return size_; }
   bool empty() const { return size_ == 0; }
   void set_capacity(int capacity) { capacity_ = capacity; }
 
  private:
+  static constexpr std::uint32_t kNone = UINT32_MAX;
+  struct Node {
+    Job job;
+    std::uint32_t next = kNone;  // next job of the connection, or of the free list
+  };
+  struct Conn {  // one connection's calls at one priority, a FIFO through nodes_
+    std::uint32_t slot = 0;
+    std::uint32_t head = kNone;  // kNone: nothing queued, not in the rotation
+    std::uint32_t tail = kNone;
+    Conn* next = nullptr;  // next turn in the rotation
+  };
+  struct Level {
+    std::unordered_map<std::uint32_t, Conn> conns;  // by slot; never erased
+    Conn* first = nullptr;                          // the rotation, next turn first
+    Conn* last = nullptr;
+    Conn* recent = nullptr;  // the last connection to queue: skips the hash
+  };
+
+  static Conn& conn(Level& lv, std::uint32_t slot) {
+    if (lv.recent != nullptr && lv.recent->slot == slot) return *lv.recent;
+    Conn& c = lv.conns.try_emplace(slot, Conn{slot}).first->second;
+    lv.recent = &c;
+    return c;
+  }
+  std::uint32_t store(Job&& job) {
+    if (free_ == kNone) {
+      nodes_.push_back(Node{std::move(job)});
+      return std::uint32_t(nodes_.size() - 1);
+    }
+    const std::uint32_t i = free_;
+    free_ = std::exchange(nodes_[i].next, kNone);
+    nodes_[i].job = std::move(job);
+    return i;
+  }
+  // Frees node i; its job must already be moved out or dropped.
+  void release(std::uint32_t i) { nodes_[i].next = std::exchange(free_, i); }
+  void drop(std::uint32_t i) {
+    nodes_[i].job = Job{};  // lets go of the payload and the plugin now
+    release(i);
+  }
+  void append(Conn& c, std::uint32_t i) {
+    if (c.head == kNone) {
+      c.head = i;
+    } else {
+      nodes_[c.tail].next = i;
+    }
+    c.tail = i;
+  }
+  static void join(Level& lv, Conn* c) {
+    c->next = nullptr;
+    if (lv.last == nullptr) {
+      lv.first = c;
+    } else {
+      lv.last->next = c;
+    }
+    lv.last = c;
+  }
+  // After c (at the front) gave a job: back of the rotation, or out if empty.
+  static void next_turn(Level& lv, Conn* c) {
+    lv.first = c->next;
+    if (lv.first == nullptr) lv.last = nullptr;
+    if (c->head != kNone) join(lv, c);
+  }
+  static void leave(Level& lv, Conn* c) {
+    Conn* prev = nullptr;
+    Conn** link = &lv.first;
+    for (; *link != c; link = &(*link)->next) prev = *link;
+    *link = std::exchange(c->next, nullptr);
+    if (lv.last == c) lv.last = prev;
+  }
+  // Moves c's job with this ref into *out and frees its node.
+  bool unlink(Conn& c, const CallRef& ref, Job* out) {
+    std::uint32_t prev = kNone;
+    for (std::uint32_t* link = &c.head; *link != kNone; link = &nodes_[*link].next) {
+      const std::uint32_t i = *link;
+      if (nodes_[i].job.ref == ref) {
+        *out = std::move(nodes_[i].job);
+        *link = nodes_[i].next;
+        if (c.tail == i) c.tail = prev;
+        release(i);
+        return true;
+      }
+      prev = i;
+    }
+    return false;
+  }
+  // Drops c's due jobs (keeping the rest in order); returns the earliest left.
+  template <class F>
+  std::int64_t expire_in(Conn& c, std::int64_t now, F& expired) {
+    std::int64_t earliest = 0;
+    std::uint32_t prev = kNone;
+    for (std::uint32_t* link = &c.head; *link != kNone;) {
+      const std::uint32_t i = *link;
+      Job& job = nodes_[i].job;
+      if (job.deadline_ms != 0 && job.deadline_ms <= now) {
+        expired(job);
+        *link = nodes_[i].next;
+        drop(i);
+        --size_;
+        continue;
+      }
+      earliest = earlier(earliest, job.deadline_ms);
+      prev = i;
+      link = &nodes_[i].next;
+    }
+    c.tail = prev;
+    return earliest;
+  }
+  // The earlier of two deadlines, 0 meaning none.
+  static std::int64_t earlier(std::int64_t a, std::int64_t b) {
+    if (a == 0) return b;
+    return b == 0 ? a : std::min(a, b);
+  }
+
   int capacity_;
   int size_ = 0;
-  std::deque<Job> levels_[3];  // by Job::priority: 0 high, 1 normal, 2 low
+  Level levels_[3];          // by Job::priority: 0 high, 1 normal, 2 low
+  std::vector<Node> nodes_;  // every queued job, and free nodes for the next
+  std::uint32_t free_ = kNone;
 };
 
 }  // namespace ferry

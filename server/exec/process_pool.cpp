@@ -316,6 +316,7 @@ void ProcessPool::schedule_respawn(std::uint16_t i) {
 }
 
 ferry_code ProcessPool::death_code(const Worker& w, int how, int status) const {
+  if (w.cancel_code != FERRY_OK) return w.cancel_code;
   if (w.deadline_kill) return FERRY_E_TIMEOUT;
   if (w.violation >= 0) return FERRY_E_SANDBOX_VIOLATION;
   if (how != CLD_EXITED && status == SIGSYS) return FERRY_E_SANDBOX_VIOLATION;
@@ -323,6 +324,7 @@ ferry_code ProcessPool::death_code(const Worker& w, int how, int status) const {
 }
 
 std::string ProcessPool::death_message(const Worker& w, int how, int status) const {
+  if (w.cancel_code != FERRY_OK) return "cancelled; the worker running the call was killed";
   if (w.deadline_kill) return "deadline passed; the worker running the call was killed";
   if (w.violation >= 0) {
     return "sandbox violation: syscall " + sandbox::syscall_name(w.violation) + " is not allowed";
@@ -338,8 +340,19 @@ void ProcessPool::finish(Job& job, ferry_code code, std::string data) {
   sink_.complete(Completion{job.ref, code, std::move(data)});
 }
 
-void ProcessPool::stop() {
-  if (stopping_) return;
+void ProcessPool::cancel(const CallRef& ref, ferry_code why) {
+  Job job;
+  if (queue_.take(ref, &job)) return finish(job, why, "cancelled before it started");
+  for (auto& w : workers_) {
+    if (w.state != State::busy || !w.call || !(w.call->ref == ref) || w.killed) continue;
+    w.cancel_code = why;
+    kill_worker(w);  // the exit handler completes the call
+    return;
+  }
+}
+
+int ProcessPool::stop() {
+  if (stopping_) return 0;
   stopping_ = true;
   for (auto& w : workers_) {
     if (w.proc.pidfd < 0) continue;
@@ -350,10 +363,12 @@ void ProcessPool::stop() {
     close(w.proc.channel);
     w.proc = SpawnedWorker{};
   }
+  return 0;
 }
 
 ExecutorStats ProcessPool::stats() const {
-  ExecutorStats st{int(workers_.size()), queue_.size(), busy(), completed_, restarts_, {}};
+  ExecutorStats st{.workers = int(workers_.size()), .queued = queue_.size(), .running = busy(),
+                   .completed = completed_, .restarts = restarts_};
   for (const auto& w : workers_) {
     st.procs.push_back(WorkerInfo{w.proc.pid, state_name(int(w.state)), w.calls,
                                   w.proc.pid > 0 ? rss_kb(w.proc.pid) : 0});

@@ -33,8 +33,9 @@ class ProcessPool final : public Executor, public loop::IoClient {
   ~ProcessPool() override;
 
   bool submit(Job&& job) override;
-  // Kills and reaps every worker (after the loop ended: nothing is in flight).
-  void stop() override;
+  void cancel(const CallRef& ref, ferry_code why) override;
+  // Kills and reaps every worker (nothing of it is in flight any more).
+  int stop() override;
   ExecutorStats stats() const override;
   const char* kind() const override { return "process"; }
   void on_io(std::uint8_t sub, std::uint16_t index, const io_uring_cqe& cqe) override;
@@ -50,6 +51,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     int violation = -1;  // syscall reported by the SIGSYS handler
     int fatal_signal = 0;  // signal the worker reported before exiting
     bool deadline_kill = false;
+    ferry_code cancel_code = FERRY_OK;  // killed because its call was cancelled
     bool killed = false;  // SIGKILL sent: gets no more calls, whatever it still sends
     int start_failures = 0;  // consecutive deaths before ready
     std::string failure;     // last `failed` message

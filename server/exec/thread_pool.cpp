@@ -2,48 +2,136 @@
 
 #include <pthread.h>
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 
 #include "plugins/invoke.hpp"
 
 namespace ferry {
+namespace {
+// How long stop() gives a stuck call to notice its cancellation.
+constexpr auto kStuckGrace = std::chrono::milliseconds(500);
+// How long a cancelled call may keep running before its thread counts as stuck.
+constexpr std::int64_t kStuckAfterMs = 100;
+}  // namespace
 
-ThreadPool::ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink)
-    : name_(std::move(name)), sink_(sink), queue_(workers + queue_limit) {
-  threads_.reserve(workers);
-  for (int i = 0; i < workers; ++i) {
-    threads_.emplace_back([this] { work(); });
-    pthread_setname_np(threads_.back().native_handle(), ("ferry:" + name_).substr(0, 15).c_str());
-  }
+ThreadPool::ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink, int max_stuck)
+    : name_(std::move(name)), workers_(workers), max_stuck_(max_stuck), sink_(sink),
+      queue_(workers + queue_limit) {
+  std::lock_guard lock(mu_);
+  threads_.reserve(std::size_t(workers));
+  for (int i = 0; i < workers; ++i) start_thread();
 }
 
 ThreadPool::~ThreadPool() { stop(); }
 
+void ThreadPool::start_thread() {
+  auto t = std::make_unique<Thread>();
+  Thread* self = t.get();
+  t->thread = std::thread([this, self] { work(self); });
+  pthread_setname_np(t->thread.native_handle(), ("ferry:" + name_).substr(0, 15).c_str());
+  threads_.push_back(std::move(t));
+  ++live_;
+}
+
 bool ThreadPool::submit(Job&& job) {
   std::unique_lock lock(mu_);
-  if (stopping_ || !queue_.admit(std::move(job), running_)) return false;
+  if (cancelled_ > 0) find_stuck();
+  // Stuck threads do not hold capacity: their callers were already answered.
+  if (stopping_ || !queue_.admit(std::move(job), running_ - stuck_)) return false;
   const bool wake = wake_one();
   lock.unlock();
   if (wake) cv_.notify_one();
   return true;
 }
 
-void ThreadPool::stop() {
+void ThreadPool::cancel(const CallRef& ref, ferry_code why) {
+  Job job;
+  bool queued;
   {
     std::lock_guard lock(mu_);
-    if (stopping_ && threads_.empty()) return;
-    stopping_ = true;
+    queued = queue_.take(ref, &job);
+    if (queued) ++completed_;
+    for (auto& t : threads_) {
+      if (queued || !t->busy || t->cancelled_ms != 0 || !(t->ref == ref)) continue;
+      t->cancelled.store(true, std::memory_order_relaxed);
+      t->cancelled_ms = monotonic_ms();
+      ++cancelled_;
+      break;
+    }
+    if (cancelled_ > 0) find_stuck();
   }
+  if (queued) sink_.complete(Completion{job.ref, why, "cancelled before it started"});
+  reap();
+}
+
+// Threads whose cancelled call is still running after kStuckAfterMs become
+// stuck; each gets a replacement while the cap allows.
+void ThreadPool::find_stuck() {
+  const std::int64_t now = monotonic_ms();
+  for (auto& t : threads_) {
+    if (t->stuck || t->cancelled_ms == 0 || now - t->cancelled_ms < kStuckAfterMs) continue;
+    t->stuck = true;
+    --cancelled_;
+    ++stuck_;
+    if (live_ - stuck_ < workers_ && live_ - workers_ < max_stuck_ && !stopping_) {
+      spdlog::warn("plugin {}: a call ignores its cancellation; starting a replacement thread", name_);
+      start_thread();
+    }
+  }
+}
+
+// Joins threads that have left (a stuck thread that finished while the pool
+// had enough others). Never called from a pool thread.
+void ThreadPool::reap() {
+  std::vector<std::unique_ptr<Thread>> gone;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      if ((*it)->exited) {
+        gone.push_back(std::move(*it));
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& t : gone) t->thread.join();
+}
+
+int ThreadPool::stop() {
+  std::unique_lock lock(mu_);
+  if (stopping_ && threads_.empty()) return 0;
+  stopping_ = true;
   cv_.notify_all();
-  for (auto& t : threads_) t.join();
+  // Threads finish the queue; only stuck ones get a deadline.
+  exited_cv_.wait(lock, [&] { return live_ == stuck_ + cancelled_; });
+  exited_cv_.wait_for(lock, kStuckGrace, [&] { return live_ == 0; });
+  int left = 0;
+  for (auto& t : threads_) {
+    if (t->exited) continue;
+    t->thread.detach();
+    (void)t.release();  // the detached thread still uses it
+    ++left;
+  }
+  if (left > 0) spdlog::warn("plugin {}: {} threads ignore their cancellation; left running", name_, left);
+  auto all = std::move(threads_);
   threads_.clear();
+  lock.unlock();
+  for (auto& t : all) {
+    if (t) t->thread.join();
+  }
+  return left;
 }
 
 ExecutorStats ThreadPool::stats() const {
   std::lock_guard lock(mu_);
-  return ExecutorStats{int(threads_.size()), queue_.size(), running_, completed_};
+  if (cancelled_ > 0) const_cast<ThreadPool*>(this)->find_stuck();
+  return ExecutorStats{.workers = live_, .queued = queue_.size(), .running = running_ - stuck_,
+                       .completed = completed_, .stuck = stuck_};
 }
 
-// Waits for the next job; false once stopping and the queue is empty (drained).
 // One worker is woken at a time; it wakes the next if work is still queued
 // when it takes a job. Trivial calls then rarely wake a second thread, while
 // slow calls still spread over every worker.
@@ -53,7 +141,9 @@ bool ThreadPool::wake_one() {
   return true;
 }
 
-bool ThreadPool::next(Job* job) {
+// Waits for the next job; false once the thread should leave: stopping with
+// the queue empty, or one thread too many after a stuck call ended.
+bool ThreadPool::next(Thread* self, Job* job) {
   std::unique_lock lock(mu_);
   while (queue_.empty() && !stopping_) {
     ++idle_;
@@ -63,25 +153,42 @@ bool ThreadPool::next(Job* job) {
   }
   if (!queue_.pop(job)) return false;
   ++running_;
+  self->busy = true;
+  self->ref = job->ref;
+  self->cancelled.store(false, std::memory_order_relaxed);
   const bool wake = !queue_.empty() && wake_one();
   lock.unlock();
   if (wake) cv_.notify_one();
   return true;
 }
 
-void ThreadPool::work() {
+void ThreadPool::work(Thread* self) {
   Job job;
-  while (next(&job)) {
-    Completion c = run_job(job);
+  bool leave = false;
+  while (!leave && next(self, &job)) {
+    Completion c = run_job(job, &self->cancelled);
     job = Job{};  // drop the library reference before reporting
     {
       // Free the slot first, so a caller reacting to this completion is admitted.
       std::lock_guard lock(mu_);
       --running_;
       ++completed_;
+      self->busy = false;
+      if (self->cancelled_ms != 0 && !self->stuck) --cancelled_;
+      self->cancelled_ms = 0;
+      if (self->stuck) {
+        self->stuck = false;
+        --stuck_;
+        leave = live_ - stuck_ > workers_;  // its replacement took over
+        if (leave) --live_;
+      }
     }
     sink_.complete(std::move(c));
   }
+  std::lock_guard lock(mu_);
+  if (!leave) --live_;
+  self->exited = true;
+  exited_cv_.notify_all();
 }
 
 }  // namespace ferry

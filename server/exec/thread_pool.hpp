@@ -1,8 +1,18 @@
-// Runs jobs on a fixed set of threads with a bounded queue; the `thread` executor.
-// submit()/stats() are thread-safe; results go to the CompletionSink from pool threads.
+// Runs jobs on a set of threads with a bounded queue; the `thread` executor.
+// submit()/cancel()/stats() are thread-safe; results go to the CompletionSink
+// from pool threads.
+//
+// A running call cannot be stopped from outside: cancel() sets the flag its
+// ctx.cancelled() reads. A thread whose call still runs 100 ms after that is
+// "stuck": it no longer counts towards the pool's capacity, and the pool
+// starts a replacement (at most max_stuck at a time), so `workers` threads
+// stay available. Stuck threads are found when the pool is next used
+// (submit, cancel, stats). When a stuck call ends, its thread leaves if the
+// pool has enough threads without it.
 #pragma once
 
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -15,30 +25,49 @@ namespace ferry {
 
 class ThreadPool final : public Executor {
  public:
-  ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink);
+  ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink, int max_stuck = 4);
   ~ThreadPool() override;
 
   bool submit(Job&& job) override;
-  void stop() override;
-  ExecutorStats stats() const override;
+  void cancel(const CallRef& ref, ferry_code why) override;
+  int stop() override;
+  ExecutorStats stats() const override;  // finds stuck threads too
   const char* kind() const override { return "thread"; }
 
  private:
-  void work();
-  bool next(Job* job);
+  struct Thread {
+    std::thread thread;
+    std::atomic<bool> cancelled{false};  // what the running call's ctx.cancelled() reads
+    CallRef ref;                         // the running call
+    std::int64_t cancelled_ms = 0;       // when its call was cancelled (0: not)
+    bool busy = false;
+    bool stuck = false;
+    bool exited = false;  // work() returned: join it
+  };
+  void start_thread();  // with mu_ held
+  void find_stuck();    // with mu_ held
+  void work(Thread* self);
+  bool next(Thread* self, Job* job);
   bool wake_one();  // with mu_ held
+  void reap();      // joins threads that left; not with mu_ held
 
   const std::string name_;
+  const int workers_;
+  const int max_stuck_;
   CompletionSink& sink_;
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // mutable: stats() also finds stuck threads
   std::condition_variable cv_;
+  std::condition_variable exited_cv_;
   JobQueue queue_;
-  int running_ = 0;
-  int idle_ = 0;    // workers waiting for a job
-  int waking_ = 0;  // notified, not yet awake
+  int running_ = 0;  // threads in a call, stuck ones included
+  int stuck_ = 0;
+  int cancelled_ = 0;  // threads running a cancelled call, not yet stuck
+  int live_ = 0;     // threads not exited
+  int idle_ = 0;     // workers waiting for a job
+  int waking_ = 0;   // notified, not yet awake
   bool stopping_ = false;
   std::uint64_t completed_ = 0;
-  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Thread>> threads_;
 };
 
 }  // namespace ferry

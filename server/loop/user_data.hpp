@@ -6,7 +6,7 @@
 
 namespace ferry::loop {
 
-enum class Op : std::uint8_t { accept = 1, recv, send, wake, signal, cancel, client, accept_retry };
+enum class Op : std::uint8_t { accept = 1, recv, send, wake, signal, cancel, client, accept_retry, deadline, drain };
 
 struct Tag {
   Op op;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <ctime>
 #include <set>
 
 #include "plugins/invoke.hpp"
@@ -21,6 +22,15 @@ bool valid_name(std::string_view s) {
   return !s.empty() && s.size() <= 100 && std::all_of(s.begin(), s.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
   });
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 std::string version_text(std::uint32_t major, std::uint32_t minor) {
@@ -89,9 +99,12 @@ int Registry::load_dir(const std::filesystem::path& dir) {
   return loaded;
 }
 
-std::string Registry::load(const std::filesystem::path& file) {
+std::string Registry::load(const std::filesystem::path& file) { return load(file, file, false); }
+
+std::string Registry::load(const std::filesystem::path& file, const std::filesystem::path& source, bool replace) {
   auto plugin = std::make_shared<Plugin>();
   plugin->path = std::filesystem::absolute(file);
+  plugin->source = std::filesystem::absolute(source);
   const ferry_plugin_info* info = nullptr;
   std::string why = open(plugin->path, plugin.get(), &info);
   ferry_registrar reg;
@@ -107,7 +120,7 @@ std::string Registry::load(const std::filesystem::path& file) {
   }
   for (const auto& f : reg.functions) plugin->functions.push_back(f.name);
   std::sort(plugin->functions.begin(), plugin->functions.end());
-  if (why.empty()) why = admit(*plugin);
+  if (why.empty()) why = admit(*plugin, replace);
   if (!why.empty()) {
     spdlog::error("plugin {} refused: {}", file.string(), why);
     return why;
@@ -119,14 +132,16 @@ std::string Registry::load(const std::filesystem::path& file) {
 }
 
 std::string Registry::add_described(const std::filesystem::path& file, const std::string& name,
-                                    const std::string& version, const std::vector<std::string>& functions) {
+                                    const std::string& version, const std::vector<std::string>& functions,
+                                    const std::filesystem::path& source, bool replace) {
   auto plugin = std::make_shared<Plugin>();
   plugin->path = std::filesystem::absolute(file);
+  plugin->source = std::filesystem::absolute(source.empty() ? file : source);
   plugin->name = name;
   plugin->version = version;
   plugin->functions = functions;
   std::sort(plugin->functions.begin(), plugin->functions.end());
-  std::string why = valid_name(name) ? admit(*plugin) : "invalid plugin name '" + name + "'";
+  std::string why = valid_name(name) ? admit(*plugin, replace) : "invalid plugin name '" + name + "'";
   std::vector<Function> fns;
   for (const auto& f : plugin->functions) {
     if (f.rfind(name + ".", 0) != 0 && why.empty()) why = "function '" + f + "' is not in plugin " + name;
@@ -143,6 +158,8 @@ std::string Registry::add_described(const std::filesystem::path& file, const std
 }
 
 void Registry::publish(const std::shared_ptr<Plugin>& plugin, std::vector<Function> functions) {
+  plugin->loaded_at = utc_now();
+  remove(plugin->name);
   for (auto& f : functions) {
     f.plugin = plugin;
     auto fn = std::make_shared<const Function>(std::move(f));
@@ -151,18 +168,36 @@ void Registry::publish(const std::shared_ptr<Plugin>& plugin, std::vector<Functi
   plugins_.push_back(plugin);
 }
 
-// A plugin may join only if neither its name nor any of its functions is taken.
-std::string Registry::admit(const Plugin& p) const {
+// A plugin may join only if neither its name nor any of its functions is
+// taken; with `replace`, by a plugin of another name.
+std::string Registry::admit(const Plugin& p, bool replace) const {
   for (const auto& other : plugins_) {
-    if (other->name == p.name) {
+    if (other->name == p.name && !replace) {
       return "duplicate plugin name '" + p.name + "' (already loaded from " +
              other->path.string() + ")";
     }
   }
   for (const auto& f : p.functions) {
-    if (functions_.count(f) != 0) return "duplicate function name '" + f + "'";
+    auto it = functions_.find(f);
+    if (it != functions_.end() && !(replace && it->second->plugin->name == p.name)) {
+      return "duplicate function name '" + f + "'";
+    }
   }
   return {};
+}
+
+std::shared_ptr<const Plugin> Registry::find_plugin(std::string_view name) const {
+  for (const auto& p : plugins_) {
+    if (p->name == name) return p;
+  }
+  return nullptr;
+}
+
+void Registry::remove(std::string_view name) {
+  auto p = find_plugin(name);
+  if (p == nullptr) return;
+  for (const auto& f : p->functions) functions_.erase(f);
+  std::erase(plugins_, p);
 }
 
 std::shared_ptr<const Function> Registry::find(std::string_view name) const {

@@ -20,7 +20,9 @@ namespace ferry {
 struct Plugin {
   std::string name;
   std::string version;
-  std::filesystem::path path;
+  std::filesystem::path path;    // the file loaded (a private snapshot when hot-loaded)
+  std::filesystem::path source;  // the file in plugin_dir it came from
+  std::string loaded_at;         // UTC, ISO 8601
   boost::dll::shared_library library;
   std::vector<std::string> functions;  // full names, sorted
 };
@@ -48,20 +50,27 @@ class Registry {
   int load_dir(const std::filesystem::path& dir);
   // Loads one library. Returns "" on success, else the reason it was refused.
   std::string load(const std::filesystem::path& file);
+  // As load(), but records `source` as where it came from, and, when a plugin
+  // of the same name is loaded, replaces it (new calls see only the new one).
+  std::string load(const std::filesystem::path& file, const std::filesystem::path& source, bool replace);
 
   // Registers a plugin that is never loaded here (its process pool runs it):
   // its functions route to that pool; their entry points stay null.
   // Returns "" on success, else the reason it was refused.
   std::string add_described(const std::filesystem::path& file, const std::string& name,
-                            const std::string& version, const std::vector<std::string>& functions);
+                            const std::string& version, const std::vector<std::string>& functions,
+                            const std::filesystem::path& source = {}, bool replace = false);
 
   std::shared_ptr<const Function> find(std::string_view name) const;
+  std::shared_ptr<const Plugin> find_plugin(std::string_view name) const;
+  // Drops one plugin and its functions (calls holding them keep it loaded).
+  void remove(std::string_view name);
   const std::vector<std::shared_ptr<const Plugin>>& plugins() const { return plugins_; }
   // Drops every plugin; libraries unload once no call holds them.
   void clear();
 
  private:
-  std::string admit(const Plugin& p) const;
+  std::string admit(const Plugin& p, bool replace) const;
   void publish(const std::shared_ptr<Plugin>& plugin, std::vector<Function> functions);
 
   std::vector<std::shared_ptr<const Plugin>> plugins_;

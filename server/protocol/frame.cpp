@@ -32,7 +32,7 @@ Parse reject(std::string* why, const char* message, Parse verdict) {
   return verdict;
 }
 
-bool known_type(std::uint8_t t) { return t >= 1 && t <= 6; }
+bool known_type(std::uint8_t t) { return t >= 1 && t <= 7; }
 
 // Header checks that need no body: reports malformed before too_large.
 Parse check_header(const std::uint8_t* p, std::uint32_t max_body, std::string* why) {
@@ -161,6 +161,8 @@ void encode_pong(std::string& out, std::uint64_t id, std::string_view body) {
   encode_frame(out, Type::pong, id, body);
 }
 
+void encode_cancel(std::string& out, std::uint64_t id) { encode_frame(out, Type::cancel, id, {}); }
+
 const char* type_name(Type t) {
   switch (t) {
     case Type::hello: return "hello";
@@ -169,6 +171,7 @@ const char* type_name(Type t) {
     case Type::error: return "error";
     case Type::ping: return "ping";
     case Type::pong: return "pong";
+    case Type::cancel: return "cancel";
   }
   return "unknown";
 }

@@ -14,12 +14,13 @@
 namespace ferry::proto {
 
 inline constexpr std::size_t kHeaderSize = 16;
-inline constexpr std::uint16_t kVersionMajor = 1, kVersionMinor = 0;
+inline constexpr std::uint16_t kVersionMajor = 1, kVersionMinor = 1;
 inline constexpr std::size_t kHelloBodySize = 8;     // u16 major | u16 minor | u32 max
 inline constexpr std::size_t kCallFixedSize = 8;     // u32 timeout | u8 prio | u8 0 | u16 name_len
 inline constexpr std::size_t kMaxNameLength = 255;
 
-enum class Type : std::uint8_t { hello = 1, call = 2, result = 3, error = 4, ping = 5, pong = 6 };
+// cancel (minor 1): the client gives up on call `call_id`; empty body.
+enum class Type : std::uint8_t { hello = 1, call = 2, result = 3, error = 4, ping = 5, pong = 6, cancel = 7 };
 enum class Priority : std::uint8_t { normal = 0, high = 1, low = 2 };
 
 // call_id 0 is reserved for the connection itself (HELLO, connection errors).
@@ -71,6 +72,7 @@ void encode_result(std::string& out, std::uint64_t id, std::string_view payload)
 void encode_error(std::string& out, std::uint64_t id, ferry_code code, std::string_view message);
 void encode_ping(std::string& out, std::uint64_t id, std::string_view body);
 void encode_pong(std::string& out, std::uint64_t id, std::string_view body);
+void encode_cancel(std::string& out, std::uint64_t id);
 // Any frame from a header and a body; the building block of the encoders above.
 void encode_frame(std::string& out, Type type, std::uint64_t id, std::string_view body);
 

@@ -22,6 +22,8 @@ struct Spec {
   std::uint64_t max_procs = 64;          // RLIMIT_NPROC (threads count)
   bool seccomp = true;                   // syscall allow-list
   bool allow_weaker = false;             // start even if the kernel lacks a feature
+
+  friend bool operator==(const Spec&, const Spec&) = default;
 };
 
 // What the kernel could not enforce, one line each: a step skipped under

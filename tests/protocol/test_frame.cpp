@@ -79,7 +79,7 @@ TEST_CASE("encoders append to existing content") {
 TEST_CASE("HELLO round trip and hex example from docs/protocol.md") {
   std::string out;
   encode_hello(out, Hello{});
-  CHECK(bytes_of(out) == from_hex("08000000 01 00 0000 0000000000000000  0100 0000 00000000"));
+  CHECK(bytes_of(out) == from_hex("08000000 01 00 0000 0000000000000000  0100 0100 00000000"));
   out.clear();
   encode_hello(out, Hello{1, 0, 16u << 20});
   CHECK(bytes_of(out) == from_hex("08000000 01 00 0000 0000000000000000  0100 0000 00000001"));
@@ -205,10 +205,23 @@ TEST_CASE("body length limit") {
   CHECK(parse_verdict(huge, nullptr, 0xffffffff) == Parse::need_more);
 }
 
+TEST_CASE("CANCEL frames: type 7, empty body, the call id to give up on") {
+  std::string out;
+  encode_cancel(out, 42);
+  CHECK(bytes_of(out) == from_hex("00000000 07 00 0000 2a00000000000000"));
+  Frame f{};
+  std::size_t used = 0;
+  REQUIRE(parse_frame(as_bytes(out), 1024, &f, &used, nullptr) == Parse::ok);
+  CHECK(f.header.type == Type::cancel);
+  CHECK(f.header.call_id == 42);
+  CHECK(used == kHeaderSize);
+  CHECK(std::string(type_name(Type::cancel)) == "cancel");
+}
+
 TEST_CASE("malformed headers are reported from the header alone") {
   auto hex = GENERATE(as<std::string>{},
                       "00000000 00 00 0000 0100000000000000",   // type 0
-                      "00000000 07 00 0000 0100000000000000",   // type 7
+                      "00000000 08 00 0000 0100000000000000",   // type 8
                       "00000000 ff 00 0000 0100000000000000",   // type 255
                       "00000000 03 01 0000 0100000000000000",   // flags
                       "00000000 03 80 0000 0100000000000000",   // flags high bit

@@ -77,7 +77,8 @@ TEST_CASE("duplicate names are refused and the first plugin keeps serving", "[re
 
 TEST_CASE("load_dir loads the good plugins and skips the rest", "[registry]") {
   Registry reg;
-  CHECK(reg.load_dir(FERRY_FIXTURE_DIR) == 3);  // good, hostile, latch; dup_plugin loses to good
+  // good, hostile, latch, ops (v1); dup_plugin loses to good, ops v2 to ops v1
+  CHECK(reg.load_dir(FERRY_FIXTURE_DIR) == 4);
   CHECK(reg.find("good.hello") != nullptr);
   CHECK(reg.find("latch.wait") != nullptr);
 }
@@ -91,4 +92,26 @@ TEST_CASE("a library stays mapped while a function of it is referenced", "[regis
   CHECK(call(*fn, "[]").data == "\"world\"");
   fn.reset();
   CHECK_FALSE(mapped(fixture("fixture_good")));
+}
+
+TEST_CASE("a new version replaces a plugin; the old one unloads after its last call", "[registry]") {
+  Registry reg;
+  REQUIRE(reg.load(fixture("fixture_ops_v1")) == "");
+  auto old_fn = reg.find("ops.version");
+  CHECK(reg.load(fixture("fixture_ops_v2")) != "");  // without replace: a duplicate
+  REQUIRE(reg.load(fixture("fixture_ops_v2"), "/plugins/ops.so", true) == "");
+  REQUIRE(reg.plugins().size() == 1);
+  CHECK(reg.plugins()[0]->version == "2");
+  CHECK(reg.plugins()[0]->source == "/plugins/ops.so");
+  CHECK_FALSE(reg.plugins()[0]->loaded_at.empty());
+  CHECK(call(*reg.find("ops.version"), "[]").data == "\"2\"");
+  // A call still holding the old version runs the old code, then lets it go.
+  CHECK(mapped(fixture("fixture_ops_v1")));
+  CHECK(call(*old_fn, "[]").data == "\"1\"");
+  old_fn.reset();
+  CHECK_FALSE(mapped(fixture("fixture_ops_v1")));
+  reg.remove("ops");
+  CHECK(reg.find("ops.version") == nullptr);
+  CHECK(reg.plugins().empty());
+  CHECK_FALSE(mapped(fixture("fixture_ops_v2")));
 }

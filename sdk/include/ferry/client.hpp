@@ -60,6 +60,9 @@ class Client {
   std::uint64_t send_call(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms = 0,
                           proto::Priority prio = proto::Priority::normal);
   std::uint64_t send_ping(std::string_view body = {});
+  // Buffers a CANCEL for call `id`: the server answers it `cancelled` at once
+  // (unless its reply is already on the way). False when disconnected.
+  bool send_cancel(std::uint64_t id);
   // Writes everything buffered. false = connection lost.
   bool flush();
   // For tests: appends arbitrary bytes to the outgoing buffer and flushes.

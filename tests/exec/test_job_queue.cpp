@@ -1,0 +1,218 @@
+// JobQueue ordering: strict priority, round-robin across connections within a
+// priority, FIFO within a connection; expiry, take and take_all keep it so.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "exec/job_queue.hpp"
+
+using ferry::CallRef;
+using ferry::Job;
+using ferry::JobQueue;
+using Labels = std::vector<std::string>;
+
+namespace {
+
+// Connection slot 1 is "a", 2 is "b", ...: job(1, 3) is "a3".
+std::string label(const CallRef& ref) {
+  std::string s(1, char('a' + ref.slot - 1));
+  s += std::to_string(ref.call_id);
+  return s;
+}
+
+CallRef ref(std::uint32_t slot, std::uint64_t id) {
+  return CallRef{slot, 7, id, slot * 100000ull + id};
+}
+
+Job job(std::uint32_t slot, std::uint64_t id, int priority = 1, std::int64_t deadline_ms = 0) {
+  Job j;
+  j.ref = ref(slot, id);
+  j.payload = label(j.ref);
+  j.priority = priority;
+  j.deadline_ms = deadline_ms;
+  return j;
+}
+
+void admit(JobQueue& q, Job&& j) { REQUIRE(q.admit(std::move(j), 0)); }
+
+// Pops up to n jobs (all when n < 0), checking each arrived intact.
+Labels pop(JobQueue& q, int n = -1) {
+  Labels out;
+  Job j;
+  while (n-- != 0 && q.pop(&j)) {
+    CHECK(j.payload == label(j.ref));
+    out.push_back(label(j.ref));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("higher priority goes first, round-robin across connections within one", "[job_queue]") {
+  JobQueue q(100);
+  admit(q, job(1, 1, 1));
+  admit(q, job(1, 2, 1));
+  admit(q, job(1, 3, 1));
+  admit(q, job(2, 1, 1));
+  admit(q, job(1, 4, 9));   // clamped to 2
+  admit(q, job(3, 1, 0));
+  admit(q, job(4, 1, -5));  // clamped to 0
+  admit(q, job(3, 2, 0));
+  admit(q, job(2, 2, 2));
+  CHECK(q.size() == 9);
+  CHECK(pop(q) == Labels{"c1", "d1", "c2", "a1", "b1", "a2", "a3", "a4", "b2"});
+  CHECK(q.empty());
+}
+
+TEST_CASE("a second connection is not starved by a first one's backlog", "[job_queue]") {
+  JobQueue q(1000);
+  for (int i = 1; i <= 100; ++i) admit(q, job(1, i));
+  admit(q, job(2, 1));
+  admit(q, job(2, 2));
+  CHECK(q.size() == 102);
+  Labels want{"a1", "b1", "a2", "b2"};
+  for (int i = 3; i <= 100; ++i) want.push_back(label(ref(1, i)));
+  CHECK(pop(q) == want);
+  CHECK(q.size() == 0);
+}
+
+TEST_CASE("calls of one connection keep their order, connections take turns in join order", "[job_queue]") {
+  JobQueue q(100);
+  for (auto [slot, id] : {std::pair{1, 1}, {1, 2}, {1, 3}, {2, 1}, {3, 1}, {2, 2}, {3, 2}, {3, 3}}) {
+    admit(q, job(slot, id));
+  }
+  CHECK(pop(q) == Labels{"a1", "b1", "c1", "a2", "b2", "c2", "a3", "c3"});
+}
+
+TEST_CASE("a connection that empties rejoins at the back of the rotation", "[job_queue]") {
+  JobQueue q(100);
+  admit(q, job(1, 1));
+  admit(q, job(1, 2));
+  for (int i = 1; i <= 3; ++i) admit(q, job(2, i));
+  CHECK(pop(q, 3) == Labels{"a1", "b1", "a2"});  // a leaves, b is alone
+  admit(q, job(3, 1));
+  admit(q, job(1, 3));
+  CHECK(q.size() == 4);
+  CHECK(pop(q) == Labels{"b2", "c1", "a3", "b3"});
+}
+
+TEST_CASE("many connections going idle and busy again keep taking turns", "[job_queue]") {
+  JobQueue q(1000);
+  for (int round = 0; round < 3; ++round) {  // entries and nodes reused each round
+    Labels want;
+    for (std::uint32_t s = 1; s <= 60; ++s) {
+      admit(q, job(s, 2 * round + 1));
+      admit(q, job(s, 2 * round + 2));
+    }
+    for (int i = 1; i <= 2; ++i) {
+      for (std::uint32_t s = 1; s <= 60; ++s) want.push_back(label(ref(s, 2 * round + i)));
+    }
+    CHECK(pop(q) == want);
+    CHECK(q.empty());
+  }
+}
+
+TEST_CASE("admission refuses at capacity and a refused call never enters the rotation", "[job_queue]") {
+  JobQueue q(4);
+  CHECK(q.admit(job(1, 1), 0));
+  CHECK(q.admit(job(1, 2), 0));
+  CHECK(q.admit(job(1, 3), 0));
+  CHECK_FALSE(q.admit(job(2, 1), 1));  // 3 queued + 1 running
+  CHECK(q.admit(job(2, 2), 0));
+  CHECK_FALSE(q.admit(job(3, 1), 0));
+  CHECK(q.size() == 4);
+  q.set_capacity(5);
+  CHECK(q.admit(job(3, 2), 0));
+  CHECK(pop(q) == Labels{"a1", "b2", "c2", "a2", "a3"});
+  CHECK(q.size() == 0);
+}
+
+TEST_CASE("expire removes exactly the due calls and leaves the rest fair", "[job_queue]") {
+  JobQueue q(100);
+  admit(q, job(1, 1, 1, 100));
+  admit(q, job(1, 2, 1, 0));
+  admit(q, job(1, 3, 1, 50));
+  admit(q, job(1, 4, 1, 300));
+  admit(q, job(2, 1, 1, 60));
+  admit(q, job(2, 2, 1, 0));
+  admit(q, job(4, 1, 1, 10));  // d: its only call expires, so it leaves
+  admit(q, job(3, 1, 0, 40));
+  admit(q, job(3, 2, 0, 500));
+  admit(q, job(2, 3, 2, 70));
+  Labels expired;
+  CHECK(q.expire(60, [&](Job& j) { expired.push_back(label(j.ref)); }) == 70);
+  CHECK(std::set<std::string>(expired.begin(), expired.end()) ==
+        std::set<std::string>{"a3", "b1", "d1", "c1"});
+  CHECK(expired.size() == 4);
+  CHECK(q.size() == 6);
+  admit(q, job(4, 2));  // d rejoins behind a and b
+  CHECK(pop(q) == Labels{"c2", "a1", "b2", "d2", "a2", "a4", "b3"});
+}
+
+TEST_CASE("expire with nothing due keeps everything; with everything due returns 0", "[job_queue]") {
+  JobQueue q(100);
+  admit(q, job(1, 1, 1, 200));
+  admit(q, job(1, 2, 1, 100));
+  admit(q, job(2, 1, 1, 0));
+  int calls = 0;
+  CHECK(q.expire(99, [&](Job&) { ++calls; }) == 100);
+  CHECK(calls == 0);
+  CHECK(q.size() == 3);
+  CHECK(q.expire(1000, [&](Job&) { ++calls; }) == 0);
+  CHECK(calls == 2);
+  CHECK(q.size() == 1);
+  admit(q, job(1, 3));  // a rejoins behind b
+  admit(q, job(1, 4));
+  admit(q, job(2, 2));
+  CHECK(pop(q) == Labels{"b1", "a3", "b2", "a4"});
+}
+
+TEST_CASE("take removes one queued call by its full ref", "[job_queue]") {
+  JobQueue q(100);
+  for (int i = 1; i <= 3; ++i) admit(q, job(1, i));
+  admit(q, job(2, 1, 0));
+  admit(q, job(3, 1));
+  Job out;
+  CHECK(q.take(ref(1, 2), &out));
+  CHECK(label(out.ref) == "a2");
+  CHECK(out.payload == "a2");
+  CHECK(q.size() == 4);
+  CHECK_FALSE(q.take(ref(1, 2), &out));  // already taken
+  CallRef stale = ref(1, 3);
+  stale.token += 1;  // same connection and id, another call
+  CHECK_FALSE(q.take(stale, &out));
+  CHECK_FALSE(q.take(ref(9, 1), &out));
+  CHECK(q.take(ref(2, 1), &out));  // b's only call: b leaves level 0
+  CHECK(label(out.ref) == "b1");
+  CHECK(q.take(ref(3, 1), &out));  // c leaves level 1
+  CHECK(q.size() == 2);
+  admit(q, job(3, 2));
+  CHECK(pop(q) == Labels{"a1", "c2", "a3"});
+  CHECK_FALSE(q.take(ref(1, 1), &out));  // popped, no longer queued
+}
+
+TEST_CASE("take_all empties every level and the queue stays usable", "[job_queue]") {
+  JobQueue q(100);
+  admit(q, job(1, 1, 2));
+  admit(q, job(1, 2, 1));
+  admit(q, job(2, 1, 1));
+  admit(q, job(3, 1, 0, 50));
+  admit(q, job(2, 2, 1));
+  Labels taken;
+  q.take_all([&](Job& j) {
+    CHECK(j.payload == label(j.ref));
+    taken.push_back(label(j.ref));
+  });
+  CHECK(taken == Labels{"c1", "a2", "b1", "b2", "a1"});
+  CHECK(q.size() == 0);
+  CHECK(q.empty());
+  Job out;
+  CHECK_FALSE(q.pop(&out));
+  CHECK(q.expire(1000, [](Job&) { FAIL("nothing is queued"); }) == 0);
+  admit(q, job(2, 3));
+  admit(q, job(2, 4));
+  admit(q, job(1, 3));
+  CHECK(pop(q) == Labels{"b3", "a3", "b4"});
+}

@@ -1,0 +1,203 @@
+// Deadlines, cancellation and the drain timeout, end to end: the real ferryd,
+// the "ops" fixture plugin in thread and process mode, the real client.
+#include <catch2/catch.hpp>
+#include <signal.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "ferry/client.hpp"
+#include "ferryd_process.hpp"
+
+using ferry::Client;
+using ferry::test::connect;
+using ferry::test::FerrydProcess;
+using ferry::test::fixture_path;
+using ferry::test::must_call;
+using json = nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+std::string ops_config(const char* executor, int workers, const std::string& extra = "") {
+  return std::string("[plugins.ops]\nexecutor = \"") + executor + "\"\nworkers = " + std::to_string(workers) +
+         "\n" + extra + "\n[plugins.ops.sandbox]\nenabled = false\n";
+}
+
+json ops_status(Client& c) {
+  auto r = must_call(c, "ferry.status", "[]");
+  REQUIRE(r.code == FERRY_OK);
+  const json all = json::parse(r.data);
+  for (const auto& p : all["plugins"]) {
+    if (p["name"] == "ops") return p;
+  }
+  FAIL("no ops plugin in " << r.data);
+  return {};
+}
+
+// Reads status until pred holds (each read is a full round trip to ferryd).
+template <class Pred>
+json status_until(Client& c, Pred pred, const char* what) {
+  json st;
+  const auto start = Clock::now();
+  while (ms_since(start) < 10000) {
+    st = ops_status(c);
+    if (pred(st)) return st;
+  }
+  FAIL("never reached: " << what << "; last status " << st.dump());
+  return st;
+}
+
+ferry::Reply read_reply_for(Client& c, std::uint64_t id) {
+  auto r = c.read_reply();
+  REQUIRE(r.has_value());
+  CHECK(r->call_id == id);
+  return *r;
+}
+
+}  // namespace
+
+TEST_CASE("a running call past its deadline is answered timeout on time", "[integration][deadline]") {
+  const char* executor = GENERATE("thread", "process");
+  INFO("executor " << executor);
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config(executor, 2));
+  auto c = connect(d);
+  REQUIRE(must_call(*c, "ops.echo", "1").code == FERRY_OK);  // workers are up
+  for (std::uint32_t timeout : {50u, 150u, 300u}) {
+    const auto start = Clock::now();
+    auto r = must_call(*c, "ops.cooperate", "[20000]", timeout);
+    const auto elapsed = ms_since(start);
+    CHECK(r.code == FERRY_E_TIMEOUT);
+    CHECK(elapsed >= timeout - 1);
+    CHECK(elapsed <= timeout + 50);
+  }
+  if (std::string(executor) == "thread") {
+    // The function saw ctx.cancelled() and gave up: three times.
+    CHECK(must_call(*c, "ops.await_noticed", "[3]").data == "true");
+  } else {
+    // Each timed-out call's worker was killed and replaced.
+    status_until(*c, [](const json& st) { return st["restarts"] == 3; }, "3 restarts");
+  }
+  CHECK(must_call(*c, "ops.echo", "2").data == "2");
+}
+
+TEST_CASE("the plugin's timeout_ms caps the client's deadline", "[integration][deadline]") {
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 1, "timeout_ms = 100"));
+  auto c = connect(d);
+  const auto start = Clock::now();
+  CHECK(must_call(*c, "ops.cooperate", "[20000]", 60000).code == FERRY_E_TIMEOUT);
+  CHECK(ms_since(start) <= 150);
+}
+
+TEST_CASE("a call still queued at its deadline never starts", "[integration][deadline]") {
+  const char* executor = GENERATE("thread", "process");
+  INFO("executor " << executor);
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config(executor, 1));
+  auto c = connect(d);
+  REQUIRE(must_call(*c, "ops.echo", "1").code == FERRY_OK);
+  const auto running = c->send_call("ops.cooperate", "[20000]");
+  const auto queued = c->send_call("ops.cooperate", "[20000]", 100);
+  auto r = read_reply_for(*c, queued);
+  CHECK(r.code == FERRY_E_TIMEOUT);
+  // CANCEL answers the running call at once.
+  REQUIRE(c->send_cancel(running));
+  auto cancelled = read_reply_for(*c, running);
+  CHECK(cancelled.code == FERRY_E_CANCELLED);
+  if (std::string(executor) == "thread") {
+    CHECK(must_call(*c, "ops.await_noticed", "[1]").data == "true");  // the running one saw it
+    auto counts = json::parse(must_call(*c, "ops.counts", "[]").data);
+    CHECK(counts["started"] == 1);  // the queued call never ran
+  } else {
+    // Only the running call's worker was killed: the queued call never reached one.
+    auto st = status_until(*c, [](const json& s) { return s["processes"][0]["state"] == "idle"; }, "idle");
+    CHECK(st["restarts"] == 1);
+    CHECK(must_call(*c, "ops.counts", "[]").data == R"({"finished":0,"noticed":0,"started":0})");
+  }
+}
+
+TEST_CASE("CANCEL of a queued call removes it; CANCEL of an answered call is ignored", "[integration][deadline]") {
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 1));
+  auto c = connect(d);
+  const auto running = c->send_call("ops.cooperate", "[20000]");
+  const auto queued = c->send_call("ops.ignore", "[0]");
+  REQUIRE(c->send_cancel(queued));
+  CHECK(read_reply_for(*c, queued).code == FERRY_E_CANCELLED);
+  REQUIRE(c->send_cancel(queued));  // already answered: no second reply
+  REQUIRE(c->send_cancel(running));
+  CHECK(read_reply_for(*c, running).code == FERRY_E_CANCELLED);
+  auto counts = json::parse(must_call(*c, "ops.counts", "[]").data);
+  CHECK(counts["started"] == 1);
+  CHECK(counts["finished"] == 0);
+  // The id of an answered call may be used again at once.
+  CHECK(must_call(*c, "ops.echo", "7").data == "7");
+}
+
+TEST_CASE("a client that disconnects cancels its calls", "[integration][deadline]") {
+  const char* executor = GENERATE("thread", "process");
+  INFO("executor " << executor);
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config(executor, 2));
+  auto observer = connect(d);
+  REQUIRE(must_call(*observer, "ops.echo", "1").code == FERRY_OK);
+  {
+    auto gone = connect(d);
+    gone->send_call("ops.cooperate", "[20000]");
+    REQUIRE(gone->ping("sync").has_value());  // the call was admitted
+  }
+  if (std::string(executor) == "thread") {
+    CHECK(must_call(*observer, "ops.await_noticed", "[1]").data == "true");
+  } else {
+    status_until(*observer, [](const json& st) { return st["restarts"] == 1; }, "the worker killed");
+  }
+  CHECK(ops_status(*observer)["running"] == 0);
+}
+
+TEST_CASE("a thread that ignores its cancellation is counted stuck and replaced", "[integration][deadline]") {
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 1, "max_stuck_threads = 1"));
+  auto c = connect(d);
+  const auto start = Clock::now();
+  CHECK(must_call(*c, "ops.ignore", "[1500]", 100).code == FERRY_E_TIMEOUT);
+  CHECK(ms_since(start) <= 150);
+  // Still running 100 ms after its cancellation: stuck.
+  auto st = status_until(*c, [](const json& s) { return s["stuck"] == 1; }, "stuck");
+  CHECK(st["threads"] == 2);  // a replacement keeps the live capacity at 1
+  // Served by the replacement while the stuck call still runs.
+  CHECK(must_call(*c, "ops.echo", "3").data == "3");
+  CHECK(ops_status(*c)["stuck"] == 1);
+  // The cap: a second stuck call gets no further replacement.
+  CHECK(must_call(*c, "ops.ignore", "[1500]", 50).code == FERRY_E_TIMEOUT);
+  st = status_until(*c, [](const json& s) { return s["stuck"] == 2; }, "two stuck");
+  CHECK(st["threads"] == 2);
+  // When the stuck calls end, the pool shrinks back to its size.
+  st = status_until(*c, [](const json& s) { return s["stuck"] == 0 && s["threads"] == 1; }, "unstuck");
+  CHECK(must_call(*c, "ops.echo", "4").data == "4");
+}
+
+TEST_CASE("drain: running calls finish within drain_timeout_ms, the rest are answered shutting_down",
+          "[integration][drain]") {
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 2), "drain_timeout_ms = 400\n");
+  auto c = connect(d);
+  const auto quick = c->send_call("ops.cooperate", "[100]");
+  const auto slow = c->send_call("ops.ignore", "[30000]");
+  auto silent = connect(d);  // sends calls, never reads its replies
+  for (int i = 0; i < 4; ++i) silent->send_call("ops.echo", std::string(1 << 20, '7'));
+  REQUIRE(silent->flush());
+  REQUIRE(c->ping("sync").has_value());
+  const auto start = Clock::now();
+  kill(d.pid(), SIGTERM);
+  std::map<std::uint64_t, int> codes;
+  for (int i = 0; i < 2; ++i) {
+    auto r = c->read_reply();
+    REQUIRE(r.has_value());
+    codes[r->call_id] = r->code;
+  }
+  CHECK(codes[quick] == FERRY_OK);
+  CHECK(codes[slow] == FERRY_E_SHUTTING_DOWN);
+  CHECK(d.wait() == 0);
+  CHECK(ms_since(start) < 3000);
+  CHECK_THAT(d.log(), Catch::Contains("drain timeout"));
+}

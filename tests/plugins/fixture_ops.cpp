@@ -1,0 +1,83 @@
+// Fixture "ops", built twice (fixture_ops_v1.so, fixture_ops_v2.so; the
+// version comes from OPS_VERSION) for the live-operations tests:
+//   version()          -> "1" or "2": which build answered
+//   echo(x)            -> x
+//   cooperate(ms)      -> true after ms, or false as soon as ctx.cancelled()
+//   ignore(ms)         -> true after ms, never looking at ctx.cancelled()
+//   counts()           -> {"started", "noticed", "finished"} of cooperate/ignore
+//   await_noticed(n)   -> true once n cooperate calls saw their cancellation
+//                         (false after 10 s)
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <ferry/plugin.hpp>
+
+#ifndef OPS_VERSION
+#error "build with -DOPS_VERSION=\"1\" or \"2\""
+#endif
+
+namespace {
+
+struct Counts {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::int64_t started = 0, noticed = 0, finished = 0;
+};
+
+Counts& counts() {
+  static Counts c;
+  return c;
+}
+
+void bump(std::int64_t Counts::*field) {
+  auto& c = counts();
+  std::lock_guard lock(c.mu);
+  ++(c.*field);
+  c.cv.notify_all();
+}
+
+bool cooperate(ferry::Context& ctx, std::int64_t ms) {
+  bump(&Counts::started);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < end) {
+    if (ctx.cancelled()) {
+      bump(&Counts::noticed);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  bump(&Counts::finished);
+  return true;
+}
+
+bool ignore(std::int64_t ms) {
+  bump(&Counts::started);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  bump(&Counts::finished);
+  return true;
+}
+
+bool await_noticed(std::int64_t n) {
+  auto& c = counts();
+  std::unique_lock lock(c.mu);
+  return c.cv.wait_for(lock, std::chrono::seconds(10), [&] { return c.noticed >= n; });
+}
+
+}  // namespace
+
+FERRY_PLUGIN("ops", OPS_VERSION) {
+  plugin.def("version", [] { return std::string(OPS_VERSION); });
+  plugin.raw("echo", [](std::string_view in) { return std::string(in); });
+  plugin.def("cooperate", cooperate);
+  plugin.def("ignore", ignore);
+  plugin.def("await_noticed", await_noticed);
+  plugin.def("counts", [] {
+    auto& c = counts();
+    std::lock_guard lock(c.mu);
+    return nlohmann::json{{"started", c.started}, {"noticed", c.noticed}, {"finished", c.finished}};
+  });
+}
