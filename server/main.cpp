@@ -13,8 +13,8 @@
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
 #include "exec/spawn.hpp"
-#include "plugins/loader.hpp"
 #include "plugins/registry.hpp"
+#include "reload.hpp"
 #include "router.hpp"
 #include "server.hpp"
 
@@ -32,6 +32,7 @@ void block_signals() {
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
@@ -57,24 +58,35 @@ int serve(const Options& opt) {
   spdlog::set_level(spdlog::level::from_str(cfg.server.log_level));
   block_signals();
   ferry::Registry registry;
-  const int loaded = ferry::load_plugins(cfg, ferry::default_worker_path(), registry);
-  spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
   ferry::loop::Reactor reactor;
   if (std::string err = reactor.init(1024); !err.empty()) {
     spdlog::critical("cannot start: {}", err);
     return 1;
   }
   ferry::loop::CompletionQueue completions;
+  ferry::Reloader reloader(cfg_ptr, ferry::default_worker_path(), registry, reactor, completions);
+  const int loaded = reloader.load_initial();
+  spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
   ferry::Router router(cfg_ptr, registry, reactor, completions);
   ferry::Server server(cfg.server, reactor, router, completions);
   if (std::string err = server.start(); !err.empty()) {
     spdlog::critical("cannot start: {}", err);
     return 1;
   }
+  reloader.set_apply([&](const std::shared_ptr<const ferry::config::Config>& next) {
+    server.reconfigure(next->server);
+    router.apply(next);
+  });
+  router.set_reload_handler([&](const ferry::CallRef& ref) { reloader.request(true, ref); });
+  server.on_hangup([&] { reloader.request(true); });
+  if (std::string err = reloader.watch(); !err.empty()) {
+    spdlog::warn("plugin_dir and config changes are not picked up automatically: {}", err);
+  }
   server.run(opt.ready_fd);
   if (const int left = router.stop(); left > 0) {
     // Their plugin code ignores cancellation; unloading under them would crash.
     spdlog::warn("ferryd stopped; {} threads still in plugin code are ended by the exit", left);
+    reloader.remove_snapshots();
     spdlog::shutdown();
     std::_Exit(0);
   }

@@ -107,6 +107,12 @@ void Router::retire(std::shared_ptr<Lane> lane) {
 std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call, Route* route) {
   if (shutting_down_) return Immediate{FERRY_E_SHUTTING_DOWN, "ferryd is shutting down"};
   if (call.name == "ferry.list" || call.name == "ferry.status") return Immediate{FERRY_OK, list_json()};
+  if (call.name == "ferry.reload") {
+    if (!reload_) return Immediate{FERRY_E_INTERNAL, "reloading is not available"};
+    reload_(ref);
+    *route = Route{nullptr, 0};  // answered when the reload is applied
+    return std::nullopt;
+  }
   auto fn = registry_.find(call.name);
   if (fn == nullptr) {
     return Immediate{FERRY_E_UNKNOWN_FUNCTION, "unknown function '" + std::string(call.name) + "'"};

@@ -7,6 +7,7 @@
 // dropped (with it, the last reference to the old library).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -59,6 +60,9 @@ class Router {
   void apply(std::shared_ptr<const config::Config> cfg);
   const config::Config& config() const { return *cfg_; }
 
+  // Who answers `ferry.reload` (through the sink, once the reload is done).
+  void set_reload_handler(std::function<void(const CallRef&)> f) { reload_ = std::move(f); }
+
   // From now on every call is answered shutting_down.
   void begin_shutdown() { shutting_down_ = true; }
   // Stops every lane. Returns how many threads were left running plugin code
@@ -86,6 +90,7 @@ class Router {
   std::map<std::string, std::string, std::less<>> disabled_;  // plugin name -> why
   bool shutting_down_ = false;
   int abandoned_threads_ = 0;
+  std::function<void(const CallRef&)> reload_;
 };
 
 }  // namespace ferry

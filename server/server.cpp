@@ -79,6 +79,7 @@ std::string Server::start() {
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
   signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) return errno_text("signalfd");
   if (std::string err = listen_socket(); !err.empty()) return err;
@@ -454,11 +455,19 @@ void Server::on_wake() {
   completions_.ack();
   completions_.drain(&done_);
   deliver(done_);
+  std::vector<std::function<void()>> tasks;
+  completions_.drain_tasks(&tasks);
+  for (auto& task : tasks) task();
 }
 
 void Server::on_signal() {
   signalfd_siginfo si;
   while (read(signal_fd_, &si, sizeof si) == ssize_t(sizeof si)) {
+    if (si.ssi_signo == SIGHUP) {
+      spdlog::info("SIGHUP: reloading the config and plugin_dir");
+      if (on_hangup_) on_hangup_();
+      continue;
+    }
     if (draining_) {
       spdlog::warn("second signal ({}): exiting now with {} calls in flight", strsignal(int(si.ssi_signo)), calls_.live());
       std::_Exit(1);

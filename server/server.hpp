@@ -3,6 +3,7 @@
 // one thread and never blocks; plugin code runs only on executor threads.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,8 @@ class Server {
   // (log_level, max_connections, drain_timeout_ms, max_call_depth); the
   // others are logged as needing a restart.
   void reconfigure(const config::ServerConfig& cfg);
+  // What SIGHUP does (a reload).
+  void on_hangup(std::function<void()> f) { on_hangup_ = std::move(f); }
   // Starts the drain (as SIGTERM does).
   void begin_drain();
 
@@ -67,6 +70,7 @@ class Server {
   Conn* lookup(std::uint32_t slot, std::uint32_t gen);
 
   config::ServerConfig cfg_;
+  std::function<void()> on_hangup_;
   Router& router_;
   loop::CompletionQueue& completions_;
   loop::Reactor& reactor_;

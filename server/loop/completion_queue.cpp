@@ -29,6 +29,21 @@ void CompletionQueue::complete(Completion&& c) {
   }
 }
 
+void CompletionQueue::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof one);
+}
+
+void CompletionQueue::drain_tasks(std::vector<std::function<void()>>* out) {
+  out->clear();
+  std::lock_guard lock(mu_);
+  out->swap(tasks_);
+}
+
 void CompletionQueue::drain(std::vector<Completion>* out) {
   out->clear();
   std::lock_guard lock(mu_);

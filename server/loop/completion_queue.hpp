@@ -4,6 +4,7 @@
 // drained everything since the last write.
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -19,6 +20,10 @@ class CompletionQueue final : public CompletionSink {
   CompletionQueue& operator=(const CompletionQueue&) = delete;
 
   void complete(Completion&& c) override;
+  // Runs `task` on the loop thread at its next turn (e.g. a reload's result).
+  void post(std::function<void()> task);
+  // Takes every posted task (the loop runs them).
+  void drain_tasks(std::vector<std::function<void()>>* out);
   // Takes every pending completion (swapped into *out, which is cleared first).
   void drain(std::vector<Completion>* out);
   // Consumes the eventfd counter after a wake-up (non-blocking read).
@@ -29,6 +34,7 @@ class CompletionQueue final : public CompletionSink {
   int fd_;
   std::mutex mu_;
   std::vector<Completion> items_;
+  std::vector<std::function<void()>> tasks_;
   bool wake_pending_ = false;
 };
 

@@ -85,6 +85,12 @@ Completion run_job(const Job& job, const std::atomic<bool>* cancelled) {
     ctx.code = FERRY_E_PLUGIN_ERROR;
     ctx.data = job.fn->name + " failed without an error message";
   }
+  if (job.deadline_ms != 0 && monotonic_ms() >= job.deadline_ms) {
+    // Too late to count: the caller was promised `timeout` at the deadline.
+    out.code = FERRY_E_TIMEOUT;
+    out.data = job.fn->name + " ran past its deadline";
+    return out;
+  }
   out.code = ctx.code;
   out.data = std::move(ctx.data);
   return out;

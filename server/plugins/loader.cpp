@@ -3,10 +3,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
+#include <atomic>
 #include <spdlog/spdlog.h>
 
 #include "exec/channel.hpp"
@@ -48,18 +51,52 @@ void finish_worker(SpawnedWorker& w) {
   if (w.channel >= 0) close(w.channel);
 }
 
-// Describes, then loads (thread) or registers (process) one file.
-bool add_plugin(const config::Config& cfg, const std::string& worker_path, const std::filesystem::path& file,
-                Registry& registry) {
+std::atomic<std::uint64_t> g_snapshots{0};
+
+// A private, read-only copy of `source`, readable by workers.
+std::string snapshot(const std::filesystem::path& source, const std::filesystem::path& dir,
+                     std::filesystem::path* out) {
+  namespace fs = std::filesystem;
+  *out = dir / (source.stem().string() + "." + std::to_string(++g_snapshots) + ".so");
+  std::error_code ec;
+  fs::copy_file(source, *out, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::permissions(*out, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
+  if (ec) {
+    fs::remove(*out, ec);
+    return "cannot copy it: " + ec.message();
+  }
+  return {};
+}
+
+FileStamp stamp_of(const std::filesystem::path& file) {
+  struct stat st {};
+  if (stat(file.c_str(), &st) != 0) return {};
+  return FileStamp{std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, std::uintmax_t(st.st_size),
+                   std::uint64_t(st.st_ino)};
+}
+
+// Describes, then opens (thread) or only registers (process) one file.
+std::string prepare(const config::Config& cfg, const std::string& worker_path, const std::filesystem::path& source,
+                    const std::filesystem::path& snapshot_dir, Prepared* out) {
+  std::filesystem::path copy;
+  if (std::string why = snapshot(source, snapshot_dir, &copy); !why.empty()) return why;
   sandbox::Spec probe = cfg.defaults.sandbox;
   probe.allow_weaker = true;  // describing needs no more than this kernel offers
   PluginDescription d;
-  if (std::string why = describe_plugin(worker_path, file, probe, &d); !why.empty()) {
-    spdlog::error("plugin {} refused: {}", file.string(), why);
-    return false;
+  std::string why = describe_plugin(worker_path, copy, probe, &d);
+  if (why.empty() && cfg.plugin(d.name).executor == config::ExecutorKind::thread) {
+    why = open_plugin(copy, out);
+  } else if (why.empty()) {
+    *out = described_plugin(copy, d.name, d.version, d.functions);
   }
-  if (cfg.plugin(d.name).executor == config::ExecutorKind::thread) return registry.load(file).empty();
-  return registry.add_described(file, d.name, d.version, d.functions).empty();
+  if (!why.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(copy, ec);
+    return why;
+  }
+  out->plugin->source = source;
+  out->plugin->snapshot = copy;
+  return {};
 }
 
 }  // namespace
@@ -77,10 +114,30 @@ std::string describe_plugin(const std::string& worker_path, const std::filesyste
   return why;
 }
 
-int load_plugins(const config::Config& cfg, const std::string& worker_path, Registry& registry) {
-  int added = 0;
-  for (const auto& file : plugin_files(cfg.server.plugin_dir)) added += add_plugin(cfg, worker_path, file, registry);
-  return added;
+SyncResult sync_plugins(const config::Config& cfg, const std::string& worker_path,
+                        const std::filesystem::path& snapshot_dir, const KnownFiles& known) {
+  SyncResult out;
+  const auto files = plugin_files(cfg.server.plugin_dir);
+  for (const auto& file : files) {
+    const FileStamp stamp = stamp_of(file);
+    auto k = known.find(file);
+    if (k != known.end() && k->second.stamp == stamp &&
+        (k->second.plugin.empty() || cfg.plugin(k->second.plugin).executor == k->second.executor)) {
+      continue;  // unchanged (a refused file is retried once it changes)
+    }
+    Prepared p;
+    if (std::string why = prepare(cfg, worker_path, file, snapshot_dir, &p); !why.empty()) {
+      spdlog::error("plugin {} refused: {}", file.string(), why);
+      out.refused.emplace_back(file, why);
+      out.seen_refused[file] = stamp;
+      continue;
+    }
+    out.ready.push_back(SyncResult::Ready{file, stamp, std::move(p)});
+  }
+  for (const auto& [file, _] : known) {
+    if (std::find(files.begin(), files.end(), file) == files.end()) out.removed.push_back(file);
+  }
+  return out;
 }
 
 }  // namespace ferry

@@ -1,11 +1,13 @@
-// Start-up loading of plugin_dir. Every plugin file is first described by a
-// sandboxed ferry-worker (name, version, functions), so no plugin code runs
-// inside ferryd before its config is known; then thread-executor plugins are
-// loaded here and process-executor plugins are only registered: their code
-// runs in their workers alone. Call before the loop starts (it blocks).
+// Loading plugin_dir, at start-up and on every change. Every plugin file is
+// first described by a sandboxed ferry-worker (name, version, functions), so
+// no plugin code runs inside ferryd before its config is known; then
+// thread-executor plugins are opened here and process-executor plugins are
+// only registered: their code runs in their workers alone. Blocking: run off
+// the loop thread (or before the loop starts).
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,8 +28,40 @@ struct PluginDescription {
 std::string describe_plugin(const std::string& worker_path, const std::filesystem::path& file,
                             const sandbox::Spec& spec, PluginDescription* out);
 
-// Loads or registers every *.so of cfg.server.plugin_dir, in name order; a
-// refused file is logged with its reason. Returns how many plugins joined.
-int load_plugins(const config::Config& cfg, const std::string& worker_path, Registry& registry);
+// What ferryd remembers of a file of plugin_dir, to tell what changed.
+struct FileStamp {
+  std::int64_t mtime_ns = 0;
+  std::uintmax_t size = 0;
+  std::uint64_t inode = 0;
+  friend bool operator==(const FileStamp&, const FileStamp&) = default;
+};
+struct KnownFile {
+  FileStamp stamp;
+  std::string plugin;  // the plugin it provides ("" if it was refused)
+  config::ExecutorKind executor = config::ExecutorKind::thread;
+};
+using KnownFiles = std::map<std::filesystem::path, KnownFile>;
+
+// The outcome of comparing plugin_dir with what is loaded.
+struct SyncResult {
+  struct Ready {
+    std::filesystem::path source;
+    FileStamp stamp;
+    Prepared prepared;
+  };
+  std::vector<Ready> ready;                          // new or changed: to install
+  std::vector<std::filesystem::path> removed;        // known files that are gone
+  std::vector<std::pair<std::filesystem::path, std::string>> refused;  // file, why
+  std::map<std::filesystem::path, FileStamp> seen_refused;  // stamps of refused files
+};
+
+// Prepares every *.so of cfg.server.plugin_dir that is new or changed since
+// `known` (or whose plugin's executor kind differs in cfg): copies it into
+// snapshot_dir (so the file may be replaced or rewritten at any time, and
+// every version loads under its own name), has a sandboxed worker describe
+// the copy, and opens thread-executor plugins. Blocking; any thread; touches
+// no registry. A refused file is logged with its reason.
+SyncResult sync_plugins(const config::Config& cfg, const std::string& worker_path,
+                        const std::filesystem::path& snapshot_dir, const KnownFiles& known);
 
 }  // namespace ferry

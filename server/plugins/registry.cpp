@@ -99,12 +99,16 @@ int Registry::load_dir(const std::filesystem::path& dir) {
   return loaded;
 }
 
-std::string Registry::load(const std::filesystem::path& file) { return load(file, file, false); }
+Plugin::~Plugin() {
+  if (snapshot.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove(snapshot, ec);
+}
 
-std::string Registry::load(const std::filesystem::path& file, const std::filesystem::path& source, bool replace) {
+std::string open_plugin(const std::filesystem::path& file, Prepared* out) {
   auto plugin = std::make_shared<Plugin>();
   plugin->path = std::filesystem::absolute(file);
-  plugin->source = std::filesystem::absolute(source);
+  plugin->source = plugin->path;
   const ferry_plugin_info* info = nullptr;
   std::string why = open(plugin->path, plugin.get(), &info);
   ferry_registrar reg;
@@ -112,60 +116,70 @@ std::string Registry::load(const std::filesystem::path& file, const std::filesys
     plugin->name = info->name;
     plugin->version = info->version != nullptr ? info->version : "";
     reg.plugin = plugin->name;
-    auto init = plugin->library.get<int(const ferry_host_api*, ferry_registrar*)>(
-        FERRY_PLUGIN_INIT_SYMBOL);
+    auto init = plugin->library.get<int(const ferry_host_api*, ferry_registrar*)>(FERRY_PLUGIN_INIT_SYMBOL);
     const int rc = init(host_api(), &reg);
     if (!reg.error.empty()) why = "registration failed: " + reg.error;
     else if (rc != 0) why = "ferry_plugin_init failed (returned " + std::to_string(rc) + ")";
   }
+  if (!why.empty()) return why;
   for (const auto& f : reg.functions) plugin->functions.push_back(f.name);
   std::sort(plugin->functions.begin(), plugin->functions.end());
-  if (why.empty()) why = admit(*plugin, replace);
-  if (!why.empty()) {
-    spdlog::error("plugin {} refused: {}", file.string(), why);
-    return why;
-  }
-  publish(plugin, std::move(reg.functions));
-  spdlog::info("plugin {} {} loaded from {}: {} functions", plugin->name, plugin->version,
-               file.string(), plugin->functions.size());
+  *out = Prepared{std::move(plugin), std::move(reg.functions)};
   return {};
+}
+
+Prepared described_plugin(const std::filesystem::path& file, const std::string& name, const std::string& version,
+                          const std::vector<std::string>& functions) {
+  Prepared p{std::make_shared<Plugin>(), {}};
+  p.plugin->path = std::filesystem::absolute(file);
+  p.plugin->source = p.plugin->path;
+  p.plugin->name = name;
+  p.plugin->version = version;
+  p.plugin->functions = functions;
+  std::sort(p.plugin->functions.begin(), p.plugin->functions.end());
+  for (const auto& f : p.plugin->functions) p.functions.push_back(Function{f, nullptr, nullptr, nullptr});
+  return p;
+}
+
+std::string Registry::load(const std::filesystem::path& file) { return load(file, file, false); }
+
+std::string Registry::load(const std::filesystem::path& file, const std::filesystem::path& source, bool replace) {
+  Prepared p;
+  std::string why = open_plugin(file, &p);
+  if (why.empty()) {
+    p.plugin->source = std::filesystem::absolute(source);
+    why = install(std::move(p), replace);
+  }
+  if (!why.empty()) spdlog::error("plugin {} refused: {}", file.string(), why);
+  return why;
 }
 
 std::string Registry::add_described(const std::filesystem::path& file, const std::string& name,
-                                    const std::string& version, const std::vector<std::string>& functions,
-                                    const std::filesystem::path& source, bool replace) {
-  auto plugin = std::make_shared<Plugin>();
-  plugin->path = std::filesystem::absolute(file);
-  plugin->source = std::filesystem::absolute(source.empty() ? file : source);
-  plugin->name = name;
-  plugin->version = version;
-  plugin->functions = functions;
-  std::sort(plugin->functions.begin(), plugin->functions.end());
-  std::string why = valid_name(name) ? admit(*plugin, replace) : "invalid plugin name '" + name + "'";
-  std::vector<Function> fns;
-  for (const auto& f : plugin->functions) {
-    if (f.rfind(name + ".", 0) != 0 && why.empty()) why = "function '" + f + "' is not in plugin " + name;
-    fns.push_back(Function{f, nullptr, nullptr, nullptr});
-  }
-  if (!why.empty()) {
-    spdlog::error("plugin {} refused: {}", file.string(), why);
-    return why;
-  }
-  publish(plugin, std::move(fns));
-  spdlog::info("plugin {} {} registered from {}: {} functions, run by its worker processes", name, version,
-               file.string(), functions.size());
-  return {};
+                                    const std::string& version, const std::vector<std::string>& functions) {
+  std::string why = install(described_plugin(file, name, version, functions), false);
+  if (!why.empty()) spdlog::error("plugin {} refused: {}", file.string(), why);
+  return why;
 }
 
-void Registry::publish(const std::shared_ptr<Plugin>& plugin, std::vector<Function> functions) {
-  plugin->loaded_at = utc_now();
-  remove(plugin->name);
-  for (auto& f : functions) {
-    f.plugin = plugin;
+std::string Registry::install(Prepared p, bool replace) {
+  Plugin& plugin = *p.plugin;
+  if (!valid_name(plugin.name)) return "invalid plugin name '" + plugin.name + "'";
+  for (const auto& f : plugin.functions) {
+    if (f.rfind(plugin.name + ".", 0) != 0) return "function '" + f + "' is not in plugin " + plugin.name;
+  }
+  if (std::string why = admit(plugin, replace); !why.empty()) return why;
+  plugin.loaded_at = utc_now();
+  remove(plugin.name);
+  for (auto& f : p.functions) {
+    f.plugin = p.plugin;
     auto fn = std::make_shared<const Function>(std::move(f));
     functions_.emplace(fn->name, std::move(fn));
   }
-  plugins_.push_back(plugin);
+  plugins_.push_back(p.plugin);
+  spdlog::info("plugin {} {} {} from {}: {} functions{}", plugin.name, plugin.version,
+               replace ? "installed" : "loaded", plugin.source.string(), plugin.functions.size(),
+               plugin.library.is_loaded() ? "" : ", run by its worker processes");
+  return {};
 }
 
 // A plugin may join only if neither its name nor any of its functions is

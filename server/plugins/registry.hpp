@@ -18,11 +18,17 @@ namespace ferry {
 
 // One loaded library. Unloaded when the last Function referring to it goes.
 struct Plugin {
+  Plugin() = default;
+  Plugin(const Plugin&) = delete;
+  Plugin& operator=(const Plugin&) = delete;
+  ~Plugin();  // removes `snapshot` (the mapping, if any, stays valid)
+
   std::string name;
   std::string version;
   std::filesystem::path path;    // the file loaded (a private snapshot when hot-loaded)
   std::filesystem::path source;  // the file in plugin_dir it came from
   std::string loaded_at;         // UTC, ISO 8601
+  std::filesystem::path snapshot;  // a private copy of source this owns, or empty
   boost::dll::shared_library library;
   std::vector<std::string> functions;  // full names, sorted
 };
@@ -39,6 +45,21 @@ struct StringHash {
   std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
+// A plugin made ready off the loop thread, not yet in a registry: opened and
+// initialised (thread executor) or only described (process executor).
+struct Prepared {
+  std::shared_ptr<Plugin> plugin;
+  std::vector<Function> functions;
+};
+
+// Opens `file` and runs its ferry_plugin_init. Thread-safe: it touches no
+// registry. Returns "" or why the file is not a usable plugin.
+std::string open_plugin(const std::filesystem::path& file, Prepared* out);
+// A plugin that is never loaded here (its process pool runs it): its
+// functions route to that pool; their entry points stay null.
+Prepared described_plugin(const std::filesystem::path& file, const std::string& name, const std::string& version,
+                          const std::vector<std::string>& functions);
+
 // The plugin files of `dir`: its regular *.so files, absolute, in name order.
 // An unreadable directory is logged and yields none.
 std::vector<std::filesystem::path> plugin_files(const std::filesystem::path& dir);
@@ -54,12 +75,13 @@ class Registry {
   // of the same name is loaded, replaces it (new calls see only the new one).
   std::string load(const std::filesystem::path& file, const std::filesystem::path& source, bool replace);
 
-  // Registers a plugin that is never loaded here (its process pool runs it):
-  // its functions route to that pool; their entry points stay null.
+  // Registers a plugin that is never loaded here (see described_plugin()).
   // Returns "" on success, else the reason it was refused.
   std::string add_described(const std::filesystem::path& file, const std::string& name,
-                            const std::string& version, const std::vector<std::string>& functions,
-                            const std::filesystem::path& source = {}, bool replace = false);
+                            const std::string& version, const std::vector<std::string>& functions);
+  // Publishes a prepared plugin; with `replace`, in place of a loaded plugin
+  // of the same name. Returns "" or why it was refused (nothing changes then).
+  std::string install(Prepared p, bool replace);
 
   std::shared_ptr<const Function> find(std::string_view name) const;
   std::shared_ptr<const Plugin> find_plugin(std::string_view name) const;
@@ -71,7 +93,7 @@ class Registry {
 
  private:
   std::string admit(const Plugin& p, bool replace) const;
-  void publish(const std::shared_ptr<Plugin>& plugin, std::vector<Function> functions);
+
 
   std::vector<std::shared_ptr<const Plugin>> plugins_;
   std::unordered_map<std::string, std::shared_ptr<const Function>, StringHash, std::equal_to<>>

@@ -2,6 +2,11 @@
 // priority, FIFO within a connection; expiry, take and take_all keep it so.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -141,11 +146,16 @@ TEST_CASE("expire removes exactly the due calls and leaves the rest fair", "[job
   admit(q, job(3, 1, 0, 40));
   admit(q, job(3, 2, 0, 500));
   admit(q, job(2, 3, 2, 70));
+  auto plugin = std::make_shared<int>(0);  // stands in for the loaded library
+  Job held = job(1, 5, 1, 20);
+  held.fn = std::shared_ptr<const ferry::Function>(plugin, nullptr);
+  admit(q, std::move(held));
   Labels expired;
   CHECK(q.expire(60, [&](Job& j) { expired.push_back(label(j.ref)); }) == 70);
+  CHECK(plugin.use_count() == 1);  // an expired job is let go of at once
   CHECK(std::set<std::string>(expired.begin(), expired.end()) ==
-        std::set<std::string>{"a3", "b1", "d1", "c1"});
-  CHECK(expired.size() == 4);
+        std::set<std::string>{"a3", "a5", "b1", "d1", "c1"});
+  CHECK(expired.size() == 5);
   CHECK(q.size() == 6);
   admit(q, job(4, 2));  // d rejoins behind a and b
   CHECK(pop(q) == Labels{"c2", "a1", "b2", "d2", "a2", "a4", "b3"});
@@ -187,9 +197,12 @@ TEST_CASE("take removes one queued call by its full ref", "[job_queue]") {
   CHECK(q.take(ref(2, 1), &out));  // b's only call: b leaves level 0
   CHECK(label(out.ref) == "b1");
   CHECK(q.take(ref(3, 1), &out));  // c leaves level 1
-  CHECK(q.size() == 2);
+  CHECK(q.take(ref(1, 3), &out));  // a's last call: a4 must queue behind a1
+  CHECK(q.size() == 1);
+  admit(q, job(1, 4));
   admit(q, job(3, 2));
-  CHECK(pop(q) == Labels{"a1", "c2", "a3"});
+  CHECK(q.size() == 3);
+  CHECK(pop(q) == Labels{"a1", "c2", "a4"});
   CHECK_FALSE(q.take(ref(1, 1), &out));  // popped, no longer queued
 }
 
@@ -215,4 +228,122 @@ TEST_CASE("take_all empties every level and the queue stays usable", "[job_queue
   admit(q, job(2, 4));
   admit(q, job(1, 3));
   CHECK(pop(q) == Labels{"b3", "a3", "b4"});
+}
+
+namespace {
+
+// The rules written the plain way: per priority a map of FIFOs and a rotation.
+class Model {
+ public:
+  void admit(const Job& j) {
+    Level& lv = levels_[std::clamp(j.priority, 0, 2)];
+    auto& q = lv.queues[j.ref.slot];
+    if (q.empty()) lv.rotation.push_back(j.ref.slot);
+    q.push_back(j);
+  }
+  bool pop(Job* out) {
+    for (Level& lv : levels_) {
+      if (lv.rotation.empty()) continue;
+      const std::uint32_t slot = lv.rotation.front();
+      lv.rotation.pop_front();
+      auto& q = lv.queues[slot];
+      *out = q.front();
+      q.pop_front();
+      if (!q.empty()) lv.rotation.push_back(slot);
+      return true;
+    }
+    return false;
+  }
+  std::int64_t expire(std::int64_t now, std::vector<std::uint64_t>* expired) {
+    std::int64_t earliest = 0;
+    for (Level& lv : levels_) {
+      for (auto& [slot, q] : lv.queues) {
+        for (auto it = q.begin(); it != q.end();) {
+          if (it->deadline_ms != 0 && it->deadline_ms <= now) {
+            expired->push_back(it->ref.token);
+            it = q.erase(it);
+            continue;
+          }
+          if (it->deadline_ms != 0 && (earliest == 0 || it->deadline_ms < earliest)) earliest = it->deadline_ms;
+          ++it;
+        }
+      }
+      std::erase_if(lv.rotation, [&](std::uint32_t s) { return lv.queues[s].empty(); });
+    }
+    return earliest;
+  }
+  bool take(const CallRef& ref) {
+    for (Level& lv : levels_) {
+      auto& q = lv.queues[ref.slot];
+      auto it = std::find_if(q.begin(), q.end(), [&](const Job& j) { return j.ref == ref; });
+      if (it == q.end()) continue;
+      q.erase(it);
+      if (q.empty()) std::erase(lv.rotation, ref.slot);
+      return true;
+    }
+    return false;
+  }
+
+  int size() const {
+    int n = 0;
+    for (const Level& lv : levels_) {
+      for (const auto& [slot, q] : lv.queues) n += int(q.size());
+    }
+    return n;
+  }
+
+ private:
+  struct Level {
+    std::map<std::uint32_t, std::deque<Job>> queues;
+    std::deque<std::uint32_t> rotation;
+  };
+  Level levels_[3];
+};
+
+}  // namespace
+
+TEST_CASE("random admits, pops, takes and expiries match the plain rules", "[job_queue]") {
+  std::mt19937 rng(20240611);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  JobQueue q(64);
+  Model model;
+  std::vector<CallRef> issued;
+  std::int64_t now = 0;
+  for (int step = 0; step < 20000; ++step) {
+    const int op = pick(0, 9);
+    if (op < 5) {
+      Job j = job(std::uint32_t(pick(1, 6)), std::uint64_t(step), pick(-1, 3), pick(0, 1) ? now + pick(1, 200) : 0);
+      j.ref.token = std::uint64_t(step);
+      const bool ok = q.admit(Job(j), 0);
+      if (ok) model.admit(j);
+      if (ok) issued.push_back(j.ref);
+    } else if (op < 8) {
+      Job got, want;
+      const bool ok = q.pop(&got);
+      REQUIRE(ok == model.pop(&want));
+      if (ok) REQUIRE(got.ref == want.ref);
+    } else if (op < 9 && !issued.empty()) {
+      const int n = int(issued.size());  // mostly recent calls, still queued
+      const CallRef ref = issued[std::size_t(pick(std::max(0, n - 30), n - 1))];
+      Job got;
+      const bool ok = q.take(ref, &got);
+      REQUIRE(ok == model.take(ref));
+      if (ok) REQUIRE(got.ref == ref);
+    } else {
+      now += pick(0, 50);
+      std::vector<std::uint64_t> got, want;
+      const std::int64_t next = q.expire(now, [&](Job& j) { got.push_back(j.ref.token); });
+      REQUIRE(next == model.expire(now, &want));
+      std::sort(got.begin(), got.end());
+      std::sort(want.begin(), want.end());
+      REQUIRE(got == want);
+    }
+    REQUIRE(q.size() == model.size());
+  }
+  Job got, want;
+  while (model.pop(&want)) {
+    REQUIRE(q.pop(&got));
+    REQUIRE(got.ref == want.ref);
+  }
+  CHECK(q.empty());
 }

@@ -68,9 +68,12 @@ TEST_CASE("a running call past its deadline is answered timeout on time", "[inte
   FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config(executor, 2));
   auto c = connect(d);
   REQUIRE(must_call(*c, "ops.echo", "1").code == FERRY_OK);  // workers are up
+  // Thread mode: a function that polls ctx.cancelled(). Process mode: one
+  // that never does, so only killing its worker ends it.
+  const std::string fn = std::string(executor) == "thread" ? "ops.cooperate" : "ops.ignore";
   for (std::uint32_t timeout : {50u, 150u, 300u}) {
     const auto start = Clock::now();
-    auto r = must_call(*c, "ops.cooperate", "[20000]", timeout);
+    auto r = must_call(*c, fn, "[20000]", timeout);
     const auto elapsed = ms_since(start);
     CHECK(r.code == FERRY_E_TIMEOUT);
     CHECK(elapsed >= timeout - 1);
@@ -101,6 +104,7 @@ TEST_CASE("a call still queued at its deadline never starts", "[integration][dea
   auto c = connect(d);
   REQUIRE(must_call(*c, "ops.echo", "1").code == FERRY_OK);
   const auto running = c->send_call("ops.cooperate", "[20000]");
+  status_until(*c, [](const json& st) { return st["running"] == 1; }, "the first call running");
   const auto queued = c->send_call("ops.cooperate", "[20000]", 100);
   auto r = read_reply_for(*c, queued);
   CHECK(r.code == FERRY_E_TIMEOUT);
@@ -124,6 +128,7 @@ TEST_CASE("CANCEL of a queued call removes it; CANCEL of an answered call is ign
   FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 1));
   auto c = connect(d);
   const auto running = c->send_call("ops.cooperate", "[20000]");
+  status_until(*c, [](const json& st) { return st["running"] == 1; }, "the first call running");
   const auto queued = c->send_call("ops.ignore", "[0]");
   REQUIRE(c->send_cancel(queued));
   CHECK(read_reply_for(*c, queued).code == FERRY_E_CANCELLED);
@@ -146,14 +151,15 @@ TEST_CASE("a client that disconnects cancels its calls", "[integration][deadline
   {
     auto gone = connect(d);
     gone->send_call("ops.cooperate", "[20000]");
-    REQUIRE(gone->ping("sync").has_value());  // the call was admitted
+    REQUIRE(gone->flush());
+    status_until(*observer, [](const json& st) { return st["running"] == 1; }, "the call running");
   }
   if (std::string(executor) == "thread") {
     CHECK(must_call(*observer, "ops.await_noticed", "[1]").data == "true");
   } else {
     status_until(*observer, [](const json& st) { return st["restarts"] == 1; }, "the worker killed");
   }
-  CHECK(ops_status(*observer)["running"] == 0);
+  status_until(*observer, [](const json& st) { return st["running"] == 0; }, "nothing running");
 }
 
 TEST_CASE("a thread that ignores its cancellation is counted stuck and replaced", "[integration][deadline]") {

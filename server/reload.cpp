@@ -1,0 +1,239 @@
+#include "reload.hpp"
+
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+namespace ferry {
+namespace {
+// Events closer together than this are one change (an editor's save, a cp).
+constexpr std::int64_t kSettleMs = 100;
+
+config::ExecutorKind kind_of(const Plugin& p) {
+  return p.library.is_loaded() ? config::ExecutorKind::thread : config::ExecutorKind::process;
+}
+}  // namespace
+
+Reloader::Reloader(std::shared_ptr<const config::Config> cfg, std::string worker_path, Registry& registry,
+                   loop::Reactor& reactor, loop::CompletionQueue& loop_tasks)
+    : cfg_(std::move(cfg)),
+      worker_path_(std::move(worker_path)),
+      registry_(registry),
+      reactor_(reactor),
+      loop_tasks_(loop_tasks),
+      id_(reactor.add(this)) {
+  // Private copies of plugin files live here; workers (another uid) read them.
+  std::string templ = (std::filesystem::temp_directory_path() / "ferryd-plugins-XXXXXX").string();
+  if (mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
+  snapshot_dir_ = templ;
+  std::filesystem::permissions(snapshot_dir_, std::filesystem::perms(0755));
+  thread_ = std::thread([this] { run_worker(); });
+}
+
+Reloader::~Reloader() {
+  {
+    std::lock_guard lock(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  reactor_.remove(id_);
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+  remove_snapshots();
+}
+
+void Reloader::remove_snapshots() {
+  std::error_code ec;
+  std::filesystem::remove_all(snapshot_dir_, ec);
+}
+
+int Reloader::load_initial() {
+  SyncResult sync = sync_plugins(*cfg_, worker_path_, snapshot_dir_, known_);
+  return apply_sync(sync, nullptr);
+}
+
+// Registry side of a sync. Returns how many plugins were installed; `report`
+// (if given) lists what happened, for `ferry reload`.
+int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
+  nlohmann::json loaded = nlohmann::json::array(), refused = nlohmann::json::array(),
+                 removed = nlohmann::json::array();
+  int installed = 0;
+  for (auto& r : sync.ready) {
+    const std::string name = r.prepared.plugin->name;
+    const std::string version = r.prepared.plugin->version;
+    const config::ExecutorKind kind = kind_of(*r.prepared.plugin);
+    auto existing = registry_.find_plugin(name);
+    const bool replace = existing != nullptr && existing->source == r.source;
+    auto k = known_.find(r.source);
+    const std::string previous = k == known_.end() ? std::string() : k->second.plugin;
+    if (std::string why = registry_.install(std::move(r.prepared), replace); !why.empty()) {
+      spdlog::error("plugin {} refused: {}{}", r.source.string(), why,
+                    previous.empty() ? "" : "; the loaded version keeps serving");
+      refused.push_back({{"file", r.source.string()}, {"why", why}});
+      known_[r.source].stamp = r.stamp;
+      continue;
+    }
+    if (!previous.empty() && previous != name) registry_.remove(previous);
+    known_[r.source] = KnownFile{r.stamp, name, kind};
+    loaded.push_back({{"plugin", name}, {"version", version}, {"file", r.source.string()}});
+    ++installed;
+  }
+  for (const auto& [file, why] : sync.refused) {
+    const bool serving = known_.count(file) != 0 && !known_[file].plugin.empty();
+    if (serving) spdlog::warn("plugin {}: the loaded version keeps serving", file.string());
+    refused.push_back({{"file", file.string()}, {"why", why}});
+    known_[file].stamp = sync.seen_refused[file];
+  }
+  for (const auto& file : sync.removed) {
+    auto k = known_.find(file);
+    if (k == known_.end()) continue;
+    if (!k->second.plugin.empty()) {
+      spdlog::info("plugin {} removed ({} deleted); calls in flight finish first", k->second.plugin, file.string());
+      removed.push_back({{"plugin", k->second.plugin}, {"file", file.string()}});
+      registry_.remove(k->second.plugin);
+    }
+    known_.erase(k);
+  }
+  if (report != nullptr) {
+    (*report)["loaded"] = std::move(loaded);
+    (*report)["refused"] = std::move(refused);
+    (*report)["removed"] = std::move(removed);
+  }
+  return installed;
+}
+
+std::string Reloader::watch() {
+  inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ < 0) return std::string("inotify_init1: ") + std::strerror(errno);
+  const auto& dir = cfg_->server.plugin_dir;
+  plugin_wd_ = inotify_add_watch(inotify_fd_, dir.c_str(),
+                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB);
+  if (plugin_wd_ < 0) return "watching " + dir.string() + ": " + std::strerror(errno);
+  if (!cfg_->file.empty()) {
+    config_wd_ = inotify_add_watch(inotify_fd_, cfg_->file.parent_path().c_str(),
+                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MASK_ADD);
+    if (config_wd_ < 0) return "watching " + cfg_->file.parent_path().string() + ": " + std::strerror(errno);
+  }
+  reactor_.ring().poll_multishot(inotify_fd_, loop::Reactor::tag(id_, kInotify, 0));
+  spdlog::info("watching {} and {} for changes", dir.string(), cfg_->file.string());
+  return {};
+}
+
+void Reloader::on_io(std::uint8_t sub, std::uint16_t, const io_uring_cqe& cqe) {
+  if (sub == kSettle) {
+    settle_armed_ = false;
+    const bool config = settle_config_;
+    settle_config_ = false;
+    return request(config);
+  }
+  if (sub != kInotify || cqe.res < 0) return;
+  if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
+    reactor_.ring().poll_multishot(inotify_fd_, loop::Reactor::tag(id_, kInotify, 0));
+  }
+  on_inotify();
+}
+
+void Reloader::on_inotify() {
+  alignas(inotify_event) char buf[16 * (sizeof(inotify_event) + NAME_MAX + 1)];
+  bool changed = false;
+  const std::string config_name = cfg_->file.filename().string();
+  ssize_t n;
+  while ((n = read(inotify_fd_, buf, sizeof buf)) > 0) {
+    for (char* p = buf; p < buf + n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(p);
+      p += sizeof(inotify_event) + ev->len;
+      const std::string_view name = ev->len > 0 ? std::string_view(ev->name) : std::string_view();
+      if (ev->mask & IN_Q_OVERFLOW) {
+        changed = settle_config_ = true;
+        continue;
+      }
+      if (ev->wd == config_wd_ && name == config_name) changed = settle_config_ = true;
+      if (ev->wd == plugin_wd_ && name.size() > 3 && name.substr(name.size() - 3) == ".so") changed = true;
+    }
+  }
+  if (!changed || settle_armed_) return;
+  settle_armed_ = true;
+  const std::int64_t at = monotonic_ms() + kSettleMs;
+  settle_ts_ = __kernel_timespec{at / 1000, (at % 1000) * 1000000};
+  reactor_.ring().timeout_at(&settle_ts_, loop::Reactor::tag(id_, kSettle, 0));
+}
+
+void Reloader::request(bool config, std::optional<CallRef> reply) {
+  want_ = true;
+  want_config_ = want_config_ || config;
+  if (reply) next_replies_.push_back(*reply);
+  if (!running_) start();
+}
+
+void Reloader::start() {
+  running_ = true;
+  const bool reread = want_config_;
+  want_ = want_config_ = false;
+  replies_ = std::move(next_replies_);
+  next_replies_.clear();
+  auto cfg = cfg_;
+  auto known = known_;
+  std::lock_guard lock(mu_);
+  jobs_.push_back([this, reread, cfg, known = std::move(known)] {
+    auto out = std::make_shared<Outcome>();
+    const config::Config* use = cfg.get();
+    if (reread) {
+      auto parsed = config::parse_config_file(cfg->file);
+      if (!parsed.config) {
+        out->config_error = parsed.error;
+      } else {
+        parsed.config->server.plugin_dir = cfg->server.plugin_dir;  // a new plugin_dir needs a restart
+        out->cfg = std::make_shared<const config::Config>(std::move(*parsed.config));
+        use = out->cfg.get();
+      }
+    }
+    if (out->config_error.empty()) out->sync = sync_plugins(*use, worker_path_, snapshot_dir_, known);
+    loop_tasks_.post([this, out] { finish(std::move(*out)); });
+  });
+  cv_.notify_one();
+}
+
+void Reloader::run_worker() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return quit_ || !jobs_.empty(); });
+    if (quit_) return;
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    job();
+    lock.lock();
+  }
+}
+
+void Reloader::finish(Outcome out) {
+  running_ = false;
+  nlohmann::json report;
+  ferry_code code = FERRY_OK;
+  std::string message;
+  if (!out.config_error.empty()) {
+    spdlog::error("config not reloaded, nothing changed: {}", out.config_error);
+    code = FERRY_E_BAD_REQUEST;
+    message = "config not reloaded, nothing changed: " + out.config_error;
+  } else {
+    if (out.cfg) {
+      spdlog::info("config reloaded from {}", out.cfg->file.string());
+      cfg_ = out.cfg;
+    }
+    report["config"] = out.cfg ? "reloaded" : "unchanged";
+    apply_sync(out.sync, &report);
+    if (apply_) apply_(cfg_);
+    message = report.dump();
+  }
+  for (const CallRef& ref : replies_) loop_tasks_.complete(Completion{ref, code, message});
+  replies_.clear();
+  if (want_) start();
+}
+
+}  // namespace ferry

@@ -1,0 +1,98 @@
+// Live changes: plugin_dir and server.toml are watched with inotify on the
+// loop; a change (after a short settle time), SIGHUP or a `ferry.reload` call
+// starts a sync. The blocking part (reading the config, copying, describing
+// and opening plugin files) runs on the reloader's own thread; the result is
+// applied on the loop in one step: registry updated, then the router builds
+// new lanes and retires old ones (calls in flight finish where they are).
+// An invalid config changes nothing; a broken plugin file never replaces a
+// working version. Loop thread only, except the private worker thread.
+#pragma once
+
+#include <linux/time_types.h>
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "config/config.hpp"
+#include "exec/job.hpp"
+#include "loop/completion_queue.hpp"
+#include "loop/reactor.hpp"
+#include "plugins/loader.hpp"
+#include "plugins/registry.hpp"
+
+namespace ferry {
+
+class Reloader final : public loop::IoClient {
+ public:
+  // Applies a sync's outcome beyond the registry: router and server.
+  using Apply = std::function<void(const std::shared_ptr<const config::Config>&)>;
+
+  Reloader(std::shared_ptr<const config::Config> cfg, std::string worker_path, Registry& registry,
+           loop::Reactor& reactor, loop::CompletionQueue& loop_tasks);
+  ~Reloader() override;
+
+  // Before the loop: loads plugin_dir (blocking). Returns how many plugins joined.
+  int load_initial();
+  void set_apply(Apply apply) { apply_ = std::move(apply); }
+  // Watches plugin_dir and the config file. "" or why watching is impossible.
+  std::string watch();
+  // Re-reads the config (if `config`) and plugin_dir. `reply`: a ferry.reload
+  // call, answered through the loop's sink with the outcome.
+  void request(bool config, std::optional<CallRef> reply = std::nullopt);
+  const std::shared_ptr<const config::Config>& config() const { return cfg_; }
+  // Deletes the private copies of plugin files (also done by the destructor).
+  void remove_snapshots();
+  void on_io(std::uint8_t sub, std::uint16_t index, const io_uring_cqe& cqe) override;
+
+ private:
+  enum Sub : std::uint8_t { kInotify = 1, kSettle };
+  struct Outcome {
+    std::shared_ptr<const config::Config> cfg;  // null: the config was not (validly) re-read
+    std::string config_error;
+    SyncResult sync;
+  };
+  void start();
+  void run_worker();
+  int apply_sync(SyncResult& sync, nlohmann::json* report);
+  void finish(Outcome out);
+  void on_inotify();
+
+  std::shared_ptr<const config::Config> cfg_;
+  const std::string worker_path_;
+  Registry& registry_;
+  loop::Reactor& reactor_;
+  loop::CompletionQueue& loop_tasks_;
+  Apply apply_;
+  std::uint32_t id_;
+  std::filesystem::path snapshot_dir_;
+  KnownFiles known_;
+
+  // Loop side: one sync at a time; requests meanwhile are merged.
+  bool running_ = false;
+  bool want_ = false, want_config_ = false;
+  std::vector<CallRef> replies_, next_replies_;
+  // inotify
+  int inotify_fd_ = -1;
+  int plugin_wd_ = -1, config_wd_ = -1;
+  bool settle_armed_ = false, settle_config_ = false;
+  __kernel_timespec settle_ts_{};
+
+  // Worker thread: one job at a time.
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool quit_ = false;
+};
+
+}  // namespace ferry
