@@ -76,6 +76,9 @@ TEST_CASE("calls on one connection are answered out of order", "[integration]") 
   REQUIRE(first.has_value());
   CHECK(first->call_id == quick);  // the earlier call is still blocked
   CHECK(first->data == "5");
+  // The blocked call is in latch.wait (not merely queued) before it is opened.
+  for (int i = 0; i < 100000 && must_call(*c, "latch.waiting", R"(["k"])").data != "1"; ++i) {
+  }
   const auto opener = c->send_call("latch.open", R"(["k"])");
   std::map<std::uint64_t, std::string> rest;
   for (int i = 0; i < 2; ++i) {
