@@ -75,20 +75,20 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
     if (std::string why = registry_.install(std::move(r.prepared), replace); !why.empty()) {
       spdlog::error("plugin {} refused: {}{}", r.source.string(), why,
                     previous.empty() ? "" : "; the loaded version keeps serving");
-      refused.push_back({{"file", r.source.string()}, {"why", why}});
       known_[r.source].stamp = r.stamp;
+      known_[r.source].refused = why;
       continue;
     }
     if (!previous.empty() && previous != name) registry_.remove(previous);
-    known_[r.source] = KnownFile{r.stamp, name, kind};
+    known_[r.source] = KnownFile{r.stamp, name, "", kind};
     loaded.push_back({{"plugin", name}, {"version", version}, {"file", r.source.string()}});
     ++installed;
   }
   for (const auto& [file, why] : sync.refused) {
     const bool serving = known_.count(file) != 0 && !known_[file].plugin.empty();
     if (serving) spdlog::warn("plugin {}: the loaded version keeps serving", file.string());
-    refused.push_back({{"file", file.string()}, {"why", why}});
     known_[file].stamp = sync.seen_refused[file];
+    known_[file].refused = why;
   }
   for (const auto& file : sync.removed) {
     auto k = known_.find(file);
@@ -101,9 +101,17 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
     known_.erase(k);
   }
   if (report != nullptr) {
+    // What changed in this sync, then the state after it (a change the
+    // watcher applied a moment earlier shows in the state only).
     (*report)["loaded"] = std::move(loaded);
-    (*report)["refused"] = std::move(refused);
     (*report)["removed"] = std::move(removed);
+    nlohmann::json plugins = nlohmann::json::object();
+    for (const auto& p : registry_.plugins()) plugins[p->name] = p->version;
+    for (const auto& [file, k] : known_) {
+      if (!k.refused.empty()) refused.push_back({{"file", file.string()}, {"why", k.refused}});
+    }
+    (*report)["plugins"] = std::move(plugins);
+    (*report)["refused"] = std::move(refused);
   }
   return installed;
 }

@@ -4,6 +4,7 @@
 //   ferry [--socket PATH] list [--json]
 //   ferry [--socket PATH] status [--json]
 //   ferry [--socket PATH] ping [--count N]
+//   ferry [--socket PATH] reload [--json]
 //
 // Exit status (printed by --help too, from exit_status_help()):
 //   0  success                        3  cannot connect to ferryd
@@ -93,6 +94,12 @@ void add_status_command(CLI::App& app, Options& o) {
   status->add_flag("--json", o.json, "Print the raw ferry.status JSON");
 }
 
+void add_reload_command(CLI::App& app, Options& o) {
+  CLI::App* reload = app.add_subcommand(
+      "reload", "Re-read server.toml and plugin_dir now and apply the changes (as SIGHUP does); print the outcome");
+  reload->add_flag("--json", o.json, "Print the raw ferry.reload JSON");
+}
+
 void add_ping_command(CLI::App& app, Options& o) {
   CLI::App* ping = app.add_subcommand("ping", "Measure the round-trip time to the server");
   ping->add_option("--count,-c", o.count, "Number of pings")->check(CLI::Range(1, 1000000));
@@ -108,6 +115,7 @@ void configure(CLI::App& app, Options& o) {
   add_call_command(app, o);
   add_list_command(app, o);
   add_status_command(app, o);
+  add_reload_command(app, o);
   add_ping_command(app, o);
 }
 
@@ -252,7 +260,14 @@ void print_status(const json& doc) {
                 (unsigned long long)uint_field(p, "running"), (unsigned long long)uint_field(p, "completed"));
     if (string_field(p, "executor") == "process") {
       std::printf("  restarts %llu", (unsigned long long)uint_field(p, "restarts"));
+    } else {
+      std::printf("  threads %llu  stuck %llu", (unsigned long long)uint_field(p, "threads"),
+                  (unsigned long long)uint_field(p, "stuck"));
     }
+    if (uint_field(p, "draining_versions") != 0) {
+      std::printf("  old versions finishing %llu", (unsigned long long)uint_field(p, "draining_versions"));
+    }
+    std::printf("  loaded %s", string_field(p, "loaded_at").c_str());
     std::printf("\n");
     for (const json& w : p.value("processes", json::array())) {
       std::printf("  pid %-8llu %-9s calls %-8llu rss %.1f MiB\n", (unsigned long long)uint_field(w, "pid"),
@@ -268,6 +283,27 @@ int run_status(const Options& o) {
     if (!doc.is_object() || !doc.contains("plugins") || !doc["plugins"].is_array())
       return fail(kExitUnexpected, "unexpected ferry.status reply: " + data);
     print_status(doc);
+    return 0;
+  });
+}
+
+// `ferry reload`: what changed, one line each; exit 0 when the config was
+// valid (a refused plugin file is reported, and the old version kept).
+int run_reload(const Options& o) {
+  return run_builtin(o, "ferry.reload", [](const std::string& data) {
+    json doc = json::parse(data, nullptr, false);
+    if (!doc.is_object()) return fail(kExitUnexpected, "unexpected ferry.reload reply: " + data);
+    std::printf("config: %s\n", string_field(doc, "config").c_str());
+    for (const json& p : doc.value("loaded", json::array())) {
+      std::printf("loaded %s %s from %s\n", string_field(p, "plugin").c_str(), string_field(p, "version").c_str(),
+                  string_field(p, "file").c_str());
+    }
+    for (const json& p : doc.value("removed", json::array())) {
+      std::printf("removed %s (%s)\n", string_field(p, "plugin").c_str(), string_field(p, "file").c_str());
+    }
+    for (const json& p : doc.value("refused", json::array())) {
+      std::printf("refused %s: %s\n", string_field(p, "file").c_str(), string_field(p, "why").c_str());
+    }
     return 0;
   });
 }
@@ -313,5 +349,6 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("call")) return run_call(opt);
   if (app.got_subcommand("list")) return run_list(opt);
   if (app.got_subcommand("status")) return run_status(opt);
+  if (app.got_subcommand("reload")) return run_reload(opt);
   return run_ping(opt);
 }

@@ -38,6 +38,7 @@ struct FileStamp {
 struct KnownFile {
   FileStamp stamp;
   std::string plugin;  // the plugin it provides ("" if it was refused)
+  std::string refused;  // why its current contents were refused ("" if not)
   config::ExecutorKind executor = config::ExecutorKind::thread;
 };
 using KnownFiles = std::map<std::filesystem::path, KnownFile>;

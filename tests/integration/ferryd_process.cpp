@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 extern char** environ;
 
@@ -84,7 +85,16 @@ FerrydProcess::FerrydProcess(const std::vector<std::string>& plugins, const std:
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  const int rc = posix_spawn(&pid_, FERRYD, &fa, nullptr, argv.data(), environ);
+  // ferryd's private copies of plugin files go under TMPDIR: keep them in
+  // the test's directory, so they go with it even when ferryd is killed.
+  std::vector<std::string> env_strings = {"TMPDIR=" + dir_.string()};
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::string_view(*e).rfind("TMPDIR=", 0) != 0) env_strings.emplace_back(*e);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const int rc = posix_spawn(&pid_, FERRYD, &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   close(pipefd[1]);
   const bool ready = rc == 0 && wait_ready(pipefd[0]);
