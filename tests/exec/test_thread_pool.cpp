@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "exec/thread_pool.hpp"
 #include "plugins/registry.hpp"
@@ -43,6 +44,7 @@ struct Fixture {
   Fixture() {
     REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_latch.so") == "");
     REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_good.so") == "");
+    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_ops_v1.so") == "");
   }
   Job job(std::uint64_t id, const char* fn, std::string payload) {
     Job j;
@@ -156,4 +158,69 @@ TEST_CASE("blocking calls spread over every worker", "[pool]") {
   auto done = sink.wait_for(4);
   for (const auto& c : done) CHECK(c.code == FERRY_OK);
   CHECK(pool.stats().workers == 4);
+}
+
+namespace {
+// Polls stats() (which also finds stuck threads) until pred holds.
+template <class Pred>
+ferry::ExecutorStats stats_until(ThreadPool& pool, Pred pred) {
+  ferry::ExecutorStats st;
+  for (int i = 0; i < 10000000; ++i) {
+    st = pool.stats();
+    if (pred(st)) return st;
+    std::this_thread::yield();
+  }
+  FAIL("stats never reached the expected state");
+  return st;
+}
+}  // namespace
+
+TEST_CASE("cancel: a queued job never runs; a running one sees ctx.cancelled()", "[pool]") {
+  Fixture f;
+  Collector done;
+  ThreadPool pool("latch", 1, 4, done);
+  Job running = f.job(1, "latch.wait", R"(["never"])");
+  running.ref.token = 1;
+  Job queued = f.job(2, "ops.counts", "[]");
+  queued.ref.token = 2;
+  const ferry::CallRef running_ref = running.ref, queued_ref = queued.ref;
+  REQUIRE(pool.submit(std::move(running)));
+  REQUIRE(pool.submit(std::move(queued)));
+  stats_until(pool, [](const ferry::ExecutorStats& st) { return st.running == 1; });
+  pool.cancel(queued_ref, FERRY_E_CANCELLED);
+  auto first = done.wait_for(1);
+  CHECK(first[0].ref == queued_ref);
+  CHECK(first[0].code == FERRY_E_CANCELLED);
+  pool.cancel(ferry::CallRef{0, 0, 99, 99}, FERRY_E_CANCELLED);  // unknown: ignored
+  pool.cancel(running_ref, FERRY_E_TIMEOUT);
+  auto both = done.wait_for(2);
+  CHECK(both[1].ref == running_ref);
+  CHECK(both[1].data == "false");  // latch.wait gave up: it saw the cancellation
+  CHECK(pool.stats().stuck == 0);
+  CHECK(pool.stop() == 0);
+}
+
+TEST_CASE("a thread that ignores cancellation is stuck, replaced up to the cap, then leaves", "[pool]") {
+  Fixture f;
+  Collector done;
+  ThreadPool pool("ops", 1, 8, done, /*max_stuck=*/1);
+  std::vector<ferry::CallRef> refs;
+  for (std::uint64_t i = 1; i <= 2; ++i) {
+    Job j = f.job(i, "ops.ignore", "[300]");
+    j.ref.token = i;
+    refs.push_back(j.ref);
+    REQUIRE(pool.submit(std::move(j)));
+    stats_until(pool, [](const ferry::ExecutorStats& st) { return st.running == 1; });
+    pool.cancel(refs.back(), FERRY_E_TIMEOUT);
+    auto st = stats_until(pool, [&](const ferry::ExecutorStats& s) { return s.stuck == int(i); });
+    CHECK(st.running == 0);      // stuck threads hold no capacity
+    CHECK(st.workers == 2);      // one replacement; the cap allows no second
+  }
+  // A new job runs on the replacement while both stuck calls still run.
+  Job quick = f.job(3, "good.hello", "[]");
+  REQUIRE(pool.submit(std::move(quick)));
+  auto st = stats_until(pool, [](const ferry::ExecutorStats& s) { return s.stuck == 0 && s.workers == 1; });
+  CHECK(st.running == 0);
+  CHECK(done.wait_for(3).size() == 3);
+  CHECK(pool.stop() == 0);
 }
