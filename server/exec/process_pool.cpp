@@ -354,11 +354,17 @@ void ProcessPool::cancel(const CallRef& ref, ferry_code why) {
 int ProcessPool::stop() {
   if (stopping_) return 0;
   stopping_ = true;
+  // Kill every worker first, then reap: they die in parallel. The channel
+  // polls are cancelled, so the ring lets go of the sockets.
   for (auto& w : workers_) {
+    if (w.proc.pidfd >= 0) pidfd_signal(w.proc.pidfd, SIGKILL);
+  }
+  for (std::uint16_t i = 0; i < workers_.size(); ++i) {
+    Worker& w = workers_[i];
     if (w.proc.pidfd < 0) continue;
-    pidfd_signal(w.proc.pidfd, SIGKILL);
     siginfo_t si{};
     waitid(P_PIDFD, id_t(w.proc.pidfd), &si, WEXITED);
+    reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
     close(w.proc.pidfd);
     close(w.proc.channel);
     w.proc = SpawnedWorker{};

@@ -87,7 +87,7 @@ template <class Pred>
 json status_until(Client& c, Pred pred, const char* what) {
   json st;
   const auto start = Clock::now();
-  while (ms_since(start) < 10000) {
+  while (ms_since(start) < 20000) {
     st = ops_status(c);
     if (pred(st)) return st;
   }
