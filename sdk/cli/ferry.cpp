@@ -193,7 +193,7 @@ std::string string_field(const json& object, const char* key) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-using Row = std::array<std::string, 4>;  // FUNCTION PLUGIN VERSION EXECUTOR
+using Row = std::array<std::string, 5>;  // FUNCTION PLUGIN VERSION EXECUTOR LOADED
 
 // Rows of the table from a ferry.list reply; nullopt when it has the wrong shape.
 std::optional<std::vector<Row>> list_rows(const std::string& text) {
@@ -205,7 +205,7 @@ std::optional<std::vector<Row>> list_rows(const std::string& text) {
     for (const json& fn : plugin["functions"]) {
       if (!fn.is_string()) return std::nullopt;
       rows.push_back({fn.get<std::string>(), string_field(plugin, "name"), string_field(plugin, "version"),
-                      string_field(plugin, "executor")});
+                      string_field(plugin, "executor"), string_field(plugin, "loaded_at")});
     }
   }
   std::sort(rows.begin(), rows.end());
@@ -213,8 +213,8 @@ std::optional<std::vector<Row>> list_rows(const std::string& text) {
 }
 
 void print_table(std::vector<Row> rows) {
-  rows.insert(rows.begin(), Row{"FUNCTION", "PLUGIN", "VERSION", "EXECUTOR"});
-  std::array<std::size_t, 4> width{};
+  rows.insert(rows.begin(), Row{"FUNCTION", "PLUGIN", "VERSION", "EXECUTOR", "LOADED"});
+  std::array<std::size_t, 5> width{};
   for (const Row& r : rows)
     for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
   for (const Row& r : rows) {

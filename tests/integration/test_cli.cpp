@@ -1,6 +1,7 @@
 // The `ferry` command line against the real ferryd.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <fstream>
 
 #include "ferry/errors.h"
@@ -55,6 +56,26 @@ TEST_CASE("ferry list shows every function with plugin, version and executor", "
   }
   CHECK_THAT(r.out, Catch::Contains("thread"));
   CHECK_THAT(r.out, Catch::Contains("1.0.0"));
+  CHECK_THAT(r.out, Catch::Contains("LOADED"));
+  CHECK_THAT(r.out, Catch::Matches("(.|\\n)*primes\\.is_prime +primes +1\\.0\\.0 +thread +20[0-9-]+T[0-9:]+Z(.|\\n)*"));
+}
+
+TEST_CASE("ferry reload applies a changed config and prints the outcome; a bad one changes nothing", "[cli]") {
+  FerrydProcess d({plugin_path("demo")}, "[plugins.demo]\nworkers = 2\n");
+  const std::string base = "[server]\nsocket_path = \"ferry.sock\"\nplugin_dir = \"plugins\"\n";
+  std::ofstream(d.dir() / "server.toml.new") << base << "[plugins.demo]\nworkers = 0\n";
+  std::filesystem::rename(d.dir() / "server.toml.new", d.dir() / "server.toml");
+  auto bad = ferry_cli(d, {"reload"});
+  CHECK(bad.status == 10 + FERRY_E_BAD_REQUEST);
+  CHECK_THAT(bad.err, Catch::Contains("server.toml:5: plugins.demo.workers: must be 1..1024"));
+  CHECK_THAT(ferry_cli(d, {"status"}).out, Catch::Contains("thread x2"));
+  std::ofstream(d.dir() / "server.toml.new") << base << "[plugins.demo]\nworkers = 3\n";
+  std::filesystem::rename(d.dir() / "server.toml.new", d.dir() / "server.toml");
+  auto ok = ferry_cli(d, {"reload"});
+  INFO(ok.err);
+  CHECK(ok.status == 0);
+  CHECK_THAT(ok.out, Catch::Contains("config: reloaded"));
+  CHECK_THAT(ferry_cli(d, {"status"}).out, Catch::Contains("thread x3"));
 }
 
 TEST_CASE("ferry ping answers, and a missing server is a clear error", "[cli]") {

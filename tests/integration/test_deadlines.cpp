@@ -207,3 +207,41 @@ TEST_CASE("drain: running calls finish within drain_timeout_ms, the rest are ans
   CHECK(ms_since(start) < 3000);
   CHECK_THAT(d.log(), Catch::Contains("drain timeout"));
 }
+
+TEST_CASE("one client flooding a plugin cannot starve another; higher priority runs first",
+          "[integration][fairness]") {
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 1));
+  auto flood = connect(d);
+  auto other = connect(d);
+  // Hold the only thread, then queue 100 calls from one client.
+  const auto holder = flood->send_call("ops.cooperate", "[20000]");
+  REQUIRE(flood->flush());
+  status_until(*other, [](const json& st) { return st["running"] == 1; }, "holder running");
+  for (int i = 0; i < 100; ++i) flood->send_call("ops.ignore", "[0]");
+  REQUIRE(flood->ping("sync").has_value());  // all 100 are queued
+  // The other client's call queues behind them, at the same priority.
+  const auto fair = other->send_call("ops.counts", "[]");
+  REQUIRE(other->ping("sync").has_value());
+  REQUIRE(flood->send_cancel(holder));
+  REQUIRE(flood->flush());
+  auto r = read_reply_for(*other, fair);
+  REQUIRE(r.code == FERRY_OK);
+  // Connections take turns: at most one flooding call ran before it (FIFO: 100).
+  CHECK(json::parse(r.data)["finished"].get<int>() <= 1);
+
+  // Priority: sent after 100 low-priority calls, a high-priority one runs first.
+  status_until(*other, [](const json& st) { return st["running"] == 0 && st["queued"] == 0; }, "round 1 done");
+  CHECK(json::parse(must_call(*other, "ops.counts", "[]").data)["finished"] == 100);
+  const auto holder2 = flood->send_call("ops.cooperate", "[20000]");
+  REQUIRE(flood->flush());
+  status_until(*other, [](const json& st) { return st["running"] == 1; }, "holder 2 running");
+  for (int i = 0; i < 100; ++i) flood->send_call("ops.ignore", "[0]", 0, ferry::proto::Priority::low);
+  const auto urgent = flood->send_call("ops.counts", "[]", 0, ferry::proto::Priority::high);
+  REQUIRE(flood->ping("sync").has_value());  // all queued
+  REQUIRE(flood->send_cancel(holder2));
+  std::optional<ferry::Reply> u;
+  while ((u = flood->read_reply()) && u->call_id != urgent) {
+  }
+  REQUIRE(u.has_value());
+  CHECK(json::parse(u->data)["finished"] == 100);  // no low-priority call ran before it
+}
