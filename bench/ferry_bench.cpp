@@ -1,6 +1,8 @@
 // ferry-bench: drives ferryd with C connections x D calls in flight each and
 // reports calls/s and latency percentiles, for a function and, in the same
 // run, for PING (answered on the event loop, no hand-off), plus their ratio.
+// With --timeout MS and a function that runs longer, it measures deadline
+// accuracy instead: how late after MS each `timeout` reply arrives.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "ferry/client.hpp"
+#include "ferry/errors.h"
 
 namespace {
 
@@ -22,35 +25,44 @@ struct Options {
   long calls = 100000;
   std::string function = "demo.noop";
   std::string payload = "[]";
+  std::uint32_t timeout_ms = 0;
 };
 
 struct Result {
   double seconds = 0;
   std::vector<double> latencies_us;  // one per call
   long errors = 0;
+  long timeouts = 0;
   std::string failure;
 };
+
+Result failed(std::string why) {
+  Result r;
+  r.failure = std::move(why);
+  return r;
+}
 
 // One connection's share: keeps `depth` requests in flight until `n` are answered.
 Result drive(const Options& o, bool ping, long n) {
   Result r;
   std::string err;
   auto c = ferry::Client::connect(o.socket, &err);
-  if (!c) return Result{0, {}, 0, err};
+  if (!c) return failed(err);
   std::vector<Clock::time_point> sent(std::size_t(n) + 1);
   r.latencies_us.reserve(std::size_t(n));
   long issued = 0;
   auto issue = [&] {
-    const std::uint64_t id = ping ? c->send_ping() : c->send_call(o.function, o.payload);
+    const std::uint64_t id = ping ? c->send_ping() : c->send_call(o.function, o.payload, o.timeout_ms);
     sent[std::size_t(id - 1) % sent.size()] = Clock::now();
     ++issued;
   };
   for (; issued < std::min<long>(o.depth, n);) issue();
   for (long done = 0; done < n; ++done) {
     auto rep = c->read_reply();
-    if (!rep) return Result{0, {}, 0, c->last_error()};
+    if (!rep) return failed(c->last_error());
     const auto now = Clock::now();
     r.errors += rep->kind == ferry::ReplyKind::error;
+    r.timeouts += rep->kind == ferry::ReplyKind::error && rep->code == FERRY_E_TIMEOUT;
     r.latencies_us.push_back(
         std::chrono::duration<double, std::micro>(now - sent[std::size_t(rep->call_id - 1) % sent.size()]).count());
     if (issued < n) issue();
@@ -72,6 +84,7 @@ Result run_phase(const Options& o, bool ping) {
   for (auto& p : parts) {
     if (!p.failure.empty()) all.failure = p.failure;
     all.errors += p.errors;
+    all.timeouts += p.timeouts;
     all.latencies_us.insert(all.latencies_us.end(), p.latencies_us.begin(), p.latencies_us.end());
   }
   std::sort(all.latencies_us.begin(), all.latencies_us.end());
@@ -90,6 +103,22 @@ void print(const char* name, const Result& r) {
               pct(r.latencies_us, 0.99), r.latencies_us.empty() ? 0 : r.latencies_us.back(), r.errors);
 }
 
+// Every call should be answered `timeout`, o.timeout_ms after it was sent.
+int deadline_accuracy(const Options& o) {
+  const Result r = run_phase(o, false);
+  if (!r.failure.empty() || r.latencies_us.empty()) {
+    std::fprintf(stderr, "ferry-bench: %s\n", r.failure.c_str());
+    return 1;
+  }
+  std::vector<double> late;
+  for (double us : r.latencies_us) late.push_back(us / 1000.0 - o.timeout_ms);
+  std::printf("%d connections x %d in flight, %zu calls of %s with a %u ms deadline\n", o.connections, o.depth,
+              late.size(), o.function.c_str(), o.timeout_ms);
+  std::printf("timeout replies %ld of %zu; reply after deadline (ms): min %.2f p50 %.2f p99 %.2f max %.2f\n",
+              r.timeouts, late.size(), late.front(), pct(late, 0.5), pct(late, 0.99), late.back());
+  return r.timeouts == long(late.size()) ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,9 +130,13 @@ int main(int argc, char** argv) {
   app.add_option("-n,--calls", o.calls, "calls per phase (all connections)")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("-f,--function", o.function, "function to call")->capture_default_str();
   app.add_option("-p,--payload", o.payload, "request payload (JSON arguments)")->capture_default_str();
+  app.add_option("-t,--timeout", o.timeout_ms, "deadline of each call in ms: measures how late `timeout` replies come");
   CLI11_PARSE(app, argc, argv);
+  if (o.timeout_ms != 0) return deadline_accuracy(o);
 
-  run_phase(Options{o.socket, o.connections, o.depth, std::max(1000L, o.calls / 10), o.function, o.payload}, false);  // warm-up
+  Options warm = o;
+  warm.calls = std::max(1000L, o.calls / 10);
+  run_phase(warm, false);  // warm-up
   const Result ping = run_phase(o, true);
   const Result call = run_phase(o, false);
   if (!ping.failure.empty() || !call.failure.empty()) {
