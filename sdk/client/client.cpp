@@ -124,6 +124,7 @@ bool Client::accept_hello(const proto::Frame& f, ferry_code* refused) {
     return lose("server speaks protocol v" + std::to_string(h.major) + ", this client v" +
                 std::to_string(proto::kVersionMajor));
   server_max_ = h.max_frame_bytes;
+  server_minor_ = h.minor;
   return true;
 }
 
@@ -166,6 +167,10 @@ std::uint64_t Client::send_ping(std::string_view body) {
 
 bool Client::send_cancel(std::uint64_t id) {
   if (!connected()) return false;
+  if (server_minor_ < 1) {  // a 1.0 server would close the connection
+    last_error_ = "the server speaks protocol 1." + std::to_string(server_minor_) + ", which has no CANCEL";
+    return false;
+  }
   proto::encode_cancel(out_, id);
   return true;
 }

@@ -61,7 +61,8 @@ class Client {
                           proto::Priority prio = proto::Priority::normal);
   std::uint64_t send_ping(std::string_view body = {});
   // Buffers a CANCEL for call `id`: the server answers it `cancelled` at once
-  // (unless its reply is already on the way). False when disconnected.
+  // (unless its reply is already on the way). False when disconnected or
+  // when the server speaks protocol 1.0 (no CANCEL; see last_error()).
   bool send_cancel(std::uint64_t id);
   // Writes everything buffered. false = connection lost.
   bool flush();
@@ -111,6 +112,7 @@ class Client {
   bool read_dead_ = false;   // EOF or recv error: nothing more will arrive
   bool write_dead_ = false;  // send error: nothing more can be sent
   std::uint32_t server_max_ = 0;
+  std::uint16_t server_minor_ = 0;
   std::uint32_t timeout_ms_ = 0;
   std::uint64_t next_id_ = 1;
   std::string out_;
