@@ -6,6 +6,7 @@
 #include "exec/process_pool.hpp"
 #include "exec/spawn.hpp"
 #include "exec/thread_pool.hpp"
+#include "plugins/invoke.hpp"
 #include "sandbox/sandbox.hpp"
 
 namespace ferry {
@@ -44,7 +45,11 @@ std::shared_ptr<Router::Lane> Router::make_lane(const std::shared_ptr<const Plug
   lane->plugin = plugin;
   lane->cfg = pc;
   if (pc.executor == config::ExecutorKind::thread) {
-    if (!plugin->library.is_loaded()) return nullptr;  // registered for a process pool only
+    if (!plugin->library.is_loaded()) {  // registered for a process pool only: it could not be opened here
+      disabled_[plugin->name] = "it is configured for the thread executor but could not be loaded into ferryd";
+      spdlog::error("plugin {} not started: {}", plugin->name, disabled_[plugin->name]);
+      return nullptr;
+    }
     lane->executor = std::make_unique<ThreadPool>(plugin->name, pc.workers, pc.queue_limit, sink_,
                                                   pc.max_stuck_threads);
     return lane;
@@ -57,7 +62,8 @@ std::shared_ptr<Router::Lane> Router::make_lane(const std::shared_ptr<const Plug
     }
     spdlog::warn("plugin {}: running with a weaker sandbox: this kernel lacks {}", plugin->name, missing);
   }
-  ProcessPool::Options opt{plugin->name, plugin->path.string(), default_worker_path(), plugin->functions, &lane->cfg};
+  ProcessPool::Options opt{plugin->name, plugin->path.string(), default_worker_path(), plugin->functions, &lane->cfg,
+                          int(cfg_->server.max_call_depth)};
   lane->executor = std::make_unique<ProcessPool>(std::move(opt), reactor_, sink_);
   return lane;
 }
@@ -92,6 +98,9 @@ void Router::apply(std::shared_ptr<const config::Config> cfg) {
       spdlog::warn("[plugins.{}] is configured but no such plugin is loaded", name);
     }
   }
+  // What nested calls (ctx_call) reach from this ferryd's pool threads.
+  set_max_call_depth(int(cfg_->server.max_call_depth));
+  publish_directory(directory_of(registry_));
 }
 
 void Router::retire(std::shared_ptr<Lane> lane) {

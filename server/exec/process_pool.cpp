@@ -84,7 +84,7 @@ void ProcessPool::spawn(std::uint16_t i) {
   if (err.empty() && w.proc.channel >= 0) {
     fcntl(w.proc.channel, F_SETFL, O_NONBLOCK);
     const int rc = channel::send(w.proc.channel, channel::Header{channel::Type::spec},
-                                 encode_worker_spec(opt_.plugin_path, opt_.cfg->sandbox));
+                                 encode_worker_spec(opt_.plugin_path, opt_.cfg->sandbox, opt_.max_call_depth));
     if (rc != 0) err = std::string("sending the spec: ") + std::strerror(-rc);
   }
   if (w.proc.pid < 0) {

@@ -28,6 +28,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::string worker_path;
     std::vector<std::string> functions;  // sorted full names: a call's index
     const config::PluginConfig* cfg = nullptr;
+    int max_call_depth = 64;  // for nested calls inside the workers
   };
   ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink);
   ~ProcessPool() override;

@@ -84,8 +84,10 @@ std::string spawn_worker(const std::string& worker_path, const sandbox::Spec& sp
   return st.ok ? std::string() : st.step + ": " + st.message;
 }
 
-std::string encode_worker_spec(const std::string& plugin_path, const sandbox::Spec& s) {
+std::string encode_worker_spec(const std::string& plugin_path, const sandbox::Spec& s,
+                               std::uint32_t max_call_depth) {
   return nlohmann::json{{"plugin", plugin_path},
+                        {"max_call_depth", max_call_depth},
                         {"enabled", s.enabled},
                         {"network", s.network},
                         {"read_paths", s.read_paths},
@@ -99,11 +101,13 @@ std::string encode_worker_spec(const std::string& plugin_path, const sandbox::Sp
       .dump();
 }
 
-bool decode_worker_spec(const std::string& json, std::string* plugin_path, sandbox::Spec* s) {
+bool decode_worker_spec(const std::string& json, std::string* plugin_path, sandbox::Spec* s,
+                        std::uint32_t* max_call_depth) {
   auto j = nlohmann::json::parse(json, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return false;
   try {
     *plugin_path = j.at("plugin").get<std::string>();
+    if (max_call_depth != nullptr) *max_call_depth = j.value("max_call_depth", std::uint32_t(64));
     s->enabled = j.at("enabled").get<bool>();
     s->network = j.at("network").get<bool>();
     s->read_paths = j.at("read_paths").get<std::vector<std::string>>();

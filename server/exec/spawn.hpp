@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 #include "sandbox/sandbox.hpp"
@@ -24,8 +25,12 @@ std::string spawn_worker(const std::string& worker_path, const sandbox::Spec& sp
                          SpawnedWorker* out);
 
 // The JSON the host sends as the worker's first (spec) message, and back.
-std::string encode_worker_spec(const std::string& plugin_path, const sandbox::Spec& spec);
-bool decode_worker_spec(const std::string& json, std::string* plugin_path, sandbox::Spec* spec);
+// `max_call_depth` bounds nested calls inside the worker (server.max_call_depth);
+// decoding a spec without it gives 64.
+std::string encode_worker_spec(const std::string& plugin_path, const sandbox::Spec& spec,
+                               std::uint32_t max_call_depth = 64);
+bool decode_worker_spec(const std::string& json, std::string* plugin_path, sandbox::Spec* spec,
+                        std::uint32_t* max_call_depth = nullptr);
 
 // The ferry-worker executable installed next to the running ferryd.
 std::string default_worker_path();

@@ -2,13 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <mutex>
+#include <new>
+
 #include "plugins/registry.hpp"
 
 // The per-call context behind the opaque C handle.
 struct ferry_ctx {
   const ferry::Function* fn;
   std::int64_t deadline_ms;
-  const std::atomic<bool>* cancelled;
+  const std::atomic<bool>* cancelled;  // a nested call shares its caller's
+  int depth = 0;                       // 0: a client's call; nested: caller's + 1
   ferry_code code = FERRY_OK;
   std::string data;
   bool replied = false;
@@ -62,38 +66,166 @@ void set_error(ferry_ctx* ctx, int code, const char* msg, std::size_t len) {
   ctx->replied = true;
 }
 
+// Runs `fn` on this thread unless `deadline_ms` already passed; the outcome
+// goes to out->code and out->data. Client calls and nested calls alike.
+void run(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
+         const std::atomic<bool>* cancelled, int depth, Completion* out) {
+  if (deadline_ms != 0 && monotonic_ms() >= deadline_ms) {
+    out->code = FERRY_E_TIMEOUT;
+    out->data = "deadline passed before the call started";
+    return;
+  }
+  ferry_ctx ctx{&fn, deadline_ms, cancelled, depth, FERRY_OK, {}, false};
+  const auto* in = reinterpret_cast<const std::uint8_t*>(payload.data());
+  const int rc = fn.fn(fn.user, &ctx, in, payload.size());
+  if (rc != 0 && (!ctx.replied || ctx.code == FERRY_OK)) {
+    ctx.code = FERRY_E_PLUGIN_ERROR;
+    ctx.data = fn.name + " failed without an error message";
+  }
+  if (deadline_ms != 0 && monotonic_ms() >= deadline_ms) {
+    // Too late to count: the caller was promised `timeout` at the deadline.
+    out->code = FERRY_E_TIMEOUT;
+    out->data = fn.name + " ran past its deadline";
+    return;
+  }
+  out->code = ctx.code;
+  out->data = std::move(ctx.data);
+}
+
+// ---- Nested calls --------------------------------------------------------
+
+std::atomic<int> g_max_depth{64};
+
+// The published directory. Read only by nested calls, so a mutex is cheap.
+struct DirectorySlot {
+  std::mutex mu;
+  std::shared_ptr<const CallDirectory> dir = std::make_shared<CallDirectory>();
+};
+DirectorySlot& slot() {
+  static DirectorySlot s;
+  return s;
+}
+
+std::shared_ptr<const CallDirectory> current_directory() {
+  auto& s = slot();
+  std::lock_guard lock(s.mu);
+  return s.dir;
+}
+
+bool refuse(Completion* out, ferry_code code, std::string why) {
+  out->code = code;
+  out->data = std::move(why);
+  return false;
+}
+
+std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"; }
+
+// Finds what `name` may run here; false (with *out the refusal) if nothing.
+bool resolve(std::string_view name, std::shared_ptr<const Function>* fn, Completion* out) {
+  const auto dir = current_directory();
+  const auto it = dir->targets.find(name);
+  if (it == dir->targets.end() && !dir->only_plugin.empty()) {
+    return refuse(out, FERRY_E_PERMISSION_DENIED,
+                  quoted(name) + " is out of reach: a nested call from a worker process reaches only "
+                  "the functions of its own plugin (" + dir->only_plugin + ".*)");
+  }
+  if (it == dir->targets.end()) {
+    return refuse(out, FERRY_E_UNKNOWN_FUNCTION, "unknown function " + quoted(name));
+  }
+  if (!it->second.runnable_here) {
+    return refuse(out, FERRY_E_PERMISSION_DENIED,
+                  quoted(name) + " runs in worker processes; nested calls reach only "
+                  "thread-executor plugins from here");
+  }
+  *fn = it->second.fn.lock();
+  if (*fn == nullptr) {
+    return refuse(out, FERRY_E_UNKNOWN_FUNCTION, "unknown function " + quoted(name) + " (its plugin was removed)");
+  }
+  return true;
+}
+
+// Whether a call made from `parent` may start at all; false (with *out the
+// refusal) if not. The deadline is checked by run().
+bool admit(const ferry_ctx& parent, std::string_view name, Completion* out) {
+  const int depth = parent.depth + 1;
+  const int max = g_max_depth.load(std::memory_order_relaxed);
+  if (depth > max) {
+    return refuse(out, FERRY_E_CALL_DEPTH_EXCEEDED,
+                  "call depth exceeded: " + quoted(name) + " would run at depth " + std::to_string(depth) +
+                      ", deeper than max_call_depth " + std::to_string(max));
+  }
+  if (parent.cancelled != nullptr && parent.cancelled->load(std::memory_order_relaxed)) {
+    return refuse(out, FERRY_E_CANCELLED, "not started: the calling call was cancelled");
+  }
+  return true;
+}
+
+// Caller-runs: the nested call runs right here, as a plain function call. It
+// never waits for pool capacity, so nested calls cannot deadlock.
+Completion nested_call(const ferry_ctx& parent, std::string_view name, std::string_view payload) {
+  Completion out;
+  std::shared_ptr<const Function> fn;  // keeps its library loaded meanwhile
+  if (!resolve(name, &fn, &out) || !admit(parent, name, &out)) return out;
+  run(*fn, payload, parent.deadline_ms, parent.cancelled, parent.depth + 1, &out);
+  return out;
+}
+
+using ReplyFn = void (*)(void* user, const std::uint8_t* data, std::size_t len);
+
+int answer(ReplyFn on_reply, void* user, ferry_code code, std::string_view data) {
+  if (on_reply != nullptr) on_reply(user, reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+  return code;
+}
+
+int ctx_call(ferry_ctx* ctx, const char* fn, std::size_t fn_len, const std::uint8_t* in, std::size_t in_len,
+             ReplyFn on_reply, void* user) {
+  if (ctx == nullptr || (fn == nullptr && fn_len != 0) || (in == nullptr && in_len != 0)) {
+    return answer(on_reply, user, FERRY_E_BAD_REQUEST, "ctx_call: null ctx, function name or input");
+  }
+  Completion c;
+  try {
+    c = nested_call(*ctx, {fn, fn_len}, {reinterpret_cast<const char*>(in), in_len});
+  } catch (const std::bad_alloc&) {
+    return answer(on_reply, user, FERRY_E_OUT_OF_MEMORY, "out of memory");
+  } catch (...) {
+    return answer(on_reply, user, FERRY_E_INTERNAL, "ctx_call failed in the host");
+  }
+  return answer(on_reply, user, c.code, c.data);
+}
+
 const ferry_host_api kApi = {
     FERRY_ABI_MAJOR, FERRY_ABI_MINOR, sizeof(ferry_host_api), host_register, host_log,
     ctx_deadline,    ctx_cancelled,   ctx_log,                 set_result,    set_error,
+    ctx_call,
 };
 
 }  // namespace
 
 const ferry_host_api* host_api() { return &kApi; }
 
-Completion run_job(const Job& job, const std::atomic<bool>* cancelled) {
+Completion run_job(const Job& job, const std::atomic<bool>* cancelled, int depth) {
   Completion out{job.ref, FERRY_OK, {}};
-  if (job.deadline_ms != 0 && monotonic_ms() >= job.deadline_ms) {
-    out.code = FERRY_E_TIMEOUT;
-    out.data = "deadline passed before the call started";
-    return out;
-  }
-  ferry_ctx ctx{job.fn.get(), job.deadline_ms, cancelled, FERRY_OK, {}, false};
-  const auto* in = reinterpret_cast<const std::uint8_t*>(job.payload.data());
-  const int rc = job.fn->fn(job.fn->user, &ctx, in, job.payload.size());
-  if (rc != 0 && (!ctx.replied || ctx.code == FERRY_OK)) {
-    ctx.code = FERRY_E_PLUGIN_ERROR;
-    ctx.data = job.fn->name + " failed without an error message";
-  }
-  if (job.deadline_ms != 0 && monotonic_ms() >= job.deadline_ms) {
-    // Too late to count: the caller was promised `timeout` at the deadline.
-    out.code = FERRY_E_TIMEOUT;
-    out.data = job.fn->name + " ran past its deadline";
-    return out;
-  }
-  out.code = ctx.code;
-  out.data = std::move(ctx.data);
+  run(*job.fn, job.payload, job.deadline_ms, cancelled, depth, &out);
   return out;
+}
+
+void publish_directory(std::shared_ptr<const CallDirectory> dir) {
+  if (dir == nullptr) dir = std::make_shared<CallDirectory>();
+  auto& s = slot();
+  std::lock_guard lock(s.mu);
+  s.dir.swap(dir);  // `dir` now holds the old one: released after the lock
+}
+
+void set_max_call_depth(int depth) { g_max_depth.store(depth, std::memory_order_relaxed); }
+
+std::shared_ptr<const CallDirectory> directory_of(const Registry& registry, std::string only_plugin) {
+  auto dir = std::make_shared<CallDirectory>();
+  dir->only_plugin = std::move(only_plugin);
+  for (const auto& plugin : registry.plugins()) {
+    const bool here = plugin->library.is_loaded();
+    for (const auto& name : plugin->functions) dir->targets[name] = CallTarget{registry.find(name), here};
+  }
+  return dir;
 }
 
 }  // namespace ferry

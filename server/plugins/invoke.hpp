@@ -1,12 +1,17 @@
-// Calls a plugin function through the C ABI: the host side of ferry_ctx.
-// Thread-safe: any number of calls may run at once.
+// Calls a plugin function through the C ABI: the host side of ferry_ctx,
+// including nested calls (ctx_call). Thread-safe: any number of calls may run
+// at once, and the call directory may be republished while they do.
 #pragma once
 
 #include <atomic>
+#include <memory>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "exec/job.hpp"
 #include "ferry/plugin.h"
+#include "plugins/registry.hpp"
 
 namespace ferry {
 
@@ -14,7 +19,33 @@ namespace ferry {
 const ferry_host_api* host_api();
 
 // Runs job.fn on this thread unless its deadline already passed.
-// `cancelled` (optional) is what ctx_cancelled reports besides the deadline.
-Completion run_job(const Job& job, const std::atomic<bool>* cancelled = nullptr);
+// `cancelled` (optional) is what ctx_cancelled reports besides the deadline;
+// `depth` is the call's nesting level (0: a call from a client).
+Completion run_job(const Job& job, const std::atomic<bool>* cancelled = nullptr, int depth = 0);
+
+// What a nested call may reach from this process. Immutable once published.
+struct CallTarget {
+  // Weak, so that the directory never keeps a library loaded: a function
+  // whose plugin is gone answers unknown_function.
+  std::weak_ptr<const Function> fn;
+  bool runnable_here = false;  // false: it runs only in worker processes
+};
+struct CallDirectory {
+  std::unordered_map<std::string, CallTarget, StringHash, std::equal_to<>> targets;
+  // In a worker: its own plugin, the only one it has. A name it does not list
+  // may exist elsewhere, so it is out of reach (permission_denied), not
+  // unknown. Empty in ferryd, which lists every function.
+  std::string only_plugin;
+};
+
+// Nested calls use `dir` from now on (ones already running keep their target).
+void publish_directory(std::shared_ptr<const CallDirectory> dir);
+// The deepest level a nested call may run at. Default: 64.
+void set_max_call_depth(int depth);
+
+// Every function of `registry`; runnable here when its plugin's library is
+// loaded in this process (a thread-executor plugin in ferryd, the worker's
+// own plugin in a ferry-worker). `only_plugin`: see CallDirectory.
+std::shared_ptr<const CallDirectory> directory_of(const Registry& registry, std::string only_plugin = {});
 
 }  // namespace ferry

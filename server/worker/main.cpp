@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -63,11 +64,14 @@ struct Loaded {
   std::string ready_json;
 };
 
-// Loads the plugin through the same registry code ferryd uses.
+// Loads the plugin through the same registry code ferryd uses. Its own
+// functions are all that nested calls can reach in here (caller-runs, as in
+// ferryd: docs/design.md, "Nested calls").
 std::string load(ferry::Registry& reg, const std::string& path, Loaded* out) {
   if (std::string why = reg.load(path); !why.empty()) return "plugin " + path + " refused: " + why;
   const auto& plugin = *reg.plugins().front();
   for (const auto& name : plugin.functions) out->functions.push_back(reg.find(name));
+  ferry::publish_directory(ferry::directory_of(reg, plugin.name));
   out->ready_json = nlohmann::json{{"name", plugin.name},
                                    {"version", plugin.version},
                                    {"functions", plugin.functions}}
@@ -100,7 +104,11 @@ int main() {
   if (ferry::channel::recv(kChannel, &h, &body, 1u << 20) != 1 || h.type != Type::spec) return 2;
   std::string plugin_path;
   ferry::sandbox::Spec spec;
-  if (!ferry::decode_worker_spec(body, &plugin_path, &spec)) return fail("malformed spec message");
+  std::uint32_t max_call_depth = 64;
+  if (!ferry::decode_worker_spec(body, &plugin_path, &spec, &max_call_depth)) {
+    return fail("malformed spec message");
+  }
+  ferry::set_max_call_depth(int(std::min<std::uint32_t>(max_call_depth, 1000)));
   if (spec.enabled) {
     auto st = ferry::sandbox::apply_before_load(spec, kChannel);
     if (!st.ok) return fail("sandbox step " + st.step + ": " + st.message);

@@ -7,6 +7,10 @@
 //   counts()           -> {"started", "noticed", "finished"} of cooperate/ignore
 //   await_noticed(n)   -> true once n cooperate calls saw their cancellation
 //                         (false after 10 s)
+//   recurse(n)         -> n, by nesting n calls of itself (ctx.call), each
+//                         level adding 1 to what the level below returned
+//   call(fn, args)     -> the result of the nested call fn(args...); its
+//                         error propagates with the callee's code
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -67,6 +71,16 @@ bool await_noticed(std::int64_t n) {
   return c.cv.wait_for(lock, std::chrono::seconds(10), [&] { return c.noticed >= n; });
 }
 
+// Counts its own levels: the host does not expose the depth.
+std::int64_t recurse(ferry::Context& ctx, std::int64_t n) {
+  if (n <= 0) return 0;
+  return ctx.call("ops.recurse", nlohmann::json::array({n - 1})).get<std::int64_t>() + 1;
+}
+
+nlohmann::json call(ferry::Context& ctx, const std::string& fn, const nlohmann::json& args) {
+  return ctx.call(fn, args);
+}
+
 }  // namespace
 
 FERRY_PLUGIN("ops", OPS_VERSION) {
@@ -75,6 +89,8 @@ FERRY_PLUGIN("ops", OPS_VERSION) {
   plugin.def("cooperate", cooperate);
   plugin.def("ignore", ignore);
   plugin.def("await_noticed", await_noticed);
+  plugin.def("recurse", recurse);
+  plugin.def("call", call);
   plugin.def("counts", [] {
     auto& c = counts();
     std::lock_guard lock(c.mu);

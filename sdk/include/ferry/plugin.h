@@ -1,4 +1,4 @@
-/* Ferry plugin ABI, version 1.
+/* Ferry plugin ABI, version 1.1.
  *
  * A plain C interface between ferryd (the host) and a plugin shared library.
  * A plugin exports two symbols, both resolved by these fixed names:
@@ -9,7 +9,8 @@
  * The host first calls ferry_plugin_info() and refuses the library when its
  * abi_major differs from FERRY_ABI_MAJOR. Minor versions only add functions at
  * the end of ferry_host_api: a plugin built against minor M may use a member
- * only when api->struct_size covers it.
+ * only when api->struct_size covers it (FERRY_HOST_API_HAS). Minor 1 added
+ * ctx_call.
  *
  * Nothing here throws; exceptions never cross this boundary. C++ plugins
  * normally use <ferry/plugin.hpp>, which wraps all of this.
@@ -27,7 +28,7 @@ extern "C" {
 #endif
 
 #define FERRY_ABI_MAJOR 1
-#define FERRY_ABI_MINOR 0
+#define FERRY_ABI_MINOR 1
 
 #define FERRY_EXPORT __attribute__((visibility("default")))
 
@@ -78,7 +79,30 @@ typedef struct ferry_host_api {
   void (*set_result)(ferry_ctx* ctx, const uint8_t* data, size_t len);
   /* Per call: set an error reply with a ferry_code and a message (copied). */
   void (*set_error)(ferry_ctx* ctx, int code, const char* msg, size_t len);
+
+  /* ---- minor 1 ---- */
+
+  /* Per call: a nested call of the registered function `fn` ("plugin.function",
+   * fn_len bytes, not NUL-terminated) with the request `in`, run to completion
+   * before this returns. It runs inline on the calling thread (caller-runs:
+   * it never waits for pool capacity, so nested calls cannot deadlock), one
+   * level deeper than `ctx`, under ctx's deadline and cancellation. Returns
+   * the callee's ferry_code (FERRY_OK = result) and calls on_reply(user, ...)
+   * exactly once, before returning, with the result payload or the error
+   * message; `data` is valid only during on_reply, which must not throw or
+   * longjmp. Refusals, without running anything: unknown_function,
+   * permission_denied (the function is out of reach from here: ferryd reaches
+   * only thread-executor plugins, a worker only its own plugin),
+   * call_depth_exceeded (deeper than server.max_call_depth), timeout (ctx's
+   * deadline passed), cancelled. `ctx`'s own reply is not affected.
+   * Present only when api->struct_size covers it. */
+  int (*ctx_call)(ferry_ctx* ctx, const char* fn, size_t fn_len, const uint8_t* in, size_t in_len,
+                  void (*on_reply)(void* user, const uint8_t* data, size_t len), void* user);
 } ferry_host_api;
+
+/* Non-zero when the host table `api` has `member` (added in some minor). */
+#define FERRY_HOST_API_HAS(api, member) \
+  ((api)->struct_size >= offsetof(ferry_host_api, member) + sizeof((api)->member))
 
 /* Static description of a plugin; the pointer stays valid while loaded. */
 typedef struct ferry_plugin_info {

@@ -9,10 +9,12 @@
 // result. raw(): bytes in, bytes out. A thrown ferry::Error replies with its
 // code; any other exception becomes plugin_error (bad_alloc: out_of_memory).
 // Nothing ever throws across the C ABI. Functions run concurrently on several
-// threads, so they must be const callables and synchronous.
+// threads, so they must be const callables and synchronous. A function that
+// takes a ferry::Context& may call other functions through it (ctx.call).
 #ifndef FERRY_PLUGIN_HPP
 #define FERRY_PLUGIN_HPP
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <future>
@@ -44,11 +46,38 @@ class Error : public std::runtime_error {
   ferry_code code_;
 };
 
-// One call's view of the host: deadline, cancellation and logging.
+// One call's view of the host: deadline, cancellation, logging, nested calls.
 // Valid only while the call runs; all methods are thread-safe.
 class Context {
  public:
   Context(const ferry_host_api* api, ferry_ctx* ctx) noexcept : api_(api), ctx_(ctx) {}
+
+  // Calls the registered function `fn` ("plugin.function") with the request
+  // bytes `payload` and returns its result bytes. It runs at once on this
+  // thread, under this call's deadline and cancellation (see ctx_call in
+  // <ferry/plugin.h> for what is reachable). Throws ferry::Error with the
+  // callee's code and message: uncaught, it becomes this call's error reply.
+  std::string call_raw(std::string_view fn, std::string_view payload) const {
+    if (!FERRY_HOST_API_HAS(api_, ctx_call) || api_->ctx_call == nullptr)
+      throw Error(FERRY_E_UNSUPPORTED_VERSION, "nested calls need a host with plugin ABI 1.1 or later");
+    Reply reply;
+    const auto* in = reinterpret_cast<const std::uint8_t*>(payload.data());
+    const int rc = api_->ctx_call(ctx_, fn.data(), fn.size(), in, payload.size(), &Reply::take, &reply);
+    if (reply.out_of_memory) throw std::bad_alloc();
+    if (rc == FERRY_OK) return std::move(reply.data);
+    const bool known = rc > FERRY_OK && rc < FERRY_CODE_COUNT;
+    throw Error(known ? ferry_code(rc) : FERRY_E_PLUGIN_ERROR, reply.data);
+  }
+  // As call_raw() for a typed (def) function: `args` is the JSON array of its
+  // arguments; returns its JSON result.
+  nlohmann::json call(std::string_view fn, const nlohmann::json& args) const {
+    const std::string out = call_raw(fn, args.dump());
+    try {
+      return nlohmann::json::parse(out);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(FERRY_E_PLUGIN_ERROR, std::string(fn) + " returned a result that is not JSON: " + e.what());
+    }
+  }
 
   // CLOCK_MONOTONIC milliseconds, or 0 when the call has no deadline.
   std::int64_t deadline_ms() const noexcept { return api_->ctx_deadline_ms(ctx_); }
@@ -68,6 +97,20 @@ class Context {
   const ferry_host_api* api() const noexcept { return api_; }
 
  private:
+  // Collects ctx_call's reply; on_reply must not throw across the C ABI.
+  struct Reply {
+    std::string data;
+    bool out_of_memory = false;
+    static void take(void* user, const std::uint8_t* data, std::size_t len) noexcept {
+      auto* self = static_cast<Reply*>(user);
+      try {
+        self->data.assign(reinterpret_cast<const char*>(data), len);
+      } catch (...) {
+        self->out_of_memory = true;
+      }
+    }
+  };
+
   const ferry_host_api* api_;
   ferry_ctx* ctx_;
 };
@@ -415,7 +458,9 @@ inline int init_failed(const ferry_host_api* api, ferry_registrar* reg, int code
 inline int run_init(const ferry_host_api* api, ferry_registrar* reg,
                     void (*body)(Plugin&)) noexcept {
   if (api == nullptr) return FERRY_E_INTERNAL;
-  if (api->abi_major != FERRY_ABI_MAJOR || api->struct_size < sizeof(ferry_host_api))
+  // A host of an older minor has a shorter table: the SDK needs the minor-0
+  // members; newer ones are checked where used (Context::call_raw).
+  if (api->abi_major != FERRY_ABI_MAJOR || !FERRY_HOST_API_HAS(api, set_error))
     return init_failed(api, reg, FERRY_E_UNSUPPORTED_VERSION, "host ABI does not match the SDK");
   try {
     Plugin plugin(api, reg);
