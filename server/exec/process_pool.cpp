@@ -374,7 +374,7 @@ int ProcessPool::stop() {
 
 ExecutorStats ProcessPool::stats() const {
   ExecutorStats st{.workers = int(workers_.size()), .queued = queue_.size(), .running = busy(),
-                   .completed = completed_, .restarts = restarts_};
+                   .completed = completed_, .stuck = 0, .restarts = restarts_, .procs = {}};
   for (const auto& w : workers_) {
     st.procs.push_back(WorkerInfo{w.proc.pid, state_name(int(w.state)), w.calls,
                                   w.proc.pid > 0 ? rss_kb(w.proc.pid) : 0});

@@ -129,7 +129,7 @@ ExecutorStats ThreadPool::stats() const {
   std::lock_guard lock(mu_);
   if (cancelled_ > 0) const_cast<ThreadPool*>(this)->find_stuck();
   return ExecutorStats{.workers = live_, .queued = queue_.size(), .running = running_ - stuck_,
-                       .completed = completed_, .stuck = stuck_};
+                       .completed = completed_, .stuck = stuck_, .restarts = 0, .procs = {}};
 }
 
 // One worker is woken at a time; it wakes the next if work is still queued

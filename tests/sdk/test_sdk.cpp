@@ -66,7 +66,7 @@ void set_error(ferry_ctx* ctx, int code, const char* msg, size_t len) {
 const ferry_host_api kApi = {FERRY_ABI_MAJOR, FERRY_ABI_MINOR, sizeof(ferry_host_api),
                              register_fn,     log,             ctx_deadline_ms,
                              ctx_cancelled,   ctx_log,         set_result,
-                             set_error};
+                             set_error,       nullptr};  // ctx_call: not used by these tests
 
 // The plugin, initialized once for the whole test binary.
 const ferry_registrar& plugin() {
