@@ -77,6 +77,8 @@ int serve(const Options& opt) {
     server.reconfigure(next->server);
     router.apply(next);
   });
+  router.set_disposers([&](std::function<void()> task) { completions.post(std::move(task)); },
+                       [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
   router.set_reload_handler([&](const ferry::CallRef& ref) { reloader.request(true, ref); });
   server.on_hangup([&] { reloader.request(true); });
   if (std::string err = reloader.watch(); !err.empty()) {

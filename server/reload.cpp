@@ -64,6 +64,18 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
   nlohmann::json loaded = nlohmann::json::array(), refused = nlohmann::json::array(),
                  removed = nlohmann::json::array();
   int installed = 0;
+  // Removals first: a plugin whose file was renamed (or replaced by a file
+  // of another name) is gone before its new file is installed.
+  for (const auto& file : sync.removed) {
+    auto k = known_.find(file);
+    if (k == known_.end()) continue;
+    if (!k->second.plugin.empty()) {
+      spdlog::info("plugin {} removed ({} deleted); calls in flight finish first", k->second.plugin, file.string());
+      removed.push_back({{"plugin", k->second.plugin}, {"file", file.string()}});
+      registry_.remove(k->second.plugin);
+    }
+    known_.erase(k);
+  }
   for (auto& r : sync.ready) {
     const std::string name = r.prepared.plugin->name;
     const std::string version = r.prepared.plugin->version;
@@ -75,7 +87,9 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
     if (std::string why = registry_.install(std::move(r.prepared), replace); !why.empty()) {
       spdlog::error("plugin {} refused: {}{}", r.source.string(), why,
                     previous.empty() ? "" : "; the loaded version keeps serving");
-      known_[r.source].stamp = r.stamp;
+      // A name taken by another file: tried again at every sync, so it
+      // joins once that file is gone.
+      known_[r.source].stamp = FileStamp{};
       known_[r.source].refused = why;
       continue;
     }
@@ -87,18 +101,10 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
   for (const auto& [file, why] : sync.refused) {
     const bool serving = known_.count(file) != 0 && !known_[file].plugin.empty();
     if (serving) spdlog::warn("plugin {}: the loaded version keeps serving", file.string());
-    known_[file].stamp = sync.seen_refused[file];
+    // A file refused for its contents is tried again once it changes; one
+    // that could not be examined (no worker could start, ...) at every sync.
+    known_[file].stamp = sync.transient.count(file) != 0 ? FileStamp{} : sync.seen_refused[file];
     known_[file].refused = why;
-  }
-  for (const auto& file : sync.removed) {
-    auto k = known_.find(file);
-    if (k == known_.end()) continue;
-    if (!k->second.plugin.empty()) {
-      spdlog::info("plugin {} removed ({} deleted); calls in flight finish first", k->second.plugin, file.string());
-      removed.push_back({{"plugin", k->second.plugin}, {"file", file.string()}});
-      registry_.remove(k->second.plugin);
-    }
-    known_.erase(k);
   }
   if (report != nullptr) {
     // What changed in this sync, then the state after it (a change the
@@ -190,6 +196,7 @@ void Reloader::start() {
   std::lock_guard lock(mu_);
   jobs_.push_back([this, reread, cfg, known = std::move(known)] {
     auto out = std::make_shared<Outcome>();
+    try {
     const config::Config* use = cfg.get();
     if (reread) {
       auto parsed = config::parse_config_file(cfg->file);
@@ -202,8 +209,20 @@ void Reloader::start() {
       }
     }
     if (out->config_error.empty()) out->sync = sync_plugins(*use, worker_path_, snapshot_dir_, known);
+    } catch (const std::exception& e) {  // e.g. a filesystem error: report it, keep reloading possible
+      out->cfg.reset();
+      out->config_error = std::string("reload failed: ") + e.what();
+    }
     loop_tasks_.post([this, out] { finish(std::move(*out)); });
   });
+  cv_.notify_one();
+}
+
+void Reloader::run_off_loop(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.push_back(std::move(task));
+  }
   cv_.notify_one();
 }
 

@@ -49,6 +49,8 @@ class Reloader final : public loop::IoClient {
   // Re-reads the config (if `config`) and plugin_dir. `reply`: a ferry.reload
   // call, answered through the loop's sink with the outcome.
   void request(bool config, std::optional<CallRef> reply = std::nullopt);
+  // Runs `task` on the reloader's thread, after any sync already queued.
+  void run_off_loop(std::function<void()> task);
   const std::shared_ptr<const config::Config>& config() const { return cfg_; }
   // Deletes the private copies of plugin files (also done by the destructor).
   void remove_snapshots();

@@ -44,6 +44,7 @@ std::shared_ptr<Router::Lane> Router::make_lane(const std::shared_ptr<const Plug
   auto lane = std::make_shared<Lane>();
   lane->plugin = plugin;
   lane->cfg = pc;
+  lane->max_call_depth = cfg_->server.max_call_depth;
   if (pc.executor == config::ExecutorKind::thread) {
     if (!plugin->library.is_loaded()) {  // registered for a process pool only: it could not be opened here
       disabled_[plugin->name] = "it is configured for the thread executor but could not be loaded into ferryd";
@@ -74,7 +75,8 @@ void Router::apply(std::shared_ptr<const config::Config> cfg) {
   for (const auto& plugin : registry_.plugins()) {
     const config::PluginConfig& pc = cfg_->plugin(plugin->name);
     auto old = lanes_.find(plugin->name);
-    if (old != lanes_.end() && old->second->plugin == plugin && old->second->cfg == pc) {
+    if (old != lanes_.end() && old->second->plugin == plugin && old->second->cfg == pc &&
+        old->second->max_call_depth == cfg_->server.max_call_depth) {
       next.emplace(plugin->name, std::move(old->second));
       lanes_.erase(old);
       continue;
@@ -88,6 +90,7 @@ void Router::apply(std::shared_ptr<const config::Config> cfg) {
     }
     if (lane) next.emplace(plugin->name, std::move(lane));
   }
+  std::erase_if(disabled_, [&](const auto& d) { return registry_.find_plugin(d.first) == nullptr; });
   for (auto& [name, lane] : lanes_) {  // replaced or removed
     if (registry_.find_plugin(name) == nullptr) spdlog::info("plugin {} removed", name);
     retire(std::move(lane));
@@ -106,11 +109,36 @@ void Router::apply(std::shared_ptr<const config::Config> cfg) {
 void Router::retire(std::shared_ptr<Lane> lane) {
   if (lane == nullptr) return;
   lane->retired = true;
-  if (lane->outstanding == 0) {
-    abandoned_threads_ += lane->executor->stop();
+  lane->executor->retire();
+  if (lane->outstanding == 0) return dispose(std::move(lane));
+  retired_.push_back(std::move(lane));
+}
+
+// Stops a lane with no calls left and drops it. Off the loop where that can
+// be slow: a thread pool is joined, and its plugin's library unloaded (its
+// static destructors run), on the reloader's thread; a process pool kills
+// and reaps its workers here (ring operations belong to the loop), and is
+// freed after the loop's next turn has submitted whatever it queued.
+void Router::dispose(std::shared_ptr<Lane> lane) {
+  auto finish = [](const std::shared_ptr<Lane>& l) {
+    // Threads left running in plugin code still use their pool: keep it.
+    if (l->executor->stop() > 0) (void)l->executor.release();
+  };
+  if (!defer_ || !off_loop_ || final_) {
+    const int left = lane->executor->stop();
+    abandoned_threads_ += left;
+    if (left > 0) (void)lane->executor.release();
     return;
   }
-  retired_.push_back(std::move(lane));
+  if (std::string_view(lane->executor->kind()) == "process") {
+    lane->executor->stop();
+    defer_([this, lane]() mutable { off_loop_([lane]() mutable { lane.reset(); }); });
+    return;
+  }
+  off_loop_([lane, finish]() mutable {
+    finish(lane);
+    lane.reset();
+  });
 }
 
 std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call, Route* route) {
@@ -156,14 +184,15 @@ void Router::finished(void* handle) {
   if (lane == nullptr || --lane->outstanding != 0 || !lane->retired) return;
   for (auto it = retired_.begin(); it != retired_.end(); ++it) {
     if (it->get() != lane) continue;
-    abandoned_threads_ += lane->executor->stop();
-    spdlog::info("plugin {} {}: old lane finished its calls and stopped", lane->plugin->name, lane->plugin->version);
+    spdlog::info("plugin {} {}: old lane finished its calls and stops", lane->plugin->name, lane->plugin->version);
+    auto last = std::move(*it);
     retired_.erase(it);
-    return;
+    return dispose(std::move(last));
   }
 }
 
 int Router::stop() {
+  final_ = true;  // the loop is gone: everything stops here, now
   for (auto& [_, lane] : lanes_) retire(std::move(lane));
   lanes_.clear();
   for (auto& lane : retired_) {

@@ -60,6 +60,14 @@ class Router {
   void apply(std::shared_ptr<const config::Config> cfg);
   const config::Config& config() const { return *cfg_; }
 
+  // Where retired lanes are torn down: `defer` runs a task on the loop's
+  // next turn, `off_loop` on another thread. Without them, on the loop.
+  using Runner = std::function<void(std::function<void()>)>;
+  void set_disposers(Runner defer, Runner off_loop) {
+    defer_ = std::move(defer);
+    off_loop_ = std::move(off_loop);
+  }
+
   // Who answers `ferry.reload` (through the sink, once the reload is done).
   void set_reload_handler(std::function<void(const CallRef&)> f) { reload_ = std::move(f); }
 
@@ -75,10 +83,12 @@ class Router {
     config::PluginConfig cfg;  // ProcessPool keeps a pointer to it
     std::unique_ptr<Executor> executor;
     std::uint64_t outstanding = 0;  // admitted, not yet finished()
+    std::uint32_t max_call_depth = 0;  // what its workers were told (process)
     bool retired = false;
   };
   std::shared_ptr<Lane> make_lane(const std::shared_ptr<const Plugin>& plugin, const config::PluginConfig& pc);
   void retire(std::shared_ptr<Lane> lane);
+  void dispose(std::shared_ptr<Lane> lane);
   std::string list_json() const;
 
   std::shared_ptr<const config::Config> cfg_;
@@ -91,6 +101,8 @@ class Router {
   bool shutting_down_ = false;
   int abandoned_threads_ = 0;
   std::function<void(const CallRef&)> reload_;
+  Runner defer_, off_loop_;
+  bool final_ = false;  // stop(): no loop any more
 };
 
 }  // namespace ferry

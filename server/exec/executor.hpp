@@ -39,6 +39,9 @@ class Executor {
   // sink); a running one is flagged (thread) or its worker killed (process).
   // Unknown refs are ignored: the call may have just finished.
   virtual void cancel(const CallRef& ref, ferry_code why) = 0;
+  // No new jobs will come: finish the admitted ones with as few workers as
+  // needed (a process pool does not replace workers that exit).
+  virtual void retire() {}
   // Finishes every admitted job (each reaches the sink), then joins workers.
   // Returns how many threads were left running plugin code that ignores its
   // cancellation (they are detached; the process should exit soon).

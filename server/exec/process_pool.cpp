@@ -295,7 +295,7 @@ void ProcessPool::on_exit(std::uint16_t i) {
   close(w.proc.pidfd);
   w.proc = SpawnedWorker{};
   w.state = State::empty;
-  if (stopping_) return;
+  if (stopping_ || (retiring_ && queue_.empty())) return;
   ++restarts_;
   if (started) return spawn(i), void();
   schedule_respawn(i);

@@ -35,6 +35,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
 
   bool submit(Job&& job) override;
   void cancel(const CallRef& ref, ferry_code why) override;
+  void retire() override { retiring_ = true; }
   // Kills and reaps every worker (nothing of it is in flight any more).
   int stop() override;
   ExecutorStats stats() const override;
@@ -89,6 +90,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   std::uint64_t completed_ = 0;
   std::uint64_t restarts_ = 0;
   bool stopping_ = false;
+  bool retiring_ = false;  // replaced: a worker that exits is replaced only while calls are queued
   std::int64_t queue_timer_ms_ = 0;  // when the armed queue timer fires (0: none)
   __kernel_timespec queue_ts_{};
 };

@@ -70,15 +70,19 @@ void ThreadPool::cancel(const CallRef& ref, ferry_code why) {
 // stuck; each gets a replacement while the cap allows.
 void ThreadPool::find_stuck() {
   const std::int64_t now = monotonic_ms();
-  for (auto& t : threads_) {
+  int replacements = 0;
+  for (auto& t : threads_) {  // start_thread() grows threads_: only after the loop
     if (t->stuck || t->cancelled_ms == 0 || now - t->cancelled_ms < kStuckAfterMs) continue;
     t->stuck = true;
     --cancelled_;
     ++stuck_;
-    if (live_ - stuck_ < workers_ && live_ - workers_ < max_stuck_ && !stopping_) {
-      spdlog::warn("plugin {}: a call ignores its cancellation; starting a replacement thread", name_);
-      start_thread();
+    if (live_ + replacements - stuck_ < workers_ && live_ + replacements - workers_ < max_stuck_ && !stopping_) {
+      ++replacements;
     }
+  }
+  for (int i = 0; i < replacements; ++i) {
+    spdlog::warn("plugin {}: a call ignores its cancellation; starting a replacement thread", name_);
+    start_thread();
   }
 }
 
@@ -110,7 +114,9 @@ int ThreadPool::stop() {
   exited_cv_.wait_for(lock, kStuckGrace, [&] { return live_ == 0; });
   int left = 0;
   for (auto& t : threads_) {
-    if (t->exited) continue;
+    // Only a thread still inside a call is left behind; one that is past its
+    // call (leaving, or about to see stopping_) is joined below.
+    if (t->exited || !t->busy) continue;
     t->thread.detach();
     (void)t.release();  // the detached thread still uses it
     ++left;

@@ -19,11 +19,12 @@ namespace ferry {
 namespace {
 
 constexpr int kDescribeTimeoutMs = 10000;
+constexpr const char* kNoAnswer = "the worker did not answer within 10 s";
 
 // Waits for the worker's first message: its description or why it failed.
 std::string read_description(int channel, PluginDescription* out) {
   pollfd p{channel, POLLIN, 0};
-  if (poll(&p, 1, kDescribeTimeoutMs) != 1) return "the worker did not answer within 10 s";
+  if (poll(&p, 1, kDescribeTimeoutMs) != 1) return kNoAnswer;
   channel::Header h;
   std::string body;
   const int rc = channel::recv(channel, &h, &body, 1u << 20);
@@ -77,13 +78,17 @@ FileStamp stamp_of(const std::filesystem::path& file) {
 
 // Describes, then opens (thread) or only registers (process) one file.
 std::string prepare(const config::Config& cfg, const std::string& worker_path, const std::filesystem::path& source,
-                    const std::filesystem::path& snapshot_dir, Prepared* out) {
+                    const std::filesystem::path& snapshot_dir, Prepared* out, bool* transient) {
   std::filesystem::path copy;
-  if (std::string why = snapshot(source, snapshot_dir, &copy); !why.empty()) return why;
+  *transient = false;
+  if (std::string why = snapshot(source, snapshot_dir, &copy); !why.empty()) {
+    *transient = true;  // e.g. the file went away meanwhile, or the disk is full
+    return why;
+  }
   sandbox::Spec probe = cfg.defaults.sandbox;
   probe.allow_weaker = true;  // describing needs no more than this kernel offers
   PluginDescription d;
-  std::string why = describe_plugin(worker_path, copy, probe, &d);
+  std::string why = describe_plugin(worker_path, copy, probe, &d, transient);
   if (why.empty() && cfg.plugin(d.name).executor == config::ExecutorKind::thread) {
     why = open_plugin(copy, out);
   } else if (why.empty()) {
@@ -102,14 +107,17 @@ std::string prepare(const config::Config& cfg, const std::string& worker_path, c
 }  // namespace
 
 std::string describe_plugin(const std::string& worker_path, const std::filesystem::path& file,
-                            const sandbox::Spec& spec, PluginDescription* out) {
+                            const sandbox::Spec& spec, PluginDescription* out, bool* transient) {
   SpawnedWorker w;
   std::string why = spawn_worker(worker_path, spec, &w);
+  bool passing = !why.empty();
   if (why.empty()) {
     const int rc = channel::send(w.channel, channel::Header{channel::Type::spec},
                                  encode_worker_spec(file.string(), spec));
     why = rc == 0 ? read_description(w.channel, out) : "cannot reach the worker";
+    passing = rc != 0 || why == kNoAnswer;
   }
+  if (transient != nullptr) *transient = passing;
   finish_worker(w);
   return why;
 }
@@ -126,10 +134,12 @@ SyncResult sync_plugins(const config::Config& cfg, const std::string& worker_pat
       continue;  // unchanged (a refused file is retried once it changes)
     }
     Prepared p;
-    if (std::string why = prepare(cfg, worker_path, file, snapshot_dir, &p); !why.empty()) {
+    bool transient = false;
+    if (std::string why = prepare(cfg, worker_path, file, snapshot_dir, &p, &transient); !why.empty()) {
       spdlog::error("plugin {} refused: {}", file.string(), why);
       out.refused.emplace_back(file, why);
       out.seen_refused[file] = stamp;
+      if (transient) out.transient.insert(file);
       continue;
     }
     out.ready.push_back(SyncResult::Ready{file, stamp, std::move(p)});

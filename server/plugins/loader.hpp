@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,9 +25,11 @@ struct PluginDescription {
 };
 
 // Runs `worker_path` on `file` under `spec` and waits (up to 10 s) for its
-// ready message. Returns "" or why the file was refused.
+// ready message. Returns "" or why the file was refused; *transient (if not
+// null) tells a passing failure (no worker could start, no answer in time)
+// from one caused by the file.
 std::string describe_plugin(const std::string& worker_path, const std::filesystem::path& file,
-                            const sandbox::Spec& spec, PluginDescription* out);
+                            const sandbox::Spec& spec, PluginDescription* out, bool* transient = nullptr);
 
 // What ferryd remembers of a file of plugin_dir, to tell what changed.
 struct FileStamp {
@@ -54,6 +57,7 @@ struct SyncResult {
   std::vector<std::filesystem::path> removed;        // known files that are gone
   std::vector<std::pair<std::filesystem::path, std::string>> refused;  // file, why
   std::map<std::filesystem::path, FileStamp> seen_refused;  // stamps of refused files
+  std::set<std::filesystem::path> transient;  // refused for a passing reason (no worker, timeout)
 };
 
 // Prepares every *.so of cfg.server.plugin_dir that is new or changed since

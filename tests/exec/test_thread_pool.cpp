@@ -224,3 +224,25 @@ TEST_CASE("a thread that ignores cancellation is stuck, replaced up to the cap, 
   CHECK(done.wait_for(3).size() == 3);
   CHECK(pool.stop() == 0);
 }
+
+TEST_CASE("stuck threads anywhere in a larger pool get replacements", "[pool]") {
+  Fixture f;
+  Collector done;
+  ThreadPool pool("ops", 4, 8, done, /*max_stuck=*/4);
+  std::vector<ferry::CallRef> refs;
+  for (std::uint64_t i = 1; i <= 4; ++i) {
+    Job j = f.job(i, "ops.ignore", "[300]");
+    j.ref.token = i;
+    refs.push_back(j.ref);
+    REQUIRE(pool.submit(std::move(j)));
+  }
+  stats_until(pool, [](const ferry::ExecutorStats& st) { return st.running == 4; });
+  pool.cancel(refs[0], FERRY_E_TIMEOUT);  // whichever threads run them, not only the last one
+  pool.cancel(refs[2], FERRY_E_TIMEOUT);
+  auto st = stats_until(pool, [](const ferry::ExecutorStats& s) { return s.stuck == 2; });
+  CHECK(st.workers == 6);
+  CHECK(st.running == 2);
+  st = stats_until(pool, [](const ferry::ExecutorStats& s) { return s.stuck == 0 && s.workers == 4; });
+  CHECK(done.wait_for(4).size() == 4);
+  CHECK(pool.stop() == 0);
+}

@@ -192,8 +192,10 @@ TEST_CASE("a replaced .so serves new calls; running calls finish on the old vers
   auto h = reply_for(*c, held);
   CHECK(h.code == FERRY_OK);
   CHECK(h.data == "true");
-  // v1's last call ended: its lane stopped and its library is unmapped.
+  // v1's last call ended: its lane stopped and its library is unmapped. The
+  // unloading runs on the reloader's thread, before the next reload.
   st = status_until(*c, [](const json& s) { return s["draining_versions"] == 0; }, "old lane gone");
+  reload(*c);
   CHECK(mapped_ops_copies(d) == 1);
   CHECK(must_call(*c, "ops.version", "[]").data == "\"2\"");
 }
@@ -259,7 +261,8 @@ TEST_CASE("a removed .so is unregistered once its calls finish", "[integration][
   auto r = reply_for(*c, running);
   CHECK(r.code == FERRY_OK);
   CHECK(r.data == "true");
-  // Nothing of it is left: no lane, no mapping.
+  // Nothing of it is left: no lane, no mapping (unloaded before the next reload).
+  reload(*c);
   const json all = json::parse(must_call(*c, "ferry.status", "[]").data);
   CHECK(all["plugins"].empty());
   CHECK(mapped_ops_copies(d) == 0);
@@ -384,6 +387,7 @@ TEST_CASE("soak: hot swaps and config reloads under load lose nothing and leak n
   write_config(d, section);
   reload(*control);
   status_until(*control, [](const json& s) { return s["draining_versions"] == 0 && s["running"] == 0; }, "settled");
+  reload(*control);  // old versions are unloaded on the reloader's thread before this one
   const Resources after = resources(d);
   WARN("soak: " << ok.load() << " calls, " << swaps << " swaps, " << reloads << " reloads, " << errors.load()
                 << " errors, " << lost.load() << " lost; before " << before << ", after " << after);
@@ -392,4 +396,29 @@ TEST_CASE("soak: hot swaps and config reloads under load lose nothing and leak n
   CHECK(ok > std::uint64_t(kConns * kDepth));
   CHECK(versions_seen == swaps);
   CHECK(after == before);
+}
+
+TEST_CASE("a plugin file renamed, or replaced by a file of another name, keeps serving", "[integration][live]") {
+  FerrydProcess d({}, ops_config("thread", 1));
+  install(d, fixture_path("fixture_ops_v1"), "ops-1.so");
+  auto c = connect(d);
+  REQUIRE(reload(*c)["plugins"]["ops"] == "1");
+  // Renamed: the same plugin, now from the new file name.
+  fs::rename(d.dir() / "plugins" / "ops-1.so", d.dir() / "plugins" / "ops-renamed.so");
+  auto report = reload(*c);
+  CHECK(report["plugins"]["ops"] == "1");
+  CHECK(report["refused"].empty());
+  CHECK(must_call(*c, "ops.version", "[]").data == "\"1\"");
+  // A second file providing the same plugin is refused while the first exists...
+  install(d, fixture_path("fixture_ops_v2"), "ops-2.so");
+  report = reload(*c);
+  CHECK(report["plugins"]["ops"] == "1");
+  REQUIRE(report["refused"].size() == 1);
+  CHECK_THAT(report["refused"][0]["why"].get<std::string>(), Catch::Contains("duplicate plugin name"));
+  // ...and takes over once the first is deleted.
+  fs::remove(d.dir() / "plugins" / "ops-renamed.so");
+  report = reload(*c);
+  CHECK(report["plugins"]["ops"] == "2");
+  CHECK(report["refused"].empty());
+  CHECK(must_call(*c, "ops.version", "[]").data == "\"2\"");
 }
