@@ -167,4 +167,37 @@ Reply must_call(Client& c, std::string_view fn, std::string_view args, std::uint
   return *r;
 }
 
+Reply reply_for(Client& c, std::uint64_t id) {
+  auto r = c.read_reply();
+  REQUIRE(r.has_value());
+  CHECK(r->call_id == id);
+  return *r;
+}
+
+nlohmann::json plugin_status(Client& c, const std::string& plugin) {
+  auto r = must_call(c, "ferry.status", "[]");
+  REQUIRE(r.code == FERRY_OK);
+  const nlohmann::json doc = nlohmann::json::parse(r.data);
+  for (const auto& p : doc["plugins"]) {
+    if (p["name"] == plugin) return p;
+  }
+  return nullptr;
+}
+
+nlohmann::json status_until(Client& c, const std::string& plugin,
+                            const std::function<bool(const nlohmann::json&)>& pred, const char* what) {
+  nlohmann::json st;
+  const auto start = std::chrono::steady_clock::now();
+  while (ms_since(start) < 20000) {
+    st = plugin_status(c, plugin);
+    if (!st.is_null() && pred(st)) return st;
+  }
+  FAIL("never reached: " << what << "; last status of " << plugin << ": " << st.dump());
+  return st;
+}
+
+std::int64_t ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
+}
+
 }  // namespace ferry::test

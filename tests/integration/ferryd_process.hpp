@@ -4,11 +4,16 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "ferry/client.hpp"
 
@@ -56,5 +61,17 @@ std::unique_ptr<Client> connect(const FerrydProcess& d);
 // A round trip that must get a reply (result or error); fails the test if the
 // connection is lost.
 Reply must_call(Client& c, std::string_view fn, std::string_view args, std::uint32_t timeout_ms = 0);
+// The next reply, which must answer call `id` (else the test fails).
+Reply reply_for(Client& c, std::uint64_t id);
+
+// The ferry.status entry of `plugin`; a null JSON value when it is not loaded.
+nlohmann::json plugin_status(Client& c, const std::string& plugin);
+// Reads `plugin`'s status until pred holds, for at most 20 s (each read is a
+// round trip to ferryd); fails the test, naming `what`, otherwise.
+nlohmann::json status_until(Client& c, const std::string& plugin,
+                            const std::function<bool(const nlohmann::json&)>& pred, const char* what);
+
+// Milliseconds of the steady clock since t.
+std::int64_t ms_since(std::chrono::steady_clock::time_point t);
 
 }  // namespace ferry::test

@@ -14,51 +14,25 @@ using ferry::test::connect;
 using ferry::test::FerrydProcess;
 using ferry::test::fixture_path;
 using ferry::test::must_call;
+using ferry::test::reply_for;
+using ferry::test::plugin_status;
+using ferry::test::status_until;
+using ferry::test::ms_since;
 using json = nlohmann::json;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::int64_t ms_since(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
 
 std::string ops_config(const char* executor, int workers, const std::string& extra = "") {
   return std::string("[plugins.ops]\nexecutor = \"") + executor + "\"\nworkers = " + std::to_string(workers) +
          "\n" + extra + "\n[plugins.ops.sandbox]\nenabled = false\n";
 }
 
-json ops_status(Client& c) {
-  auto r = must_call(c, "ferry.status", "[]");
-  REQUIRE(r.code == FERRY_OK);
-  const json all = json::parse(r.data);
-  for (const auto& p : all["plugins"]) {
-    if (p["name"] == "ops") return p;
-  }
-  FAIL("no ops plugin in " << r.data);
-  return {};
-}
 
 // Reads status until pred holds (each read is a full round trip to ferryd).
-template <class Pred>
-json status_until(Client& c, Pred pred, const char* what) {
-  json st;
-  const auto start = Clock::now();
-  while (ms_since(start) < 20000) {
-    st = ops_status(c);
-    if (pred(st)) return st;
-  }
-  FAIL("never reached: " << what << "; last status " << st.dump());
-  return st;
-}
 
-ferry::Reply read_reply_for(Client& c, std::uint64_t id) {
-  auto r = c.read_reply();
-  REQUIRE(r.has_value());
-  CHECK(r->call_id == id);
-  return *r;
-}
 
 }  // namespace
 
@@ -84,7 +58,7 @@ TEST_CASE("a running call past its deadline is answered timeout on time", "[inte
     CHECK(must_call(*c, "ops.await_noticed", "[3]").data == "true");
   } else {
     // Each timed-out call's worker was killed and replaced.
-    status_until(*c, [](const json& st) { return st["restarts"] == 3; }, "3 restarts");
+    status_until(*c, "ops", [](const json& st) { return st["restarts"] == 3; }, "3 restarts");
   }
   CHECK(must_call(*c, "ops.echo", "2").data == "2");
 }
@@ -104,13 +78,13 @@ TEST_CASE("a call still queued at its deadline never starts", "[integration][dea
   auto c = connect(d);
   REQUIRE(must_call(*c, "ops.echo", "1").code == FERRY_OK);
   const auto running = c->send_call("ops.cooperate", "[20000]");
-  status_until(*c, [](const json& st) { return st["running"] == 1; }, "the first call running");
+  status_until(*c, "ops", [](const json& st) { return st["running"] == 1; }, "the first call running");
   const auto queued = c->send_call("ops.cooperate", "[20000]", 100);
-  auto r = read_reply_for(*c, queued);
+  auto r = reply_for(*c, queued);
   CHECK(r.code == FERRY_E_TIMEOUT);
   // CANCEL answers the running call at once.
   REQUIRE(c->send_cancel(running));
-  auto cancelled = read_reply_for(*c, running);
+  auto cancelled = reply_for(*c, running);
   CHECK(cancelled.code == FERRY_E_CANCELLED);
   if (std::string(executor) == "thread") {
     CHECK(must_call(*c, "ops.await_noticed", "[1]").data == "true");  // the running one saw it
@@ -118,7 +92,7 @@ TEST_CASE("a call still queued at its deadline never starts", "[integration][dea
     CHECK(counts["started"] == 1);  // the queued call never ran
   } else {
     // Only the running call's worker was killed: the queued call never reached one.
-    auto st = status_until(*c, [](const json& s) { return s["processes"][0]["state"] == "idle"; }, "idle");
+    auto st = status_until(*c, "ops", [](const json& s) { return s["processes"][0]["state"] == "idle"; }, "idle");
     CHECK(st["restarts"] == 1);
     CHECK(must_call(*c, "ops.counts", "[]").data == R"({"finished":0,"noticed":0,"started":0})");
   }
@@ -128,13 +102,13 @@ TEST_CASE("CANCEL of a queued call removes it; CANCEL of an answered call is ign
   FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 1));
   auto c = connect(d);
   const auto running = c->send_call("ops.cooperate", "[20000]");
-  status_until(*c, [](const json& st) { return st["running"] == 1; }, "the first call running");
+  status_until(*c, "ops", [](const json& st) { return st["running"] == 1; }, "the first call running");
   const auto queued = c->send_call("ops.ignore", "[0]");
   REQUIRE(c->send_cancel(queued));
-  CHECK(read_reply_for(*c, queued).code == FERRY_E_CANCELLED);
+  CHECK(reply_for(*c, queued).code == FERRY_E_CANCELLED);
   REQUIRE(c->send_cancel(queued));  // already answered: no second reply
   REQUIRE(c->send_cancel(running));
-  CHECK(read_reply_for(*c, running).code == FERRY_E_CANCELLED);
+  CHECK(reply_for(*c, running).code == FERRY_E_CANCELLED);
   auto counts = json::parse(must_call(*c, "ops.counts", "[]").data);
   CHECK(counts["started"] == 1);
   CHECK(counts["finished"] == 0);
@@ -152,14 +126,14 @@ TEST_CASE("a client that disconnects cancels its calls", "[integration][deadline
     auto gone = connect(d);
     gone->send_call("ops.cooperate", "[20000]");
     REQUIRE(gone->flush());
-    status_until(*observer, [](const json& st) { return st["running"] == 1; }, "the call running");
+    status_until(*observer, "ops", [](const json& st) { return st["running"] == 1; }, "the call running");
   }
   if (std::string(executor) == "thread") {
     CHECK(must_call(*observer, "ops.await_noticed", "[1]").data == "true");
   } else {
-    status_until(*observer, [](const json& st) { return st["restarts"] == 1; }, "the worker killed");
+    status_until(*observer, "ops", [](const json& st) { return st["restarts"] == 1; }, "the worker killed");
   }
-  status_until(*observer, [](const json& st) { return st["running"] == 0; }, "nothing running");
+  status_until(*observer, "ops", [](const json& st) { return st["running"] == 0; }, "nothing running");
 }
 
 TEST_CASE("a thread that ignores its cancellation is counted stuck and replaced", "[integration][deadline]") {
@@ -169,17 +143,17 @@ TEST_CASE("a thread that ignores its cancellation is counted stuck and replaced"
   CHECK(must_call(*c, "ops.ignore", "[1500]", 100).code == FERRY_E_TIMEOUT);
   CHECK(ms_since(start) <= 150);
   // Still running 100 ms after its cancellation: stuck.
-  auto st = status_until(*c, [](const json& s) { return s["stuck"] == 1; }, "stuck");
+  auto st = status_until(*c, "ops", [](const json& s) { return s["stuck"] == 1; }, "stuck");
   CHECK(st["threads"] == 2);  // a replacement keeps the live capacity at 1
   // Served by the replacement while the stuck call still runs.
   CHECK(must_call(*c, "ops.echo", "3").data == "3");
-  CHECK(ops_status(*c)["stuck"] == 1);
+  CHECK(plugin_status(*c, "ops")["stuck"] == 1);
   // The cap: a second stuck call gets no further replacement.
   CHECK(must_call(*c, "ops.ignore", "[1500]", 50).code == FERRY_E_TIMEOUT);
-  st = status_until(*c, [](const json& s) { return s["stuck"] == 2; }, "two stuck");
+  st = status_until(*c, "ops", [](const json& s) { return s["stuck"] == 2; }, "two stuck");
   CHECK(st["threads"] == 2);
   // When the stuck calls end, the pool shrinks back to its size.
-  st = status_until(*c, [](const json& s) { return s["stuck"] == 0 && s["threads"] == 1; }, "unstuck");
+  st = status_until(*c, "ops", [](const json& s) { return s["stuck"] == 0 && s["threads"] == 1; }, "unstuck");
   CHECK(must_call(*c, "ops.echo", "4").data == "4");
 }
 
@@ -216,7 +190,7 @@ TEST_CASE("one client flooding a plugin cannot starve another; higher priority r
   // Hold the only thread, then queue 100 calls from one client.
   const auto holder = flood->send_call("ops.cooperate", "[20000]");
   REQUIRE(flood->flush());
-  status_until(*other, [](const json& st) { return st["running"] == 1; }, "holder running");
+  status_until(*other, "ops", [](const json& st) { return st["running"] == 1; }, "holder running");
   for (int i = 0; i < 100; ++i) flood->send_call("ops.ignore", "[0]");
   REQUIRE(flood->ping("sync").has_value());  // all 100 are queued
   // The other client's call queues behind them, at the same priority.
@@ -224,17 +198,17 @@ TEST_CASE("one client flooding a plugin cannot starve another; higher priority r
   REQUIRE(other->ping("sync").has_value());
   REQUIRE(flood->send_cancel(holder));
   REQUIRE(flood->flush());
-  auto r = read_reply_for(*other, fair);
+  auto r = reply_for(*other, fair);
   REQUIRE(r.code == FERRY_OK);
   // Connections take turns: at most one flooding call ran before it (FIFO: 100).
   CHECK(json::parse(r.data)["finished"].get<int>() <= 1);
 
   // Priority: sent after 100 low-priority calls, a high-priority one runs first.
-  status_until(*other, [](const json& st) { return st["running"] == 0 && st["queued"] == 0; }, "round 1 done");
+  status_until(*other, "ops", [](const json& st) { return st["running"] == 0 && st["queued"] == 0; }, "round 1 done");
   CHECK(json::parse(must_call(*other, "ops.counts", "[]").data)["finished"] == 100);
   const auto holder2 = flood->send_call("ops.cooperate", "[20000]");
   REQUIRE(flood->flush());
-  status_until(*other, [](const json& st) { return st["running"] == 1; }, "holder 2 running");
+  status_until(*other, "ops", [](const json& st) { return st["running"] == 1; }, "holder 2 running");
   for (int i = 0; i < 100; ++i) flood->send_call("ops.ignore", "[0]", 0, ferry::proto::Priority::low);
   const auto urgent = flood->send_call("ops.counts", "[]", 0, ferry::proto::Priority::high);
   REQUIRE(flood->ping("sync").has_value());  // all queued

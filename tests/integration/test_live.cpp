@@ -22,6 +22,10 @@ using ferry::test::connect;
 using ferry::test::FerrydProcess;
 using ferry::test::fixture_path;
 using ferry::test::must_call;
+using ferry::test::reply_for;
+using ferry::test::plugin_status;
+using ferry::test::status_until;
+using ferry::test::ms_since;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -29,9 +33,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::int64_t ms_since(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
 
 std::string ops_config(const std::string& executor, int workers, const std::string& extra = "") {
   return "[plugins.ops]\nexecutor = \"" + executor + "\"\nworkers = " + std::to_string(workers) + "\n" + extra +
@@ -73,34 +74,8 @@ json reload(Client& c) {
   return json::parse(r.data);
 }
 
-json ops_status(Client& c) {
-  auto r = must_call(c, "ferry.status", "[]");
-  REQUIRE(r.code == FERRY_OK);
-  const json all = json::parse(r.data);
-  for (const auto& p : all["plugins"]) {
-    if (p["name"] == "ops") return p;
-  }
-  return json();
-}
 
-template <class Pred>
-json status_until(Client& c, Pred pred, const char* what) {
-  json st;
-  const auto start = Clock::now();
-  while (ms_since(start) < 20000) {
-    st = ops_status(c);
-    if (pred(st)) return st;
-  }
-  FAIL("never reached: " << what << "; last status " << st.dump());
-  return st;
-}
 
-ferry::Reply reply_for(Client& c, std::uint64_t id) {
-  auto r = c.read_reply();
-  REQUIRE(r.has_value());
-  CHECK(r->call_id == id);
-  return *r;
-}
 
 std::string proc(const FerrydProcess& d) { return "/proc/" + std::to_string(d.pid()); }
 
@@ -160,7 +135,7 @@ TEST_CASE("a .so dropped into plugin_dir is callable within a second", "[integra
   CHECK(r.code == FERRY_OK);
   CHECK(r.data == "\"1\"");
   CHECK(elapsed < 1000);
-  auto st = ops_status(*c);
+  auto st = plugin_status(*c, "ops");
   CHECK(st["version"] == "1");
   CHECK(st["executor"] == executor);
   CHECK(st["path"] == (d.dir() / "plugins" / "ops.so").string());
@@ -175,14 +150,14 @@ TEST_CASE("a replaced .so serves new calls; running calls finish on the old vers
   CHECK(report["plugins"]["ops"] == "1");
   // Two calls on v1: `held` waits until v1 saw a cancellation; `worker` runs.
   const auto worker = c->send_call("ops.cooperate", "[20000]");
-  status_until(*c, [](const json& s) { return s["running"] == 1; }, "v1 running");
+  status_until(*c, "ops", [](const json& s) { return s["running"] == 1; }, "v1 running");
   const auto held = c->send_call("ops.await_noticed", "[1]");
-  status_until(*c, [](const json& s) { return s["running"] == 2; }, "v1 busy");
+  status_until(*c, "ops", [](const json& s) { return s["running"] == 2; }, "v1 busy");
   install(d, fixture_path("fixture_ops_v2"));  // atomic rename over the old file
   report = reload(*c);
   CHECK(report["plugins"]["ops"] == "2");
   CHECK(must_call(*c, "ops.version", "[]").data == "\"2\"");
-  auto st = ops_status(*c);
+  auto st = plugin_status(*c, "ops");
   CHECK(st["version"] == "2");
   CHECK(st["draining_versions"] == 1);
   CHECK(mapped_ops_copies(d) == 2);
@@ -194,7 +169,7 @@ TEST_CASE("a replaced .so serves new calls; running calls finish on the old vers
   CHECK(h.data == "true");
   // v1's last call ended: its lane stopped and its library is unmapped. The
   // unloading runs on the reloader's thread, before the next reload.
-  st = status_until(*c, [](const json& s) { return s["draining_versions"] == 0; }, "old lane gone");
+  st = status_until(*c, "ops", [](const json& s) { return s["draining_versions"] == 0; }, "old lane gone");
   reload(*c);
   CHECK(mapped_ops_copies(d) == 1);
   CHECK(must_call(*c, "ops.version", "[]").data == "\"2\"");
@@ -206,19 +181,19 @@ TEST_CASE("process mode: a .so overwritten in place gets new workers; old ones f
   install(d, fixture_path("fixture_ops_v1"));
   auto c = connect(d);
   REQUIRE(reload(*c)["plugins"]["ops"] == "1");
-  status_until(*c, [](const json& s) { return s["processes"].size() == 2 && s["processes"][0]["state"] == "idle" &&
+  status_until(*c, "ops", [](const json& s) { return s["processes"].size() == 2 && s["processes"][0]["state"] == "idle" &&
                                               s["processes"][1]["state"] == "idle"; }, "workers idle");
   const auto before = children(d);
   CHECK(before == 2);
   const auto running = c->send_call("ops.cooperate", "[400]");
-  status_until(*c, [](const json& s) { return s["running"] == 1; }, "v1 running");
+  status_until(*c, "ops", [](const json& s) { return s["running"] == 1; }, "v1 running");
   overwrite(d, read_file(fixture_path("fixture_ops_v2")));
   REQUIRE(reload(*c)["plugins"]["ops"] == "2");
   CHECK(must_call(*c, "ops.version", "[]").data == "\"2\"");
   auto r = reply_for(*c, running);
   CHECK(r.code == FERRY_OK);  // finished on its v1 worker
   CHECK(r.data == "true");
-  status_until(*c, [](const json& s) { return s["draining_versions"] == 0; }, "old workers gone");
+  status_until(*c, "ops", [](const json& s) { return s["draining_versions"] == 0; }, "old workers gone");
   CHECK(children(d) == 2);
   CHECK(mapped_ops_copies(d) == 0);  // process plugins never map into ferryd
 }
@@ -253,7 +228,7 @@ TEST_CASE("a removed .so is unregistered once its calls finish", "[integration][
   auto c = connect(d);
   REQUIRE(reload(*c)["plugins"]["ops"] == "1");
   const auto running = c->send_call("ops.cooperate", "[300]");
-  status_until(*c, [](const json& s) { return s["running"] == 1; }, "running");
+  status_until(*c, "ops", [](const json& s) { return s["running"] == 1; }, "running");
   fs::remove(d.dir() / "plugins" / "ops.so");
   auto report = reload(*c);
   CHECK_FALSE(report["plugins"].contains("ops"));
@@ -275,11 +250,11 @@ TEST_CASE("config reload: an invalid file changes nothing; a valid one applies l
   auto bad = must_call(*c, "ferry.reload", "[]");
   CHECK(bad.code == FERRY_E_BAD_REQUEST);
   CHECK_THAT(bad.data, Catch::Contains("server.toml:7: plugins.ops.workers: must be 1..1024"));
-  CHECK(ops_status(*c)["workers"] == 2);
+  CHECK(plugin_status(*c, "ops")["workers"] == 2);
   // Grow, shorten the timeout, and move to the process executor.
   write_config(d, ops_config("process", 4, "timeout_ms = 200\n[plugins.ops.sandbox]\nenabled = false"));
   CHECK(reload(*c)["config"] == "reloaded");
-  auto st = ops_status(*c);
+  auto st = plugin_status(*c, "ops");
   CHECK(st["workers"] == 4);
   CHECK(st["executor"] == "process");
   CHECK(st["timeout_ms"] == 200);
@@ -290,7 +265,7 @@ TEST_CASE("config reload: an invalid file changes nothing; a valid one applies l
   // Shrink, back to threads.
   write_config(d, ops_config("thread", 1));
   CHECK(reload(*c)["config"] == "reloaded");
-  st = status_until(*c, [](const json& s) { return s["draining_versions"] == 0; }, "old lane gone");
+  st = status_until(*c, "ops", [](const json& s) { return s["draining_versions"] == 0; }, "old lane gone");
   CHECK(st["executor"] == "thread");
   CHECK(st["threads"] == 1);
   CHECK(children(d) == 0);
@@ -301,7 +276,7 @@ TEST_CASE("config reload by SIGHUP and by a change to server.toml", "[integratio
   FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 2));
   auto c = connect(d);
   write_config(d, ops_config("thread", 3));  // the watcher picks this up
-  status_until(*c, [](const json& s) { return s["workers"] == 3; }, "workers 3 after the file changed");
+  status_until(*c, "ops", [](const json& s) { return s["workers"] == 3; }, "workers 3 after the file changed");
   // SIGHUP re-reads it even without a change event (e.g. on a network file system).
   {
     std::ofstream(d.dir() / "server.toml", std::ios::app) << "";  // no event: nothing written
@@ -316,7 +291,7 @@ TEST_CASE("config reload by SIGHUP and by a change to server.toml", "[integratio
     std::fstream(d.dir() / "elsewhere" / "server.toml", std::ios::in | std::ios::out) << text;
   }
   kill(d.pid(), SIGHUP);
-  status_until(*c, [](const json& s) { return s["workers"] == 5; }, "workers 5 after SIGHUP");
+  status_until(*c, "ops", [](const json& s) { return s["workers"] == 5; }, "workers 5 after SIGHUP");
   CHECK_THAT(d.log(), Catch::Contains("SIGHUP: reloading"));
 }
 
@@ -336,7 +311,7 @@ TEST_CASE("soak: hot swaps and config reloads under load lose nothing and leak n
   auto control = connect(d);
   REQUIRE(reload(*control)["plugins"]["ops"] == "1");
   REQUIRE(must_call(*control, "ops.echo", "0").code == FERRY_OK);
-  status_until(*control, [](const json& s) { return s["running"] == 0; }, "idle");
+  status_until(*control, "ops", [](const json& s) { return s["running"] == 0; }, "idle");
   const Resources before = resources(d);
 
   constexpr int kConns = 4, kDepth = 256;  // 1,024 calls in flight
@@ -386,7 +361,7 @@ TEST_CASE("soak: hot swaps and config reloads under load lose nothing and leak n
   // Back to the starting point: version 1 (an even number of swaps) or 2, 4 workers.
   write_config(d, section);
   reload(*control);
-  status_until(*control, [](const json& s) { return s["draining_versions"] == 0 && s["running"] == 0; }, "settled");
+  status_until(*control, "ops", [](const json& s) { return s["draining_versions"] == 0 && s["running"] == 0; }, "settled");
   reload(*control);  // old versions are unloaded on the reloader's thread before this one
   const Resources after = resources(d);
   WARN("soak: " << ok.load() << " calls, " << swaps << " swaps, " << reloads << " reloads, " << errors.load()

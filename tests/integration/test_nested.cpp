@@ -16,6 +16,10 @@ using ferry::test::connect;
 using ferry::test::FerrydProcess;
 using ferry::test::fixture_path;
 using ferry::test::must_call;
+using ferry::test::reply_for;
+using ferry::test::plugin_status;
+using ferry::test::status_until;
+using ferry::test::ms_since;
 using ferry::test::plugin_path;
 using json = nlohmann::json;
 
@@ -23,44 +27,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::int64_t ms_since(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
 
 // Thread mode, or process mode under the real sandbox.
 std::string ops_config(const std::string& executor, int workers) {
   return "[plugins.ops]\nexecutor = \"" + executor + "\"\nworkers = " + std::to_string(workers) + "\n";
 }
 
-json ops_status(Client& c) {
-  auto r = must_call(c, "ferry.status", "[]");
-  REQUIRE(r.code == FERRY_OK);
-  const json all = json::parse(r.data);
-  for (const auto& p : all["plugins"]) {
-    if (p["name"] == "ops") return p;
-  }
-  FAIL("no ops plugin in " << r.data);
-  return {};
-}
 
-template <class Pred>
-json status_until(Client& c, Pred pred, const char* what) {
-  json st;
-  const auto start = Clock::now();
-  while (ms_since(start) < 10000) {
-    st = ops_status(c);
-    if (pred(st)) return st;
-  }
-  FAIL("never reached: " << what << "; last status " << st.dump());
-  return st;
-}
 
-ferry::Reply read_reply_for(Client& c, std::uint64_t id) {
-  auto r = c.read_reply();
-  REQUIRE(r.has_value());
-  CHECK(r->call_id == id);
-  return *r;
-}
 
 std::string recurse(int n) { return "[" + std::to_string(n) + "]"; }
 
@@ -87,14 +61,14 @@ TEST_CASE("thread pool of 2: recursion 50 deep completes, even with the pool ful
   }
   // One thread held by a long call: the other recurses alone, in a full pool.
   const auto blocker = c->send_call("ops.cooperate", "[20000]");
-  status_until(*c, [](const json& st) { return st["running"] == 1; }, "the blocker running");
+  status_until(*c, "ops", [](const json& st) { return st["running"] == 1; }, "the blocker running");
   const auto start = Clock::now();
   r = must_call(*c, "ops.recurse", recurse(50), 5000);
   CHECK(r.code == FERRY_OK);
   CHECK(r.data == "50");
   CHECK(ms_since(start) < 2000);
   REQUIRE(c->send_cancel(blocker));
-  CHECK(read_reply_for(*c, blocker).code == FERRY_E_CANCELLED);
+  CHECK(reply_for(*c, blocker).code == FERRY_E_CANCELLED);
 }
 
 TEST_CASE("thread mode: a nested call deeper than max_call_depth is refused", "[integration][nested]") {
@@ -127,7 +101,7 @@ TEST_CASE("process mode: recursion runs inside the worker, bounded by max_call_d
   r = must_call(*c, "ops.recurse", recurse(65));
   CHECK(r.code == FERRY_E_CALL_DEPTH_EXCEEDED);
   CHECK_THAT(r.data, Catch::Contains("call depth exceeded") && Catch::Contains("max_call_depth 64"));
-  CHECK(ops_status(*c)["restarts"] == 0);  // refused, not crashed
+  CHECK(plugin_status(*c, "ops")["restarts"] == 0);  // refused, not crashed
 }
 
 TEST_CASE("process mode: the workers take server.max_call_depth from the config", "[integration][nested]") {
@@ -215,9 +189,9 @@ TEST_CASE("cancelling a call cancels its nested calls", "[integration][nested][d
     REQUIRE(ms_since(start) < 10000);
   }
   REQUIRE(c->send_cancel(id));
-  CHECK(read_reply_for(*c, id).code == FERRY_E_CANCELLED);
+  CHECK(reply_for(*c, id).code == FERRY_E_CANCELLED);
   CHECK(must_call(*c, "ops.await_noticed", "[1]").data == "true");
-  status_until(*c, [](const json& st) { return st["running"] == 0; }, "nothing running");
+  status_until(*c, "ops", [](const json& st) { return st["running"] == 0; }, "nothing running");
 }
 
 // The SDK side, without a server: a plugin built for ABI 1.1 still initialises

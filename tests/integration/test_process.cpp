@@ -27,6 +27,10 @@ using ferry::Client;
 using ferry::test::connect;
 using ferry::test::FerrydProcess;
 using ferry::test::must_call;
+using ferry::test::reply_for;
+using ferry::test::plugin_status;
+using ferry::test::status_until;
+using ferry::test::ms_since;
 using ferry::test::fixture_path;
 using ferry::test::plugin_path;
 using nlohmann::json;
@@ -46,15 +50,6 @@ namespace {
 const char* kDemoProcess = "[plugins.demo]\nexecutor = \"process\"\nworkers = 2\n";
 
 
-json plugin_status(Client& c, const std::string& plugin) {
-  auto r = must_call(c, "ferry.status", "[]");
-  const json doc = json::parse(r.data);
-  for (const auto& p : doc["plugins"]) {
-    if (p["name"] == plugin) return p;
-  }
-  FAIL("no plugin " << plugin);
-  return {};
-}
 
 // Polls status (each poll a round trip, bounded) until every worker is idle.
 json wait_all_idle(Client& c, const std::string& plugin) {
