@@ -68,6 +68,9 @@ int serve(const Options& opt) {
   const int loaded = reloader.load_initial();
   spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
   ferry::Router router(cfg_ptr, registry, reactor, completions);
+  router.set_disposers([&](std::function<void()> task) { completions.post(std::move(task)); },
+                       [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
+  router.apply(cfg_ptr);
   ferry::Server server(cfg.server, reactor, router, completions);
   if (std::string err = server.start(); !err.empty()) {
     spdlog::critical("cannot start: {}", err);
@@ -77,8 +80,6 @@ int serve(const Options& opt) {
     server.reconfigure(next->server);
     router.apply(next);
   });
-  router.set_disposers([&](std::function<void()> task) { completions.post(std::move(task)); },
-                       [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
   router.set_reload_handler([&](const ferry::CallRef& ref) { reloader.request(true, ref); });
   server.on_hangup([&] { reloader.request(true); });
   if (std::string err = reloader.watch(); !err.empty()) {

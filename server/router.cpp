@@ -33,9 +33,7 @@ int priority_rank(proto::Priority p) {
 
 Router::Router(std::shared_ptr<const config::Config> cfg, Registry& registry, loop::Reactor& reactor,
                CompletionSink& sink)
-    : cfg_(std::move(cfg)), registry_(registry), reactor_(reactor), sink_(sink) {
-  apply(cfg_);
-}
+    : cfg_(std::move(cfg)), registry_(registry), reactor_(reactor), sink_(sink) {}
 
 Router::~Router() { stop(); }
 
@@ -64,7 +62,7 @@ std::shared_ptr<Router::Lane> Router::make_lane(const std::shared_ptr<const Plug
     spdlog::warn("plugin {}: running with a weaker sandbox: this kernel lacks {}", plugin->name, missing);
   }
   ProcessPool::Options opt{plugin->name, plugin->path.string(), default_worker_path(), plugin->functions, &lane->cfg,
-                          int(cfg_->server.max_call_depth)};
+                          int(cfg_->server.max_call_depth), defer_};
   lane->executor = std::make_unique<ProcessPool>(std::move(opt), reactor_, sink_);
   return lane;
 }

@@ -37,9 +37,7 @@ struct Route {
 
 class Router {
  public:
-  // One lane per plugin of the registry, of the kind and size cfg says.
-  // A process plugin whose sandbox needs a kernel feature this machine lacks
-  // is not started (unless its config allows the weaker sandbox).
+  // Builds no lane yet: apply(cfg) does, after set_disposers().
   Router(std::shared_ptr<const config::Config> cfg, Registry& registry, loop::Reactor& reactor,
          CompletionSink& sink);
   ~Router();
@@ -54,14 +52,18 @@ class Router {
   // nothing left is stopped.
   void finished(void* lane);
 
-  // Makes the registry's current plugins and `cfg` live: a plugin whose
-  // library or settings changed gets a new lane, a removed one loses its
-  // lane; lanes being replaced finish their calls first.
+  // Makes the registry's current plugins and `cfg` live: one lane per
+  // plugin, of the kind and size cfg says; a plugin whose library or
+  // settings changed gets a new lane, a removed one loses its lane; lanes
+  // being replaced finish their calls first. A process plugin whose sandbox
+  // needs a kernel feature this machine lacks is not started (unless its
+  // config allows the weaker sandbox).
   void apply(std::shared_ptr<const config::Config> cfg);
   const config::Config& config() const { return *cfg_; }
 
-  // Where retired lanes are torn down: `defer` runs a task on the loop's
-  // next turn, `off_loop` on another thread. Without them, on the loop.
+  // `defer` runs a task on the loop's next turn, `off_loop` on another
+  // thread. Process pools spawn workers off the loop through `defer`, and
+  // retired lanes are torn down through both. Without them, on the loop.
   using Runner = std::function<void(std::function<void()>)>;
   void set_disposers(Runner defer, Runner off_loop) {
     defer_ = std::move(defer);

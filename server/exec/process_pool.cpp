@@ -53,7 +53,7 @@ std::string printable(std::string s) {
 }
 
 const char* state_name(int s) {
-  static const char* const names[] = {"empty", "backoff", "starting", "idle", "busy", "retiring"};
+  static const char* const names[] = {"empty", "backoff", "spawning", "starting", "idle", "busy", "retiring"};
   return names[s];
 }
 
@@ -74,19 +74,55 @@ ProcessPool::~ProcessPool() {
   reactor_.remove(id_);
 }
 
+// Starts worker i. With opt_.post, clone3 and the spec message happen on
+// the spawning thread and the loop carries on meanwhile (state spawning);
+// on_spawned() takes over on the loop when it is done.
 void ProcessPool::spawn(std::uint16_t i) {
   Worker& w = workers_[i];
   const int failures = w.start_failures;
+  const std::uint32_t generation = w.spawn_gen + 1;
   w = Worker{};
   w.start_failures = failures;
+  w.spawn_gen = generation;
   w.spawned_ms = monotonic_ms();
-  std::string err = spawn_worker(opt_.worker_path, opt_.cfg->sandbox, &w.proc);
-  if (err.empty() && w.proc.channel >= 0) {
-    fcntl(w.proc.channel, F_SETFL, O_NONBLOCK);
-    const int rc = channel::send(w.proc.channel, channel::Header{channel::Type::spec},
-                                 encode_worker_spec(opt_.plugin_path, opt_.cfg->sandbox, opt_.max_call_depth));
-    if (rc != 0) err = std::string("sending the spec: ") + std::strerror(-rc);
+  std::string spec = encode_worker_spec(opt_.plugin_path, opt_.cfg->sandbox, opt_.max_call_depth);
+  if (!opt_.post) {
+    SpawnedWorker proc;
+    std::string err = spawn_worker(opt_.worker_path, opt_.cfg->sandbox, &proc);
+    if (err.empty() && proc.channel >= 0) {
+      fcntl(proc.channel, F_SETFL, O_NONBLOCK);
+      const int rc = channel::send(proc.channel, channel::Header{channel::Type::spec}, spec);
+      if (rc != 0) err = std::string("sending the spec: ") + std::strerror(-rc);
+    }
+    return on_spawned(i, generation, proc, err);
   }
+  w.state = State::spawning;
+  std::weak_ptr<int> alive = alive_;
+  auto post = opt_.post;
+  spawn_worker_async(opt_.worker_path, opt_.cfg->sandbox, std::move(spec),
+                     [this, alive, post, i, generation](SpawnedWorker proc, std::string err) {
+                       post([this, alive, i, generation, proc, err = std::move(err)] {
+                         if (alive.expired()) return discard(proc);  // its pool is gone
+                         on_spawned(i, generation, proc, err);
+                       });
+                     });
+}
+
+// Ends a worker nobody wants any more (its pool stopped while it was spawned).
+void ProcessPool::discard(SpawnedWorker proc) {
+  if (proc.pidfd >= 0) {
+    pidfd_signal(proc.pidfd, SIGKILL);
+    siginfo_t si{};
+    waitid(P_PIDFD, id_t(proc.pidfd), &si, WEXITED);
+    close(proc.pidfd);
+  }
+  if (proc.channel >= 0) close(proc.channel);
+}
+
+void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, SpawnedWorker proc, const std::string& err) {
+  Worker& w = workers_[i];
+  if (stopping_ || w.spawn_gen != generation) return discard(proc);
+  w.proc = proc;
   if (w.proc.pid < 0) {
     spdlog::error("plugin {}: cannot spawn a worker: {}", opt_.plugin, err);
     ++w.start_failures;

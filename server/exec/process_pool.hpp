@@ -7,6 +7,8 @@
 
 #include <linux/time_types.h>
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +31,9 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::vector<std::string> functions;  // sorted full names: a call's index
     const config::PluginConfig* cfg = nullptr;
     int max_call_depth = 64;  // for nested calls inside the workers
+    // Runs a task on the loop thread at its next turn (thread-safe). With it,
+    // workers are spawned off the loop; without it, on the loop.
+    std::function<void(std::function<void()>)> post;
   };
   ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink);
   ~ProcessPool() override;
@@ -44,7 +49,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
 
  private:
   enum Sub : std::uint8_t { kChannel = 1, kExit, kDeadline, kRespawn, kIgnore, kQueueTimer };
-  enum class State { empty, backoff, starting, idle, busy, retiring };
+  enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
   struct Worker {
     SpawnedWorker proc;
     State state = State::empty;
@@ -58,11 +63,14 @@ class ProcessPool final : public Executor, public loop::IoClient {
     int start_failures = 0;  // consecutive deaths before ready
     std::string failure;     // last `failed` message
     std::int64_t spawned_ms = 0;
+    std::uint32_t spawn_gen = 0;  // tells a spawn's result from an older one's
     __kernel_timespec deadline_ts{};
     __kernel_timespec respawn_ts{};
   };
 
   void spawn(std::uint16_t i);
+  void on_spawned(std::uint16_t i, std::uint32_t generation, SpawnedWorker proc, const std::string& err);
+  static void discard(SpawnedWorker proc);
   void on_channel(std::uint16_t i, const io_uring_cqe& cqe);
   void on_message(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_ready(Worker& w, const std::string& body);
@@ -90,6 +98,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   std::uint64_t completed_ = 0;
   std::uint64_t restarts_ = 0;
   bool stopping_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // spawn results check it: the pool may be gone
   bool retiring_ = false;  // replaced: a worker that exits is replaced only while calls are queued
   std::int64_t queue_timer_ms_ = 0;  // when the armed queue timer fires (0: none)
   __kernel_timespec queue_ts_{};

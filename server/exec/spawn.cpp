@@ -11,8 +11,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "exec/channel.hpp"
 
 namespace ferry {
 namespace {
@@ -128,6 +134,67 @@ std::string default_worker_path() {
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   return (self.parent_path() / "ferry-worker").string();
+}
+
+namespace {
+
+// The spawning thread: requests in order, one at a time.
+class Spawner {
+ public:
+  using Job = std::function<void()>;
+  Spawner() : thread_([this] { run(); }) {}
+  ~Spawner() {
+    {
+      std::lock_guard lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void submit(Job job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return quit_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // quit_, nothing left
+      Job job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool quit_ = false;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+}  // namespace
+
+void spawn_worker_async(std::string worker_path, sandbox::Spec spec, std::string first_message,
+                        std::function<void(SpawnedWorker, std::string)> done) {
+  static Spawner spawner;
+  spawner.submit([worker_path = std::move(worker_path), spec = std::move(spec),
+                  first_message = std::move(first_message), done = std::move(done)] {
+    SpawnedWorker w;
+    std::string err = spawn_worker(worker_path, spec, &w);
+    if (err.empty() && w.channel >= 0) {
+      fcntl(w.channel, F_SETFL, O_NONBLOCK);
+      const int rc = channel::send(w.channel, channel::Header{channel::Type::spec}, first_message);
+      if (rc != 0) err = std::string("sending the spec: ") + std::strerror(-rc);
+    }
+    done(w, std::move(err));
+  });
 }
 
 }  // namespace ferry

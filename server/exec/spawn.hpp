@@ -1,12 +1,14 @@
 // Starts ferry-worker processes: clone3() into the sandbox's namespaces, then
 // execve() at once (no code of the multithreaded host runs in the child
-// beyond async-signal-safe setup). Call from the loop thread only: the
-// worker's PR_SET_PDEATHSIG fires when the creating thread exits.
+// beyond async-signal-safe setup). Call from a thread that lives as long as
+// the worker should: its PR_SET_PDEATHSIG fires when the creating thread
+// exits (ferryd's pools use spawn_worker_async's thread).
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "sandbox/sandbox.hpp"
@@ -23,6 +25,14 @@ struct SpawnedWorker {
 // the namespaces `spec` asks for. Returns "" or what failed (with errno).
 std::string spawn_worker(const std::string& worker_path, const sandbox::Spec& spec,
                          SpawnedWorker* out);
+
+// Spawns a worker on a thread of its own and sends it `first_message` (its
+// spec), so the loop does not wait for clone3 (a few ms with new
+// namespaces). `done` runs on that thread with the worker (pid -1 if none
+// started) and "" or what failed. The thread lives as long as the process:
+// a worker's PDEATHSIG is tied to the thread that created it.
+void spawn_worker_async(std::string worker_path, sandbox::Spec spec, std::string first_message,
+                        std::function<void(SpawnedWorker, std::string)> done);
 
 // The JSON the host sends as the worker's first (spec) message, and back.
 // `max_call_depth` bounds nested calls inside the worker (server.max_call_depth);

@@ -96,10 +96,13 @@ std::size_t mapped_ops_copies(const FerrydProcess& d) {
   return files.size();
 }
 
+// Child processes of every ferryd thread (workers are spawned by a thread of their own).
 std::size_t children(const FerrydProcess& d) {
-  std::ifstream in(proc(d) + "/task/" + std::to_string(d.pid()) + "/children");
   std::size_t n = 0;
-  for (std::string pid; in >> pid;) ++n;
+  for (const auto& task : fs::directory_iterator(proc(d) + "/task")) {
+    std::ifstream in(task.path() / "children");
+    for (std::string pid; in >> pid;) ++n;
+  }
   return n;
 }
 
