@@ -191,6 +191,7 @@ void Router::finished(void* handle) {
 
 int Router::stop() {
   final_ = true;  // the loop is gone: everything stops here, now
+  wait_for_spawns();  // a late spawn result must not be posted to a queue that is gone
   for (auto& [_, lane] : lanes_) retire(std::move(lane));
   lanes_.clear();
   for (auto& lane : retired_) {

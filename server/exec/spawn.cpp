@@ -158,6 +158,10 @@ class Spawner {
     }
     cv_.notify_one();
   }
+  void wait_idle() {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] { return jobs_.empty() && !busy_; });
+  }
 
  private:
   void run() {
@@ -167,24 +171,36 @@ class Spawner {
       if (jobs_.empty()) return;  // quit_, nothing left
       Job job = std::move(jobs_.front());
       jobs_.pop_front();
+      busy_ = true;
       lock.unlock();
       job();
+      job = nullptr;
       lock.lock();
+      busy_ = false;
+      if (jobs_.empty()) idle_cv_.notify_all();
     }
   }
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable idle_cv_;
   std::deque<Job> jobs_;
+  bool busy_ = false;
   bool quit_ = false;
   std::thread thread_;  // last: starts once the rest is built
 };
 
+Spawner& spawner() {
+  static Spawner s;
+  return s;
+}
+
 }  // namespace
+
+void wait_for_spawns() { spawner().wait_idle(); }
 
 void spawn_worker_async(std::string worker_path, sandbox::Spec spec, std::string first_message,
                         std::function<void(SpawnedWorker, std::string)> done) {
-  static Spawner spawner;
-  spawner.submit([worker_path = std::move(worker_path), spec = std::move(spec),
+  spawner().submit([worker_path = std::move(worker_path), spec = std::move(spec),
                   first_message = std::move(first_message), done = std::move(done)] {
     SpawnedWorker w;
     std::string err = spawn_worker(worker_path, spec, &w);

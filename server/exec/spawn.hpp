@@ -34,6 +34,10 @@ std::string spawn_worker(const std::string& worker_path, const sandbox::Spec& sp
 void spawn_worker_async(std::string worker_path, sandbox::Spec spec, std::string first_message,
                         std::function<void(SpawnedWorker, std::string)> done);
 
+// Waits until every spawn_worker_async request so far is done (its `done`
+// has returned). ferryd calls it before tearing down what `done` uses.
+void wait_for_spawns();
+
 // The JSON the host sends as the worker's first (spec) message, and back.
 // `max_call_depth` bounds nested calls inside the worker (server.max_call_depth);
 // decoding a spec without it gives 64.
