@@ -13,7 +13,7 @@ namespace ferry {
 // One worker process of a process pool, as `ferry status` shows it.
 struct WorkerInfo {
   int pid = 0;
-  std::string state;  // starting, idle, busy, retiring, backoff
+  std::string state;  // spawning, starting, idle, busy, retiring, backoff, empty
   std::uint64_t calls = 0;
   std::uint64_t rss_kb = 0;
 };
