@@ -57,27 +57,6 @@ class JobQueue {
     }
     return false;
   }
-  // Removes every queued job whose deadline is at or before `now`, calling
-  // expired(job) for each; returns the earliest deadline left (0: none).
-  template <class F>
-  std::int64_t expire(std::int64_t now, F&& expired) {
-    std::int64_t earliest = 0;
-    for (Level& lv : levels_) {
-      Conn* prev = nullptr;  // unlinks emptied connections, keeping the order
-      for (Conn** link = &lv.first; *link != nullptr;) {
-        Conn* c = *link;
-        earliest = earlier(earliest, expire_in(*c, now, expired));
-        if (c->head == kNone) {
-          *link = std::exchange(c->next, nullptr);
-        } else {
-          prev = c;
-          link = &c->next;
-        }
-      }
-      lv.last = prev;
-    }
-    return earliest;
-  }
   // Moves the queued job with this ref into *out (a cancelled call); false
   // when it is not queued. Costs that connection's queue plus the rotation.
   bool take(const CallRef& ref, Job* out) {
@@ -89,20 +68,6 @@ class JobQueue {
       return true;
     }
     return false;
-  }
-  // Removes every queued job, calling f(job) for each, highest priority first
-  // (the pool is stopping or being replaced). f must not touch this queue.
-  template <class F>
-  void take_all(F&& f) {
-    for (Level& lv : levels_) {
-      for (Conn* c = lv.first; c != nullptr; c = c->next) {
-        for (std::uint32_t i = c->head; i != kNone; i = nodes_[i].next) f(nodes_[i].job);
-      }
-      lv = Level{};
-    }
-    nodes_.clear();
-    free_ = kNone;
-    size_ = 0;
   }
   int size() const { return size_; }
   bool empty() const { return size_ == 0; }
@@ -143,12 +108,8 @@ class JobQueue {
     nodes_[i].job = std::move(job);
     return i;
   }
-  // Frees node i; its job must already be moved out or dropped.
+  // Frees node i; its job must already be moved out.
   void release(std::uint32_t i) { nodes_[i].next = std::exchange(free_, i); }
-  void drop(std::uint32_t i) {
-    nodes_[i].job = Job{};  // lets go of the payload and the plugin now
-    release(i);
-  }
   void append(Conn& c, std::uint32_t i) {
     if (c.head == kNone) {
       c.head = i;
@@ -195,34 +156,6 @@ class JobQueue {
     }
     return false;
   }
-  // Drops c's due jobs (keeping the rest in order); returns the earliest left.
-  template <class F>
-  std::int64_t expire_in(Conn& c, std::int64_t now, F& expired) {
-    std::int64_t earliest = 0;
-    std::uint32_t prev = kNone;
-    for (std::uint32_t* link = &c.head; *link != kNone;) {
-      const std::uint32_t i = *link;
-      Job& job = nodes_[i].job;
-      if (job.deadline_ms != 0 && job.deadline_ms <= now) {
-        expired(job);
-        *link = nodes_[i].next;
-        drop(i);
-        --size_;
-        continue;
-      }
-      earliest = earlier(earliest, job.deadline_ms);
-      prev = i;
-      link = &nodes_[i].next;
-    }
-    c.tail = prev;
-    return earliest;
-  }
-  // The earlier of two deadlines, 0 meaning none.
-  static std::int64_t earlier(std::int64_t a, std::int64_t b) {
-    if (a == 0) return b;
-    return b == 0 ? a : std::min(a, b);
-  }
-
   int capacity_;
   int size_ = 0;
   Level levels_[3];          // by Job::priority: 0 high, 1 normal, 2 low

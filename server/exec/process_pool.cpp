@@ -139,29 +139,9 @@ void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, SpawnedW
 }
 
 bool ProcessPool::submit(Job&& job) {
-  const std::int64_t deadline = job.deadline_ms;
   if (stopping_ || !queue_.admit(std::move(job), busy())) return false;
   dispatch();
-  if (deadline != 0 && !queue_.empty()) arm_queue_timer(deadline);
   return true;
-}
-
-// Queued calls are answered `timeout` at their deadline even when no worker
-// frees up (e.g. all of them are being restarted): one timer for the earliest.
-void ProcessPool::arm_queue_timer(std::int64_t deadline_ms) {
-  if (queue_timer_ms_ != 0 && queue_timer_ms_ <= deadline_ms) return;
-  queue_timer_ms_ = deadline_ms;
-  queue_ts_ = at_ms(deadline_ms);
-  reactor_.ring().timeout_at(&queue_ts_, loop::Reactor::tag(id_, kQueueTimer, 0));
-}
-
-void ProcessPool::expire_queued() {
-  const std::int64_t now = monotonic_ms();
-  if (queue_timer_ms_ <= now) queue_timer_ms_ = 0;
-  const std::int64_t next = queue_.expire(now, [this](Job& job) {
-    finish(job, FERRY_E_TIMEOUT, "deadline passed while the call was queued");
-  });
-  if (next != 0) arm_queue_timer(next);
 }
 
 int ProcessPool::busy() const {
@@ -195,14 +175,9 @@ void ProcessPool::start_call(std::uint16_t i, Job&& job) {
     spdlog::error("plugin {}: worker {}: send: {}", opt_.plugin, w.proc.pid, std::strerror(-rc));
     return kill_worker(w);  // the exit handler answers the call
   }
-  if (w.call->deadline_ms != 0) {
-    w.deadline_ts = at_ms(w.call->deadline_ms);
-    reactor_.ring().timeout_at(&w.deadline_ts, loop::Reactor::tag(id_, kDeadline, i));
-  }
 }
 
 void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& cqe) {
-  if (sub == kQueueTimer) return expire_queued();
   if (i >= workers_.size()) return;
   Worker& w = workers_[i];
   switch (sub) {
@@ -210,12 +185,6 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
     case kExit: return on_exit(i);
     case kRespawn:
       if (!stopping_ && w.state == State::backoff) spawn(i);
-      return;
-    case kDeadline:
-      if (cqe.res == -ETIME && w.state == State::busy && monotonic_ms() >= w.call->deadline_ms) {
-        w.deadline_kill = true;
-        kill_worker(w);
-      }
       return;
     default: return;
   }
@@ -275,9 +244,6 @@ void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::strin
   if (w.state != State::busy || h.id != w.calls || h.code >= FERRY_CODE_COUNT) {
     spdlog::error("plugin {}: worker {} sent an unexpected reply", opt_.plugin, w.proc.pid);
     return kill_worker(w);
-  }
-  if (w.call->deadline_ms != 0) {
-    reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kDeadline, i), loop::Reactor::tag(id_, kIgnore, i));
   }
   finish(*w.call, ferry_code(h.code), std::move(body));
   w.call.reset();
@@ -353,15 +319,14 @@ void ProcessPool::schedule_respawn(std::uint16_t i) {
 
 ferry_code ProcessPool::death_code(const Worker& w, int how, int status) const {
   if (w.cancel_code != FERRY_OK) return w.cancel_code;
-  if (w.deadline_kill) return FERRY_E_TIMEOUT;
   if (w.violation >= 0) return FERRY_E_SANDBOX_VIOLATION;
   if (how != CLD_EXITED && status == SIGSYS) return FERRY_E_SANDBOX_VIOLATION;
   return FERRY_E_WORKER_CRASHED;
 }
 
 std::string ProcessPool::death_message(const Worker& w, int how, int status) const {
+  if (w.cancel_code == FERRY_E_TIMEOUT) return "deadline passed; the worker running the call was killed";
   if (w.cancel_code != FERRY_OK) return "cancelled; the worker running the call was killed";
-  if (w.deadline_kill) return "deadline passed; the worker running the call was killed";
   if (w.violation >= 0) {
     return "sandbox violation: syscall " + sandbox::syscall_name(w.violation) + " is not allowed";
   }

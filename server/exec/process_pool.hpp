@@ -1,8 +1,10 @@
 // The `process` executor: a plugin's calls run in pre-started, sandboxed
 // ferry-worker processes, one call per worker at a time. Supervised from the
-// event loop: channel polls, pidfd exit polls and deadline timers are all
-// io_uring operations. A dead worker fails only its own call and is replaced
-// (with backoff when it dies before becoming ready). Loop thread only.
+// event loop: channel polls, pidfd exit polls and respawn timers are all
+// io_uring operations. Deadlines are the loop's (server/calls.hpp): at a
+// call's deadline it calls cancel(), which drops a queued call and kills the
+// worker of a running one. A dead worker fails only its own call and is
+// replaced (with backoff when it dies before becoming ready). Loop thread only.
 #pragma once
 
 #include <linux/time_types.h>
@@ -48,7 +50,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void on_io(std::uint8_t sub, std::uint16_t index, const io_uring_cqe& cqe) override;
 
  private:
-  enum Sub : std::uint8_t { kChannel = 1, kExit, kDeadline, kRespawn, kIgnore, kQueueTimer };
+  enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore };
   enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
   struct Worker {
     SpawnedWorker proc;
@@ -57,14 +59,12 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::uint64_t calls = 0;
     int violation = -1;  // syscall reported by the SIGSYS handler
     int fatal_signal = 0;  // signal the worker reported before exiting
-    bool deadline_kill = false;
-    ferry_code cancel_code = FERRY_OK;  // killed because its call was cancelled
+    ferry_code cancel_code = FERRY_OK;  // killed because its call was cancelled (or timed out)
     bool killed = false;  // SIGKILL sent: gets no more calls, whatever it still sends
     int start_failures = 0;  // consecutive deaths before ready
     std::string failure;     // last `failed` message
     std::int64_t spawned_ms = 0;
     std::uint32_t spawn_gen = 0;  // tells a spawn's result from an older one's
-    __kernel_timespec deadline_ts{};
     __kernel_timespec respawn_ts{};
   };
 
@@ -80,8 +80,6 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void retire(Worker& w, const std::string& why);
   void schedule_respawn(std::uint16_t i);
   void dispatch();
-  void arm_queue_timer(std::int64_t deadline_ms);
-  void expire_queued();
   void start_call(std::uint16_t i, Job&& job);
   void finish(Job& job, ferry_code code, std::string data);
   std::string death_message(const Worker& w, int how, int status) const;
@@ -100,8 +98,6 @@ class ProcessPool final : public Executor, public loop::IoClient {
   bool stopping_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // spawn results check it: the pool may be gone
   bool retiring_ = false;  // replaced: a worker that exits is replaced only while calls are queued
-  std::int64_t queue_timer_ms_ = 0;  // when the armed queue timer fires (0: none)
-  __kernel_timespec queue_ts_{};
 };
 
 }  // namespace ferry

@@ -1,5 +1,5 @@
 // JobQueue ordering: strict priority, round-robin across connections within a
-// priority, FIFO within a connection; expiry, take and take_all keep it so.
+// priority, FIFO within a connection; take keeps it so.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -134,51 +134,6 @@ TEST_CASE("admission refuses at capacity and a refused call never enters the rot
   CHECK(q.size() == 0);
 }
 
-TEST_CASE("expire removes exactly the due calls and leaves the rest fair", "[job_queue]") {
-  JobQueue q(100);
-  admit(q, job(1, 1, 1, 100));
-  admit(q, job(1, 2, 1, 0));
-  admit(q, job(1, 3, 1, 50));
-  admit(q, job(1, 4, 1, 300));
-  admit(q, job(2, 1, 1, 60));
-  admit(q, job(2, 2, 1, 0));
-  admit(q, job(4, 1, 1, 10));  // d: its only call expires, so it leaves
-  admit(q, job(3, 1, 0, 40));
-  admit(q, job(3, 2, 0, 500));
-  admit(q, job(2, 3, 2, 70));
-  auto plugin = std::make_shared<int>(0);  // stands in for the loaded library
-  Job held = job(1, 5, 1, 20);
-  held.fn = std::shared_ptr<const ferry::Function>(plugin, nullptr);
-  admit(q, std::move(held));
-  Labels expired;
-  CHECK(q.expire(60, [&](Job& j) { expired.push_back(label(j.ref)); }) == 70);
-  CHECK(plugin.use_count() == 1);  // an expired job is let go of at once
-  CHECK(std::set<std::string>(expired.begin(), expired.end()) ==
-        std::set<std::string>{"a3", "a5", "b1", "d1", "c1"});
-  CHECK(expired.size() == 5);
-  CHECK(q.size() == 6);
-  admit(q, job(4, 2));  // d rejoins behind a and b
-  CHECK(pop(q) == Labels{"c2", "a1", "b2", "d2", "a2", "a4", "b3"});
-}
-
-TEST_CASE("expire with nothing due keeps everything; with everything due returns 0", "[job_queue]") {
-  JobQueue q(100);
-  admit(q, job(1, 1, 1, 200));
-  admit(q, job(1, 2, 1, 100));
-  admit(q, job(2, 1, 1, 0));
-  int calls = 0;
-  CHECK(q.expire(99, [&](Job&) { ++calls; }) == 100);
-  CHECK(calls == 0);
-  CHECK(q.size() == 3);
-  CHECK(q.expire(1000, [&](Job&) { ++calls; }) == 0);
-  CHECK(calls == 2);
-  CHECK(q.size() == 1);
-  admit(q, job(1, 3));  // a rejoins behind b
-  admit(q, job(1, 4));
-  admit(q, job(2, 2));
-  CHECK(pop(q) == Labels{"b1", "a3", "b2", "a4"});
-}
-
 TEST_CASE("take removes one queued call by its full ref", "[job_queue]") {
   JobQueue q(100);
   for (int i = 1; i <= 3; ++i) admit(q, job(1, i));
@@ -206,30 +161,6 @@ TEST_CASE("take removes one queued call by its full ref", "[job_queue]") {
   CHECK_FALSE(q.take(ref(1, 1), &out));  // popped, no longer queued
 }
 
-TEST_CASE("take_all empties every level and the queue stays usable", "[job_queue]") {
-  JobQueue q(100);
-  admit(q, job(1, 1, 2));
-  admit(q, job(1, 2, 1));
-  admit(q, job(2, 1, 1));
-  admit(q, job(3, 1, 0, 50));
-  admit(q, job(2, 2, 1));
-  Labels taken;
-  q.take_all([&](Job& j) {
-    CHECK(j.payload == label(j.ref));
-    taken.push_back(label(j.ref));
-  });
-  CHECK(taken == Labels{"c1", "a2", "b1", "b2", "a1"});
-  CHECK(q.size() == 0);
-  CHECK(q.empty());
-  Job out;
-  CHECK_FALSE(q.pop(&out));
-  CHECK(q.expire(1000, [](Job&) { FAIL("nothing is queued"); }) == 0);
-  admit(q, job(2, 3));
-  admit(q, job(2, 4));
-  admit(q, job(1, 3));
-  CHECK(pop(q) == Labels{"b3", "a3", "b4"});
-}
-
 namespace {
 
 // The rules written the plain way: per priority a map of FIFOs and a rotation.
@@ -253,24 +184,6 @@ class Model {
       return true;
     }
     return false;
-  }
-  std::int64_t expire(std::int64_t now, std::vector<std::uint64_t>* expired) {
-    std::int64_t earliest = 0;
-    for (Level& lv : levels_) {
-      for (auto& [slot, q] : lv.queues) {
-        for (auto it = q.begin(); it != q.end();) {
-          if (it->deadline_ms != 0 && it->deadline_ms <= now) {
-            expired->push_back(it->ref.token);
-            it = q.erase(it);
-            continue;
-          }
-          if (it->deadline_ms != 0 && (earliest == 0 || it->deadline_ms < earliest)) earliest = it->deadline_ms;
-          ++it;
-        }
-      }
-      std::erase_if(lv.rotation, [&](std::uint32_t s) { return lv.queues[s].empty(); });
-    }
-    return earliest;
   }
   bool take(const CallRef& ref) {
     for (Level& lv : levels_) {
@@ -302,17 +215,16 @@ class Model {
 
 }  // namespace
 
-TEST_CASE("random admits, pops, takes and expiries match the plain rules", "[job_queue]") {
+TEST_CASE("random admits, pops and takes match the plain rules", "[job_queue]") {
   std::mt19937 rng(20240611);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   JobQueue q(64);
   Model model;
   std::vector<CallRef> issued;
-  std::int64_t now = 0;
   for (int step = 0; step < 20000; ++step) {
     const int op = pick(0, 9);
     if (op < 5) {
-      Job j = job(std::uint32_t(pick(1, 6)), std::uint64_t(step), pick(-1, 3), pick(0, 1) ? now + pick(1, 200) : 0);
+      Job j = job(std::uint32_t(pick(1, 6)), std::uint64_t(step), pick(-1, 3), pick(0, 1) ? pick(1, 200) : 0);
       j.ref.token = std::uint64_t(step);
       const bool ok = q.admit(Job(j), 0);
       if (ok) model.admit(j);
@@ -322,21 +234,13 @@ TEST_CASE("random admits, pops, takes and expiries match the plain rules", "[job
       const bool ok = q.pop(&got);
       REQUIRE(ok == model.pop(&want));
       if (ok) REQUIRE(got.ref == want.ref);
-    } else if (op < 9 && !issued.empty()) {
+    } else if (!issued.empty()) {
       const int n = int(issued.size());  // mostly recent calls, still queued
       const CallRef ref = issued[std::size_t(pick(std::max(0, n - 30), n - 1))];
       Job got;
       const bool ok = q.take(ref, &got);
       REQUIRE(ok == model.take(ref));
       if (ok) REQUIRE(got.ref == ref);
-    } else {
-      now += pick(0, 50);
-      std::vector<std::uint64_t> got, want;
-      const std::int64_t next = q.expire(now, [&](Job& j) { got.push_back(j.ref.token); });
-      REQUIRE(next == model.expire(now, &want));
-      std::sort(got.begin(), got.end());
-      std::sort(want.begin(), want.end());
-      REQUIRE(got == want);
     }
     REQUIRE(q.size() == model.size());
   }
