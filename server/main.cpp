@@ -67,10 +67,10 @@ int serve(const Options& opt) {
   ferry::Reloader reloader(cfg_ptr, ferry::default_worker_path(), registry, reactor, completions);
   const int loaded = reloader.load_initial();
   spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
-  ferry::Router router(cfg_ptr, registry, reactor, completions);
-  router.set_disposers([&](std::function<void()> task) { completions.post(std::move(task)); },
-                       [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
-  router.apply(cfg_ptr);
+  ferry::Router router(
+      cfg_ptr, registry, reactor, completions,
+      [&](std::function<void()> task) { completions.post(std::move(task)); },
+      [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
   ferry::Server server(cfg.server, reactor, router, completions);
   if (std::string err = server.start(); !err.empty()) {
     spdlog::critical("cannot start: {}", err);

@@ -32,8 +32,15 @@ int priority_rank(proto::Priority p) {
 }  // namespace
 
 Router::Router(std::shared_ptr<const config::Config> cfg, Registry& registry, loop::Reactor& reactor,
-               CompletionSink& sink)
-    : cfg_(std::move(cfg)), registry_(registry), reactor_(reactor), sink_(sink) {}
+               CompletionSink& sink, Runner defer, Runner off_loop)
+    : cfg_(std::move(cfg)),
+      registry_(registry),
+      reactor_(reactor),
+      sink_(sink),
+      defer_(std::move(defer)),
+      off_loop_(std::move(off_loop)) {
+  apply(cfg_);
+}
 
 Router::~Router() { stop(); }
 
@@ -122,7 +129,7 @@ void Router::dispose(std::shared_ptr<Lane> lane) {
     // Threads left running in plugin code still use their pool: keep it.
     if (l->executor->stop() > 0) (void)l->executor.release();
   };
-  if (!defer_ || !off_loop_ || final_) {
+  if (final_) {
     const int left = lane->executor->stop();
     abandoned_threads_ += left;
     if (left > 0) (void)lane->executor.release();

@@ -37,9 +37,13 @@ struct Route {
 
 class Router {
  public:
-  // Builds no lane yet: apply(cfg) does, after set_disposers().
+  // `defer` runs a task on the loop's next turn, `off_loop` on another
+  // thread (both thread-safe). Process pools spawn workers off the loop
+  // through `defer`, and retired lanes are torn down through both. Builds
+  // the lanes of cfg at once (see apply()).
+  using Runner = std::function<void(std::function<void()>)>;
   Router(std::shared_ptr<const config::Config> cfg, Registry& registry, loop::Reactor& reactor,
-         CompletionSink& sink);
+         CompletionSink& sink, Runner defer, Runner off_loop);
   ~Router();
 
   // Hands the call to a lane (nullopt: *route says where; the reply comes
@@ -60,15 +64,6 @@ class Router {
   // config allows the weaker sandbox).
   void apply(std::shared_ptr<const config::Config> cfg);
   const config::Config& config() const { return *cfg_; }
-
-  // `defer` runs a task on the loop's next turn, `off_loop` on another
-  // thread. Process pools spawn workers off the loop through `defer`, and
-  // retired lanes are torn down through both. Without them, on the loop.
-  using Runner = std::function<void(std::function<void()>)>;
-  void set_disposers(Runner defer, Runner off_loop) {
-    defer_ = std::move(defer);
-    off_loop_ = std::move(off_loop);
-  }
 
   // Who answers `ferry.reload` (through the sink, once the reload is done).
   void set_reload_handler(std::function<void(const CallRef&)> f) { reload_ = std::move(f); }

@@ -74,9 +74,9 @@ ProcessPool::~ProcessPool() {
   reactor_.remove(id_);
 }
 
-// Starts worker i. With opt_.post, clone3 and the spec message happen on
-// the spawning thread and the loop carries on meanwhile (state spawning);
-// on_spawned() takes over on the loop when it is done.
+// Starts worker i: clone3 and the spec message happen on the spawning thread
+// while the loop carries on (state spawning); on_spawned() takes over on the
+// loop when opt_.post delivers the result.
 void ProcessPool::spawn(std::uint16_t i) {
   Worker& w = workers_[i];
   const int failures = w.start_failures;
@@ -85,21 +85,11 @@ void ProcessPool::spawn(std::uint16_t i) {
   w.start_failures = failures;
   w.spawn_gen = generation;
   w.spawned_ms = monotonic_ms();
-  std::string spec = encode_worker_spec(opt_.plugin_path, opt_.cfg->sandbox, opt_.max_call_depth);
-  if (!opt_.post) {
-    SpawnedWorker proc;
-    std::string err = spawn_worker(opt_.worker_path, opt_.cfg->sandbox, &proc);
-    if (err.empty() && proc.channel >= 0) {
-      fcntl(proc.channel, F_SETFL, O_NONBLOCK);
-      const int rc = channel::send(proc.channel, channel::Header{channel::Type::spec}, spec);
-      if (rc != 0) err = std::string("sending the spec: ") + std::strerror(-rc);
-    }
-    return on_spawned(i, generation, proc, err);
-  }
   w.state = State::spawning;
   std::weak_ptr<int> alive = alive_;
   auto post = opt_.post;
-  spawn_worker_async(opt_.worker_path, opt_.cfg->sandbox, std::move(spec),
+  spawn_worker_async(opt_.worker_path, opt_.cfg->sandbox,
+                     encode_worker_spec(opt_.plugin_path, opt_.cfg->sandbox, opt_.max_call_depth),
                      [this, alive, post, i, generation](SpawnedWorker proc, std::string err) {
                        post([this, alive, i, generation, proc, err = std::move(err)] {
                          if (alive.expired()) return discard(proc);  // its pool is gone

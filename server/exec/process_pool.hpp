@@ -33,8 +33,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::vector<std::string> functions;  // sorted full names: a call's index
     const config::PluginConfig* cfg = nullptr;
     int max_call_depth = 64;  // for nested calls inside the workers
-    // Runs a task on the loop thread at its next turn (thread-safe). With it,
-    // workers are spawned off the loop; without it, on the loop.
+    // Runs a task on the loop thread at its next turn (thread-safe): how a
+    // worker spawned off the loop reaches the pool.
     std::function<void(std::function<void()>)> post;
   };
   ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink);
