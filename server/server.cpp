@@ -419,14 +419,12 @@ void Server::close_connection(Conn& c) {
   if (c.dead) return;
   c.dead = true;
   c.closing = true;
-  // Nobody is left to answer: its calls are cancelled (queued ones never run).
+  // Nobody is left to answer (lookup() skips a dead connection): its calls
+  // are only cancelled, and queued ones never run.
   auto calls = std::move(c.calls);
   c.calls.clear();
   for (const auto& [id, token] : calls) {
-    if (CallTable::Entry* e = calls_.find(token)) {
-      calls_.answer(*e);
-      router_.cancel(e->lane, CallRef{e->slot, e->conn_gen, e->call_id, token}, FERRY_E_CANCELLED);
-    }
+    if (CallTable::Entry* e = calls_.find(token)) abandon(token, *e, FERRY_E_CANCELLED, {});
   }
   shutdown(c.fd, SHUT_RDWR);  // completes any pending recv/send
   maybe_release(c);
