@@ -141,22 +141,10 @@ Prepared described_plugin(const std::filesystem::path& file, const std::string& 
   return p;
 }
 
-std::string Registry::load(const std::filesystem::path& file) { return load(file, file, false); }
-
-std::string Registry::load(const std::filesystem::path& file, const std::filesystem::path& source, bool replace) {
+std::string Registry::load(const std::filesystem::path& file) {
   Prepared p;
   std::string why = open_plugin(file, &p);
-  if (why.empty()) {
-    p.plugin->source = std::filesystem::absolute(source);
-    why = install(std::move(p), replace);
-  }
-  if (!why.empty()) spdlog::error("plugin {} refused: {}", file.string(), why);
-  return why;
-}
-
-std::string Registry::add_described(const std::filesystem::path& file, const std::string& name,
-                                    const std::string& version, const std::vector<std::string>& functions) {
-  std::string why = install(described_plugin(file, name, version, functions), false);
+  if (why.empty()) why = install(std::move(p), false);
   if (!why.empty()) spdlog::error("plugin {} refused: {}", file.string(), why);
   return why;
 }

@@ -71,14 +71,7 @@ class Registry {
   int load_dir(const std::filesystem::path& dir);
   // Loads one library. Returns "" on success, else the reason it was refused.
   std::string load(const std::filesystem::path& file);
-  // As load(), but records `source` as where it came from, and, when a plugin
-  // of the same name is loaded, replaces it (new calls see only the new one).
-  std::string load(const std::filesystem::path& file, const std::filesystem::path& source, bool replace);
 
-  // Registers a plugin that is never loaded here (see described_plugin()).
-  // Returns "" on success, else the reason it was refused.
-  std::string add_described(const std::filesystem::path& file, const std::string& name,
-                            const std::string& version, const std::vector<std::string>& functions);
   // Publishes a prepared plugin; with `replace`, in place of a loaded plugin
   // of the same name. Returns "" or why it was refused (nothing changes then).
   std::string install(Prepared p, bool replace);

@@ -99,7 +99,10 @@ TEST_CASE("a new version replaces a plugin; the old one unloads after its last c
   REQUIRE(reg.load(fixture("fixture_ops_v1")) == "");
   auto old_fn = reg.find("ops.version");
   CHECK(reg.load(fixture("fixture_ops_v2")) != "");  // without replace: a duplicate
-  REQUIRE(reg.load(fixture("fixture_ops_v2"), "/plugins/ops.so", true) == "");
+  ferry::Prepared v2;
+  REQUIRE(ferry::open_plugin(fixture("fixture_ops_v2"), &v2) == "");
+  v2.plugin->source = "/plugins/ops.so";
+  REQUIRE(reg.install(std::move(v2), /*replace=*/true) == "");
   REQUIRE(reg.plugins().size() == 1);
   CHECK(reg.plugins()[0]->version == "2");
   CHECK(reg.plugins()[0]->source == "/plugins/ops.so");
