@@ -415,3 +415,23 @@ TEST_CASE("files that are not plugins are refused by the describing worker", "[p
   CHECK_THAT(log, Catch::Contains("fixture_not_plugin.so refused") && Catch::Contains("not a Ferry plugin"));
   CHECK_THAT(log, Catch::Contains("fixture_wrong_abi.so refused") && Catch::Contains("ABI 2.0"));
 }
+
+TEST_CASE("a config reload gives a process plugin's new workers the new sandbox", "[process][sandbox]") {
+  Hostile h;
+  const auto secret = quoted(h.outside / "data.txt");
+  CHECK(h.call("hostile.read_file", secret).code == FERRY_E_PERMISSION_DENIED);
+  const auto cfg = h.d->dir() / "server.toml";
+  std::ofstream(h.d->dir() / "server.toml.new")
+      << "[server]\nsocket_path = \"ferry.sock\"\nplugin_dir = \"plugins\"\n"
+      << "[plugins.hostile]\nexecutor = \"process\"\nworkers = 2\ntimeout_ms = 2000\n"
+      << "[plugins.hostile.sandbox]\nmemory_mb = 512\nread_paths = [\"" << h.readable.string() << "\", \""
+      << h.outside.string() << "\"]\nwrite_paths = [\"" << h.writable.string() << "\"]\n";
+  std::filesystem::rename(h.d->dir() / "server.toml.new", cfg);
+  auto r = must_call(*h.c, "ferry.reload", "[]");
+  INFO(r.data);
+  REQUIRE(r.code == FERRY_OK);
+  auto now = must_call(*h.c, "hostile.read_file", secret);  // on a worker of the new lane
+  CHECK(now.code == FERRY_OK);
+  CHECK(now.data == "\"hidden\"");
+  CHECK(must_call(*h.c, "hostile.read_file", R"(["/etc/shadow"])").code == FERRY_E_PERMISSION_DENIED);
+}
