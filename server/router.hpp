@@ -18,7 +18,7 @@
 #include "exec/executor.hpp"
 #include "loop/reactor.hpp"
 #include "plugins/registry.hpp"
-#include "protocol/frame.hpp"
+#include "ferry/wire.hpp"
 
 namespace ferry {
 

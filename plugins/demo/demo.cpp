@@ -5,6 +5,7 @@
 //   demo.fail      ["message"]  -> plugin_error "message"
 //   demo.crash     []           -> kills the process (SIGSEGV), on purpose
 //   demo.noop      (raw bytes)  -> null               the benchmark's no-op
+//   demo.echo_raw  (raw bytes)  -> the same bytes     any bytes, JSON or not
 //
 // See plugins/primes/primes.cpp for how to start a plugin of your own.
 #include <algorithm>
@@ -60,4 +61,5 @@ FERRY_PLUGIN("demo", "1.0.0") {
   plugin.def("crash", crash);
   // raw: the payload is not parsed and the reply is these exact bytes.
   plugin.raw("noop", [](std::string_view) { return std::string("null"); });
+  plugin.raw("echo_raw", [](std::string_view bytes) { return std::string(bytes); });
 }

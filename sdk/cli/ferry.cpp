@@ -1,6 +1,8 @@
 // ferry: the command-line client of ferryd.
 //
 //   ferry [--socket PATH] call FN [ARG ...] [--timeout MS] [--priority P]
+//   ferry [--socket PATH] call FN - [...]          (the JSON array from stdin)
+//   ferry [--socket PATH] call --raw FN [...]      (stdin's bytes, reply as is)
 //   ferry [--socket PATH] list [--json]
 //   ferry [--socket PATH] status [--json]
 //   ferry [--socket PATH] ping [--count N]
@@ -34,7 +36,7 @@
 namespace {
 
 using nlohmann::json;
-using ferry::proto::Priority;
+using ferry::Priority;
 
 constexpr int kExitUnexpected = 1, kExitUsage = 2, kExitNoConnect = 3, kExitLost = 4;
 constexpr int kExitServerError = 10;  // + ferry_code
@@ -43,7 +45,8 @@ constexpr std::uint32_t kReplyGraceMs = 5000;  // the client waits --timeout plu
 struct Options {
   std::string socket = "/tmp/ferry.sock";
   std::string fn;
-  std::vector<std::string> args;
+  std::vector<std::string> args;  // call: the ARGs, exactly as given
+  bool raw = false;
   std::uint32_t timeout_ms = 0;
   std::string priority = "normal";
   bool json = false;
@@ -71,13 +74,21 @@ std::string exit_status_help() {
 }
 
 void add_call_command(CLI::App& app, Options& o) {
-  CLI::App* call = app.add_subcommand("call", "Call a function and print its JSON result");
-  call->add_option("FN", o.fn, "Function name, plugin.function")->required()->check([](const std::string& fn) {
+  CLI::App* call = app.add_subcommand("call", "Call a function and print its result");
+  call->add_option("FN", o.fn, "Function name, plugin.function; its ARGs follow (see below)")->required()->check([](const std::string& fn) {
     return fn.empty() || fn.size() > 255 ? std::string("must be 1..255 bytes") : std::string();
   });
-  call->add_option("ARG", o.args,
-                   "Arguments, each one JSON value: 7, true, null, [1,2], '{\"k\":1}';\n"
-                   "strings need JSON quotes: '\"hi\"'. The payload is the JSON array of them.");
+  // The ARGs are taken as extras, not as a vector option: CLI11 would split a
+  // bracketed value such as [1,2] at its commas into several arguments.
+  call->allow_extras();
+  call->footer(
+      "ARG: each one JSON value: 7, true, null, '[1,2]', '{\"k\":[1,2]}';\n"
+      "  strings need JSON quotes: '\"hi\"'. The payload is the JSON array of them.\n"
+      "  A single - reads that JSON array from stdin instead. An ARG that starts with -\n"
+      "  (-5) is taken as is; put -- before ARGs to pass anything else verbatim.\n"
+      "With --raw, no ARG: stdin's bytes are the payload, and the reply is written\n"
+      "  to stdout as it came, for raw functions and binary data.\n\n" + exit_status_help());
+  call->add_flag("--raw", o.raw, "Send stdin's bytes as the payload; write the raw reply to stdout");
   call->add_option("--timeout", o.timeout_ms, "Deadline in milliseconds (0: the plugin's default)");
   call->add_option("--priority", o.priority, "Queue priority")
       ->check(CLI::IsMember({"normal", "high", "low"}))
@@ -111,6 +122,7 @@ void configure(CLI::App& app, Options& o) {
   app.add_option("--socket,-s", o.socket, "ferryd's Unix socket (default: $FERRY_SOCKET, else /tmp/ferry.sock)");
   app.require_subcommand(1);
   app.fallthrough();  // --socket may follow the command too
+  app.allow_extras();  // call's ARGs fall through to here; other commands refuse extras
   app.footer(exit_status_help());
   add_call_command(app, o);
   add_list_command(app, o);
@@ -129,14 +141,40 @@ std::optional<int> parse_args(CLI::App& app, int argc, char** argv) {
   }
 }
 
-// The call payload: the JSON array of the arguments. 0 or a usage exit status.
-int build_payload(const std::vector<std::string>& args, std::string* payload) {
+std::string read_stdin() {
+  std::string data;
+  char buf[1 << 16];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) data.append(buf, n);
+  return data;
+}
+
+// `ferry call FN -`: the payload is stdin's JSON array, sent as read (so
+// numbers keep every digit). 0 or a usage exit status.
+int payload_from_stdin(std::string* payload) {
+  *payload = read_stdin();
+  if (std::ferror(stdin)) return fail(kExitUsage, "cannot read stdin");
+  const json value = json::parse(*payload, nullptr, /*allow_exceptions=*/false);
+  if (!value.is_array())
+    return fail(kExitUsage, value.is_discarded() ? "stdin is not JSON" : "stdin must hold a JSON array of the arguments");
+  return 0;
+}
+
+// The call payload: the JSON array of the arguments, stdin's array for a
+// lone "-", or stdin's bytes with --raw. 0 or a usage exit status.
+int build_payload(const Options& o, std::string* payload) {
+  if (o.raw) {
+    if (!o.args.empty()) return fail(kExitUsage, "--raw takes no ARG: the payload is read from stdin");
+    *payload = read_stdin();
+    return std::ferror(stdin) ? fail(kExitUsage, "cannot read stdin") : 0;
+  }
+  if (o.args.size() == 1 && o.args[0] == "-") return payload_from_stdin(payload);
   json array = json::array();
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    json value = json::parse(args[i], nullptr, /*allow_exceptions=*/false);
+  for (std::size_t i = 0; i < o.args.size(); ++i) {
+    json value = json::parse(o.args[i], nullptr, /*allow_exceptions=*/false);
     if (value.is_discarded())
-      return fail(kExitUsage, "argument " + std::to_string(i + 1) + " is not JSON: " + args[i] +
-                                  "\n       (strings need JSON quotes, e.g. '\"hi\"')");
+      return fail(kExitUsage, "argument " + std::to_string(i + 1) + " is not JSON: " + o.args[i] +
+                                  "\n       (strings need JSON quotes, e.g. '\"hi\"'; - must be the only ARG)");
     array.push_back(std::move(value));
   }
   *payload = array.dump();
@@ -163,13 +201,16 @@ int no_reply(const ferry::Client& client) {
   return fail(kExitLost, "connection lost: " + client.last_error());
 }
 
-// Prints a result to stdout, or an error to stderr; returns the exit status.
-int report(const ferry::Client& client, const std::optional<ferry::Reply>& reply) {
+// Prints a result to stdout (with a newline unless raw), or an error to
+// stderr; returns the exit status.
+int report(const ferry::Client& client, const std::optional<ferry::Reply>& reply, bool raw = false) {
   if (!reply) return no_reply(client);
   if (reply->kind == ferry::ReplyKind::error) return server_error(reply->code, reply->data);
   if (reply->kind != ferry::ReplyKind::result) return fail(kExitUnexpected, "unexpected reply from server");
-  std::cout.write(reply->data.data(), static_cast<std::streamsize>(reply->data.size())) << '\n';
-  return 0;
+  std::cout.write(reply->data.data(), static_cast<std::streamsize>(reply->data.size()));
+  if (!raw) std::cout << '\n';
+  std::cout.flush();
+  return std::cout ? 0 : fail(kExitUnexpected, "cannot write the result to stdout");
 }
 
 Priority priority_of(const std::string& name) {
@@ -178,14 +219,14 @@ Priority priority_of(const std::string& name) {
 
 int run_call(const Options& o) {
   std::string payload;
-  if (int status = build_payload(o.args, &payload)) return status;
+  if (int status = build_payload(o, &payload)) return status;
   int status = 0;
   auto client = connect_or_report(o.socket, &status);
   if (!client) return status;
   if (o.timeout_ms) client->set_timeout(o.timeout_ms + kReplyGraceMs);
   if (client->send_call(o.fn, payload, o.timeout_ms, priority_of(o.priority)) == 0)
     return client->connected() ? fail(kExitUsage, client->last_error()) : no_reply(*client);
-  return report(*client, client->read_reply());
+  return report(*client, client->read_reply(), o.raw);
 }
 
 std::string string_field(const json& object, const char* key) {
@@ -346,7 +387,11 @@ int main(int argc, char** argv) {
   CLI::App app{"ferry: call functions hosted by ferryd"};
   configure(app, opt);
   if (std::optional<int> status = parse_args(app, argc, argv)) return *status;
-  if (app.got_subcommand("call")) return run_call(opt);
+  if (app.got_subcommand("call")) {
+    opt.args = app.remaining();
+    return run_call(opt);
+  }
+  if (!app.remaining().empty()) return fail(kExitUsage, "unexpected argument: " + app.remaining().front());
   if (app.got_subcommand("list")) return run_list(opt);
   if (app.got_subcommand("status")) return run_status(opt);
   if (app.got_subcommand("reload")) return run_reload(opt);

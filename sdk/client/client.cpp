@@ -1,5 +1,7 @@
 #include "ferry/client.hpp"
 
+#include "ferry/wire.hpp"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -14,6 +16,11 @@
 
 namespace ferry {
 namespace {
+
+static_assert(static_cast<int>(Priority::normal) == static_cast<int>(proto::Priority::normal) &&
+              static_cast<int>(Priority::high) == static_cast<int>(proto::Priority::high) &&
+              static_cast<int>(Priority::low) == static_cast<int>(proto::Priority::low),
+              "ferry::Priority must keep the wire's values");
 
 constexpr std::size_t kMinFree = 16 << 10;          // never recv() into less room than this
 constexpr std::size_t kReadChunk = 64 << 10;        // initial read buffer
@@ -149,13 +156,13 @@ std::optional<Reply> Client::ping(std::string_view body) {
 }
 
 std::uint64_t Client::send_call(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms,
-                                proto::Priority prio) {
+                                Priority prio) {
   if (fn.empty() || fn.size() > proto::kMaxNameLength) {
     last_error_ = "function name must be 1..255 bytes";
     return 0;
   }
   if (!may_send(proto::call_body_size(fn, payload.size()))) return 0;
-  proto::encode_call(out_, next_id_, fn, payload, timeout_ms, prio);
+  proto::encode_call(out_, next_id_, fn, payload, timeout_ms, static_cast<proto::Priority>(prio));
   return next_id_++;
 }
 

@@ -127,10 +127,12 @@ int FerrydProcess::wait() {
 
 std::string FerrydProcess::log() const { return read_file(dir_ / "ferryd.log"); }
 
-Captured run_command(const std::vector<std::string>& argv_in) {
+Captured run_command(const std::vector<std::string>& argv_in, const std::string& input) {
   const auto dir = make_temp_dir();
+  std::ofstream(dir / "in", std::ios::binary) << input;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, (dir / "in").c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, (dir / "out").c_str(), O_WRONLY | O_CREAT, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, (dir / "err").c_str(), O_WRONLY | O_CREAT, 0644);
   std::vector<std::string> args = argv_in;

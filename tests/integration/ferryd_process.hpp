@@ -48,13 +48,14 @@ std::string plugin_path(const std::string& name);   // bundled example plugin
 std::string fixture_path(const std::string& name);  // tests/plugins fixture
 std::string ferry_cli_path();
 
-// Runs a command, returns its exit status and captures stdout and stderr.
+// Runs a command with `input` as its stdin; returns its exit status and
+// captures stdout and stderr.
 struct Captured {
   int status;
   std::string out;
   std::string err;
 };
-Captured run_command(const std::vector<std::string>& argv);
+Captured run_command(const std::vector<std::string>& argv, const std::string& input = "");
 
 // A connected client; fails the running Catch2 test when ferryd is unreachable.
 std::unique_ptr<Client> connect(const FerrydProcess& d);

@@ -14,9 +14,9 @@ using ferry::test::plugin_path;
 using ferry::test::run_command;
 
 namespace {
-Captured ferry_cli(const FerrydProcess& d, std::vector<std::string> args) {
+Captured ferry_cli(const FerrydProcess& d, std::vector<std::string> args, const std::string& input = "") {
   args.insert(args.begin(), {ferry_cli_path(), "--socket", d.socket()});
-  return run_command(args);
+  return run_command(args, input);
 }
 }  // namespace
 
@@ -30,6 +30,67 @@ TEST_CASE("ferry call prints the JSON result", "[cli]") {
   CHECK(e.status == 0);
   CHECK(e.out == "{\"a\":1}\n");
   CHECK(ferry_cli(d, {"call", "demo.echo", R"("hi")"}).out == "\"hi\"\n");
+}
+
+TEST_CASE("each ARG of ferry call is one JSON value, however many commas it holds", "[cli]") {
+  FerrydProcess d({plugin_path("demo")});
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[1,2]", "[1,2]\n"},
+      {R"(["a b",{"k":[1,2]}])", R"(["a b",{"k":[1,2]}])" "\n"},
+      {R"({"k":[1,2],"j":{"x":[]}})", R"({"j":{"x":[]},"k":[1,2]})" "\n"},
+      {R"("a, b, [c]")", R"("a, b, [c]")" "\n"},
+      {"-5", "-5\n"},
+      {"[]", "[]\n"}};
+  for (const auto& [arg, out] : cases) {
+    auto r = ferry_cli(d, {"call", "demo.echo", arg});
+    INFO(arg << " -> " << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out == out);
+  }
+  // Two ARGs are two arguments: echo takes one, so the plugin refuses them.
+  auto two = ferry_cli(d, {"call", "demo.echo", "[1,2]", "[3]"});
+  CHECK(two.status == 10 + FERRY_E_BAD_REQUEST);
+  CHECK_THAT(two.err, Catch::Contains("got 2"));
+  // Options may follow the ARGs; -- passes an ARG that looks like an option.
+  CHECK(ferry_cli(d, {"call", "demo.echo", "[1,2]", "--timeout", "5000"}).out == "[1,2]\n");
+  auto dashed = ferry_cli(d, {"call", "demo.echo", "--", "--timeout"});
+  CHECK(dashed.status == 2);
+  CHECK_THAT(dashed.err, Catch::Contains("argument 1 is not JSON: --timeout"));
+  CHECK(ferry_cli(d, {"list", "extra"}).status == 2);
+}
+
+TEST_CASE("ferry call - reads the JSON payload array from stdin", "[cli]") {
+  FerrydProcess d({plugin_path("demo")});
+  const std::string big(200000, 'x');  // far past what a shell would quote comfortably
+  auto r = ferry_cli(d, {"call", "demo.echo", "-"}, "[\"" + big + "\"]\n");
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "\"" + big + "\"\n");
+  // Numbers are sent as read, with every digit.
+  CHECK(ferry_cli(d, {"call", "demo.echo", "-"}, R"([{"n":[1, 2.5, "x,y"]}])").out == R"({"n":[1,2.5,"x,y"]})" "\n");
+  auto object = ferry_cli(d, {"call", "demo.echo", "-"}, R"({"k":1})");
+  CHECK(object.status == 2);
+  CHECK_THAT(object.err, Catch::Contains("JSON array"));
+  auto broken = ferry_cli(d, {"call", "demo.echo", "-"}, "[1,");
+  CHECK(broken.status == 2);
+  CHECK_THAT(broken.err, Catch::Contains("not JSON"));
+  CHECK(ferry_cli(d, {"call", "demo.echo", "1", "-"}).status == 2);
+}
+
+TEST_CASE("ferry call --raw sends stdin's bytes and writes the raw reply", "[cli]") {
+  FerrydProcess d({plugin_path("demo")}, "[plugins.demo]\nexecutor = \"process\"\nworkers = 1\n");
+  std::string every_byte;
+  for (int i = 0; i < 256; ++i) every_byte += static_cast<char>(i);
+  const std::string payload = every_byte + std::string(1 << 20, '\0') + every_byte;
+  auto r = ferry_cli(d, {"call", "--raw", "demo.echo_raw"}, payload);
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out.size() == payload.size());
+  CHECK(r.out == payload);  // no newline added, nothing re-encoded
+  CHECK(ferry_cli(d, {"call", "--raw", "demo.noop"}, "not json at all").out == "null");
+  auto with_arg = ferry_cli(d, {"call", "--raw", "demo.echo_raw", "1"});
+  CHECK(with_arg.status == 2);
+  CHECK_THAT(with_arg.err, Catch::Contains("--raw takes no ARG"));
 }
 
 TEST_CASE("ferry call reports typed errors with distinct exit codes", "[cli]") {

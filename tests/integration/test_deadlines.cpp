@@ -209,8 +209,8 @@ TEST_CASE("one client flooding a plugin cannot starve another; higher priority r
   const auto holder2 = flood->send_call("ops.cooperate", "[20000]");
   REQUIRE(flood->flush());
   status_until(*other, "ops", [](const json& st) { return st["running"] == 1; }, "holder 2 running");
-  for (int i = 0; i < 100; ++i) flood->send_call("ops.ignore", "[0]", 0, ferry::proto::Priority::low);
-  const auto urgent = flood->send_call("ops.counts", "[]", 0, ferry::proto::Priority::high);
+  for (int i = 0; i < 100; ++i) flood->send_call("ops.ignore", "[0]", 0, ferry::Priority::low);
+  const auto urgent = flood->send_call("ops.counts", "[]", 0, ferry::Priority::high);
   REQUIRE(flood->ping("sync").has_value());  // all queued
   REQUIRE(flood->send_cancel(holder2));
   std::optional<ferry::Reply> u;

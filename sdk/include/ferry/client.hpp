@@ -20,9 +20,16 @@
 #include <vector>
 
 #include "ferry/errors.h"
-#include "protocol/frame.hpp"
 
 namespace ferry {
+
+namespace proto {
+struct Frame;  // <ferry/wire.hpp>: the client's parser, not part of this API
+}
+
+// Where a call waits in its plugin's queue: every queued high call runs before
+// any normal one, and every normal one before any low one (docs/protocol.md §3.2).
+enum class Priority : std::uint8_t { normal = 0, high = 1, low = 2 };
 
 enum class ReplyKind { result, error, pong };
 
@@ -58,7 +65,7 @@ class Client {
   // the connection is lost or the frame is invalid (name not 1..255 bytes, body
   // over server_max_frame()). Nothing is written before flush().
   std::uint64_t send_call(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms = 0,
-                          proto::Priority prio = proto::Priority::normal);
+                          Priority prio = Priority::normal);
   std::uint64_t send_ping(std::string_view body = {});
   // Buffers a CANCEL for call `id`: the server answers it `cancelled` at once
   // (unless its reply is already on the way). False when disconnected or

@@ -1,4 +1,4 @@
-#include "protocol/frame.hpp"
+#include "ferry/wire.hpp"
 
 #include <cassert>
 #include <limits>

@@ -1,4 +1,4 @@
-// Wire protocol v1 encode/decode (server/protocol/frame.hpp, docs/protocol.md).
+// Wire protocol v1 encode/decode (sdk/include/ferry/wire.hpp, docs/protocol.md).
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol/frame.hpp"
+#include "ferry/wire.hpp"
 
 using namespace ferry::proto;
 
