@@ -1,0 +1,216 @@
+"""ferry.FerryExecutor and ferry.fn: run_in_executor, submit, map, shutdown, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import signal
+import threading
+
+import pytest
+
+import ferry
+from conftest import WAIT, plugin_status, status_until
+
+PRIMES = [112272535095293, 112582705942171, 115280095190773, 115797848077099, 1099726899285419]
+is_prime = ferry.fn("primes.is_prime")
+sleep_ms = ferry.fn("demo.sleep_ms")
+
+
+@pytest.fixture
+def pool(ferryd):
+    with ferry.FerryExecutor(ferryd.socket) as p:
+        yield p
+
+
+@pytest.fixture
+def thread_pool(ferryd_thread):
+    with ferry.FerryExecutor(ferryd_thread.socket) as p:
+        yield p
+
+
+async def test_run_in_executor_gathers_results_in_order(pool):
+    loop = asyncio.get_running_loop()
+    flags = await asyncio.gather(*(loop.run_in_executor(pool, is_prime, n) for n in PRIMES))
+    assert flags == [True, True, True, True, False]
+
+
+async def test_run_in_executor_works_in_debug_mode(pool):
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)  # checks that the function is callable
+    try:
+        assert await loop.run_in_executor(pool, is_prime, 7) is True
+    finally:
+        loop.set_debug(False)
+
+
+async def test_errors_arrive_as_ferry_exceptions(pool):
+    loop = asyncio.get_running_loop()
+    with pytest.raises(ferry.UnknownFunction):
+        await loop.run_in_executor(pool, ferry.fn("nope.nothing"))
+    with pytest.raises(ferry.Timeout):
+        await loop.run_in_executor(pool, ferry.fn("demo.sleep_ms", timeout=0.1), 5000)
+    assert await loop.run_in_executor(pool, is_prime, 13) is True
+
+
+async def test_cancelling_the_asyncio_future_cancels_on_the_server(thread_pool, thread_client):
+    loop = asyncio.get_running_loop()
+    c = thread_client
+    before = await plugin_status(c, "demo")
+    fut = loop.run_in_executor(thread_pool, sleep_ms, 30000)
+    await status_until(c, "demo", lambda s: s["running"] == 1, "the call running")
+    fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fut
+    st = await status_until(c, "demo", lambda s: s["running"] == 0 and s["queued"] == 0,
+                            "the server cancelled the call")
+    assert st["completed"] == before["completed"] + 1 and st["stuck"] == 0
+
+
+async def test_cancelling_in_process_mode_replaces_the_worker(pool, client):
+    loop = asyncio.get_running_loop()
+    before = await plugin_status(client, "demo")
+    fut = loop.run_in_executor(pool, sleep_ms, 30000)
+    await status_until(client, "demo", lambda s: s["running"] == 1, "the call running")
+    fut.cancel()
+    await status_until(client, "demo",
+                       lambda s: s["restarts"] == before["restarts"] + 1 and s["running"] == 0,
+                       "the worker running the cancelled call replaced")
+
+
+def test_submit_returns_a_pending_future_until_the_result(ferryd):
+    with ferry.FerryExecutor(ferryd.socket) as pool:
+        f = pool.submit(sleep_ms, 200)
+        assert isinstance(f, concurrent.futures.Future)
+        assert not f.running()  # PENDING while in flight: still cancellable
+        assert f.result(WAIT) == 200
+        assert pool.submit(ferry.fn("demo.echo"), {"a": 1}).result(WAIT) == {"a": 1}
+        err = pool.submit(ferry.fn("demo.fail"), "nope").exception(WAIT)
+        assert isinstance(err, ferry.PluginError) and str(err) == "nope"
+
+
+def test_cancel_on_the_concurrent_future_reaches_the_server(ferryd_thread):
+    async def status():
+        async with ferry.connect(ferryd_thread.socket) as c:
+            return await plugin_status(c, "demo")
+
+    with ferry.FerryExecutor(ferryd_thread.socket) as pool:
+        f = pool.submit(sleep_ms, 30000)
+        asyncio.run(_until_running(ferryd_thread.socket, 1))
+        assert f.cancel()
+        done, _ = concurrent.futures.wait([f], WAIT)
+        assert done == {f} and f.cancelled()
+        asyncio.run(_until_running(ferryd_thread.socket, 0))
+
+
+async def _until_running(socket: str, n: int) -> None:
+    async with ferry.connect(socket) as c:
+        await status_until(c, "demo", lambda s: s["running"] == n and s["queued"] == 0,
+                           f"{n} demo calls running")
+
+
+def test_results_racing_cancels_never_break_the_executor(ferryd):
+    problems = []
+    with ferry.FerryExecutor(ferryd.socket) as pool:
+        assert pool.submit(is_prime, 2).result(WAIT) is True
+        pool._loop.set_exception_handler(lambda loop, ctx: problems.append(ctx))
+        futures = [pool.submit(ferry.fn("demo.echo"), i) for i in range(500)]
+        for f in futures[::2]:
+            f.cancel()  # some before sending, some in flight, some already answered
+        done, not_done = concurrent.futures.wait(futures, WAIT)
+        assert not not_done
+        for i, f in enumerate(futures):
+            assert f.cancelled() or f.result() == i
+        assert all(not f.cancelled() for f in futures[1::2])
+        assert pool.submit(is_prime, 3).result(WAIT) is True
+    assert problems == []
+
+
+def test_map_returns_results_in_order(ferryd):
+    with ferry.FerryExecutor(ferryd.socket) as pool:
+        assert list(pool.map(is_prime, PRIMES, timeout=WAIT)) == [True, True, True, True, False]
+        assert list(pool.map(ferry.fn("demo.echo"), range(100))) == list(range(100))
+
+
+def test_raw_handles_take_and_return_bytes(ferryd):
+    with ferry.FerryExecutor(ferryd.socket) as pool:
+        echo = ferry.fn("demo.echo_raw", raw=True)
+        assert pool.submit(echo, bytes(range(256))).result(WAIT) == bytes(range(256))
+        with pytest.raises(TypeError, match="exactly one"):
+            pool.submit(echo, b"a", b"b").result(WAIT)
+
+
+def test_shutdown_cancel_futures_cancels_calls_in_flight(ferryd_thread):
+    pool = ferry.FerryExecutor(ferryd_thread.socket)
+    futures = [pool.submit(sleep_ms, 30000) for _ in range(2)]
+    asyncio.run(_until_running(ferryd_thread.socket, 2))
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert all(f.cancelled() for f in futures)
+    asyncio.run(_until_running(ferryd_thread.socket, 0))
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(is_prime, 7)
+
+
+def test_shutdown_waits_for_calls_in_flight(ferryd):
+    pool = ferry.FerryExecutor(ferryd.socket)
+    f = pool.submit(sleep_ms, 300)
+    pool.shutdown(wait=True)
+    assert f.done() and f.result() == 300
+    pool.shutdown()  # twice is harmless
+
+
+def test_with_statement_shuts_down(ferryd):
+    with ferry.FerryExecutor(ferryd.socket) as pool:
+        f = pool.submit(is_prime, 97)
+    assert f.result(0) is True
+    with pytest.raises(RuntimeError):
+        pool.submit(is_prime, 7)
+    assert not pool._thread.is_alive()
+
+
+def test_submit_refuses_what_is_not_a_ferry_function(ferryd):
+    with ferry.FerryExecutor(ferryd.socket) as pool:
+        with pytest.raises(TypeError, match=r"ferry\.fn"):
+            pool.submit(print, 1)
+        with pytest.raises(TypeError, match=r"ferry\.fn"):
+            pool.submit("primes.is_prime", 1)
+        with pytest.raises(TypeError, match="keyword"):
+            pool.submit(is_prime, n=7)
+
+
+def test_fn_handles_validate_and_compare():
+    assert callable(is_prime)
+    assert ferry.fn("primes.is_prime") == is_prime and hash(ferry.fn("primes.is_prime")) == hash(is_prime)
+    assert ferry.fn("a.b", timeout=1) != ferry.fn("a.b")
+    assert repr(ferry.fn("a.b", raw=True)) == "ferry.fn('a.b', raw=True)"
+    for bad in ({"name": ""}, {"name": "a\nb"}, {"name": "a.b", "priority": "urgent"},
+                {"name": "a.b", "timeout": -1}):
+        with pytest.raises(ValueError):
+            ferry.fn(**bad)
+
+
+def test_calling_a_handle_directly_blocks_on_the_default_socket(ferryd, monkeypatch):
+    monkeypatch.setenv("FERRY_SOCKET", ferryd.socket)
+    monkeypatch.setattr(ferry.executor, "_default", None)
+    try:
+        assert is_prime(112272535095293) is True
+        assert threading.current_thread() is threading.main_thread()
+    finally:
+        ferry.executor._default.shutdown()
+
+
+async def test_calling_a_handle_directly_inside_a_loop_is_refused():
+    with pytest.raises(RuntimeError, match="run_in_executor"):
+        is_prime(7)
+
+
+def test_a_lost_connection_fails_calls_in_flight_without_hanging(make_ferryd):
+    d = make_ferryd()
+    with ferry.FerryExecutor(d.socket) as pool:
+        f = pool.submit(sleep_ms, 30000)
+        asyncio.run(_until_running(d.socket, 1))
+        d.stop(signal.SIGKILL)
+        assert isinstance(f.exception(WAIT), ferry.ConnectionLost)
+        # No server any more: a new call fails at once (connect error), no retry.
+        err = pool.submit(is_prime, 7).exception(WAIT)
+        assert isinstance(err, OSError) and not isinstance(err, ferry.Error), err
