@@ -12,7 +12,7 @@
 #include "config/config.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
-#include "exec/spawn.hpp"
+#include "worker/spawn.hpp"
 #include "plugins/registry.hpp"
 #include "reload.hpp"
 #include "router.hpp"

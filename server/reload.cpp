@@ -1,5 +1,7 @@
 #include "reload.hpp"
 
+#include "common/clock.hpp"
+
 #include <sys/inotify.h>
 #include <unistd.h>
 

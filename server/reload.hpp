@@ -24,7 +24,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "config/config.hpp"
-#include "exec/job.hpp"
+#include "loop/completion.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
 #include "plugins/loader.hpp"

@@ -1,10 +1,12 @@
 #include "router.hpp"
 
+#include "common/clock.hpp"
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "exec/process_pool.hpp"
-#include "exec/spawn.hpp"
+#include "worker/spawn.hpp"
 #include "exec/thread_pool.hpp"
 #include "plugins/invoke.hpp"
 #include "sandbox/sandbox.hpp"

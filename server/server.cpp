@@ -1,5 +1,7 @@
 #include "server.hpp"
 
+#include "common/clock.hpp"
+
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>

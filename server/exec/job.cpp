@@ -1,13 +1,13 @@
 #include "exec/job.hpp"
 
-#include <time.h>
+#include "plugins/invoke.hpp"
 
 namespace ferry {
 
-std::int64_t monotonic_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+Completion run_job(const Job& job, const std::atomic<bool>* cancelled) {
+  Result<std::string> r = invoke(*job.fn, job.payload, job.deadline_ms, cancelled);
+  if (!r.ok()) return Completion{job.ref, r.status().code(), r.status().message()};
+  return Completion{job.ref, FERRY_OK, std::move(r).value()};
 }
 
 }  // namespace ferry

@@ -1,4 +1,4 @@
-// What an executor runs and what it hands back: plain values, moved between threads.
+// What an executor runs: plain values, moved between threads.
 #pragma once
 
 #include <atomic>
@@ -6,23 +6,11 @@
 #include <memory>
 #include <string>
 
-#include "ferry/errors.h"
+#include "loop/completion.hpp"
 
 namespace ferry {
 
 struct Function;  // plugins/registry.hpp
-
-// Identifies a call on the loop side; executors carry it through untouched.
-// `slot`/`gen` name the connection (fair queueing shares work out by slot),
-// `call_id` is the client's id, and `token` the loop's own handle of this call
-// (unique while it is in flight, even when a client reuses an answered id).
-struct CallRef {
-  std::uint32_t slot = 0;
-  std::uint32_t gen = 0;
-  std::uint64_t call_id = 0;
-  std::uint64_t token = 0;
-  friend bool operator==(const CallRef&, const CallRef&) = default;
-};
 
 struct Job {
   CallRef ref;
@@ -32,20 +20,8 @@ struct Job {
   int priority = 1;              // 0 high, 1 normal, 2 low: queued calls run highest first
 };
 
-struct Completion {
-  CallRef ref;
-  ferry_code code = FERRY_OK;
-  std::string data;  // result payload, or the error message
-};
-
-// Receives finished calls. Thread-safe: executors call it from any thread.
-class CompletionSink {
- public:
-  virtual ~CompletionSink() = default;
-  virtual void complete(Completion&& c) = 0;
-};
-
-// Milliseconds of CLOCK_MONOTONIC, the clock of every deadline.
-std::int64_t monotonic_ms();
+// Runs job.fn on this thread (plugins/invoke.hpp) and returns its completion.
+// `cancelled` (optional) is what the function sees besides its deadline.
+Completion run_job(const Job& job, const std::atomic<bool>* cancelled = nullptr);
 
 }  // namespace ferry

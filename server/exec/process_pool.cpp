@@ -1,5 +1,7 @@
 #include "exec/process_pool.hpp"
 
+#include "common/clock.hpp"
+
 #include "plugins/registry.hpp"
 
 #include <fcntl.h>

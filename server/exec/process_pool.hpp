@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "exec/channel.hpp"
+#include "worker/channel.hpp"
 #include "exec/executor.hpp"
 #include "exec/job_queue.hpp"
-#include "exec/spawn.hpp"
+#include "worker/spawn.hpp"
 #include "loop/reactor.hpp"
 
 namespace ferry {

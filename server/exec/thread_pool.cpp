@@ -1,5 +1,7 @@
 #include "exec/thread_pool.hpp"
 
+#include "common/clock.hpp"
+
 #include <pthread.h>
 
 #include <spdlog/spdlog.h>

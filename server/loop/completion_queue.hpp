@@ -8,7 +8,7 @@
 #include <mutex>
 #include <vector>
 
-#include "exec/job.hpp"
+#include "loop/completion.hpp"
 
 namespace ferry::loop {
 

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <new>
 
+#include "common/clock.hpp"
 #include "plugins/registry.hpp"
 
 // The per-call context behind the opaque C handle.
@@ -66,30 +67,25 @@ void set_error(ferry_ctx* ctx, int code, const char* msg, std::size_t len) {
   ctx->replied = true;
 }
 
-// Runs `fn` on this thread unless `deadline_ms` already passed; the outcome
-// goes to out->code and out->data. Client calls and nested calls alike.
-void run(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
-         const std::atomic<bool>* cancelled, int depth, Completion* out) {
+// Runs `fn` on this thread unless `deadline_ms` already passed. Client calls
+// and nested calls alike.
+Result<std::string> run(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
+                        const std::atomic<bool>* cancelled, int depth) {
   if (deadline_ms != 0 && monotonic_ms() >= deadline_ms) {
-    out->code = FERRY_E_TIMEOUT;
-    out->data = "deadline passed before the call started";
-    return;
+    return Status(FERRY_E_TIMEOUT, "deadline passed before the call started");
   }
   ferry_ctx ctx{&fn, deadline_ms, cancelled, depth, FERRY_OK, {}, false};
   const auto* in = reinterpret_cast<const std::uint8_t*>(payload.data());
   const int rc = fn.fn(fn.user, &ctx, in, payload.size());
   if (rc != 0 && (!ctx.replied || ctx.code == FERRY_OK)) {
-    ctx.code = FERRY_E_PLUGIN_ERROR;
-    ctx.data = fn.name + " failed without an error message";
+    return Status(FERRY_E_PLUGIN_ERROR, fn.name + " failed without an error message");
   }
   if (deadline_ms != 0 && monotonic_ms() >= deadline_ms) {
     // Too late to count: the caller was promised `timeout` at the deadline.
-    out->code = FERRY_E_TIMEOUT;
-    out->data = fn.name + " ran past its deadline";
-    return;
+    return Status(FERRY_E_TIMEOUT, fn.name + " ran past its deadline");
   }
-  out->code = ctx.code;
-  out->data = std::move(ctx.data);
+  if (ctx.code != FERRY_OK) return Status(ctx.code, std::move(ctx.data));
+  return std::move(ctx.data);
 }
 
 // ---- Nested calls --------------------------------------------------------
@@ -112,62 +108,53 @@ std::shared_ptr<const CallDirectory> current_directory() {
   return s.dir;
 }
 
-bool refuse(Completion* out, ferry_code code, std::string why) {
-  out->code = code;
-  out->data = std::move(why);
-  return false;
-}
-
 std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"; }
 
-// Finds what `name` may run here; false (with *out the refusal) if nothing.
-bool resolve(std::string_view name, std::shared_ptr<const Function>* fn, Completion* out) {
+// Finds what `name` may run here, or why nothing may.
+Result<std::shared_ptr<const Function>> resolve(std::string_view name) {
   const auto dir = current_directory();
   const auto it = dir->targets.find(name);
   if (it == dir->targets.end() && !dir->only_plugin.empty()) {
-    return refuse(out, FERRY_E_PERMISSION_DENIED,
+    return Status(FERRY_E_PERMISSION_DENIED,
                   quoted(name) + " is out of reach: a nested call from a worker process reaches only "
                   "the functions of its own plugin (" + dir->only_plugin + ".*)");
   }
-  if (it == dir->targets.end()) {
-    return refuse(out, FERRY_E_UNKNOWN_FUNCTION, "unknown function " + quoted(name));
-  }
+  if (it == dir->targets.end()) return Status(FERRY_E_UNKNOWN_FUNCTION, "unknown function " + quoted(name));
   if (!it->second.runnable_here) {
-    return refuse(out, FERRY_E_PERMISSION_DENIED,
+    return Status(FERRY_E_PERMISSION_DENIED,
                   quoted(name) + " runs in worker processes; nested calls reach only "
                   "thread-executor plugins from here");
   }
-  *fn = it->second.fn.lock();
-  if (*fn == nullptr) {
-    return refuse(out, FERRY_E_UNKNOWN_FUNCTION, "unknown function " + quoted(name) + " (its plugin was removed)");
+  std::shared_ptr<const Function> fn = it->second.fn.lock();
+  if (fn == nullptr) {
+    return Status(FERRY_E_UNKNOWN_FUNCTION, "unknown function " + quoted(name) + " (its plugin was removed)");
   }
-  return true;
+  return fn;
 }
 
-// Whether a call made from `parent` may start at all; false (with *out the
-// refusal) if not. The deadline is checked by run().
-bool admit(const ferry_ctx& parent, std::string_view name, Completion* out) {
+// Whether a call made from `parent` may start at all. The deadline is
+// checked by run().
+Status admit(const ferry_ctx& parent, std::string_view name) {
   const int depth = parent.depth + 1;
   const int max = g_max_depth.load(std::memory_order_relaxed);
   if (depth > max) {
-    return refuse(out, FERRY_E_CALL_DEPTH_EXCEEDED,
+    return Status(FERRY_E_CALL_DEPTH_EXCEEDED,
                   "call depth exceeded: " + quoted(name) + " would run at depth " + std::to_string(depth) +
                       ", deeper than max_call_depth " + std::to_string(max));
   }
   if (parent.cancelled != nullptr && parent.cancelled->load(std::memory_order_relaxed)) {
-    return refuse(out, FERRY_E_CANCELLED, "not started: the calling call was cancelled");
+    return Status(FERRY_E_CANCELLED, "not started: the calling call was cancelled");
   }
-  return true;
+  return Status::Ok();
 }
 
 // Caller-runs: the nested call runs right here, as a plain function call. It
 // never waits for pool capacity, so nested calls cannot deadlock.
-Completion nested_call(const ferry_ctx& parent, std::string_view name, std::string_view payload) {
-  Completion out;
-  std::shared_ptr<const Function> fn;  // keeps its library loaded meanwhile
-  if (!resolve(name, &fn, &out) || !admit(parent, name, &out)) return out;
-  run(*fn, payload, parent.deadline_ms, parent.cancelled, parent.depth + 1, &out);
-  return out;
+Result<std::string> nested_call(const ferry_ctx& parent, std::string_view name, std::string_view payload) {
+  Result<std::shared_ptr<const Function>> fn = resolve(name);  // keeps its library loaded meanwhile
+  if (!fn.ok()) return fn.status();
+  FERRY_RETURN_IF_ERROR(admit(parent, name));
+  return run(**fn, payload, parent.deadline_ms, parent.cancelled, parent.depth + 1);
 }
 
 using ReplyFn = void (*)(void* user, const std::uint8_t* data, std::size_t len);
@@ -182,15 +169,14 @@ int ctx_call(ferry_ctx* ctx, const char* fn, std::size_t fn_len, const std::uint
   if (ctx == nullptr || (fn == nullptr && fn_len != 0) || (in == nullptr && in_len != 0)) {
     return answer(on_reply, user, FERRY_E_BAD_REQUEST, "ctx_call: null ctx, function name or input");
   }
-  Completion c;
   try {
-    c = nested_call(*ctx, {fn, fn_len}, {reinterpret_cast<const char*>(in), in_len});
+    const Result<std::string> r = nested_call(*ctx, {fn, fn_len}, {reinterpret_cast<const char*>(in), in_len});
+    return r.ok() ? answer(on_reply, user, FERRY_OK, *r) : answer(on_reply, user, r.status().code(), r.status().message());
   } catch (const std::bad_alloc&) {
     return answer(on_reply, user, FERRY_E_OUT_OF_MEMORY, "out of memory");
   } catch (...) {
     return answer(on_reply, user, FERRY_E_INTERNAL, "ctx_call failed in the host");
   }
-  return answer(on_reply, user, c.code, c.data);
 }
 
 const ferry_host_api kApi = {
@@ -203,10 +189,9 @@ const ferry_host_api kApi = {
 
 const ferry_host_api* host_api() { return &kApi; }
 
-Completion run_job(const Job& job, const std::atomic<bool>* cancelled, int depth) {
-  Completion out{job.ref, FERRY_OK, {}};
-  run(*job.fn, job.payload, job.deadline_ms, cancelled, depth, &out);
-  return out;
+Result<std::string> invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
+                           const std::atomic<bool>* cancelled) {
+  return run(fn, payload, deadline_ms, cancelled, 0);
 }
 
 void publish_directory(std::shared_ptr<const CallDirectory> dir) {

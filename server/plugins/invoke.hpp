@@ -9,7 +9,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "exec/job.hpp"
+#include "common/status.hpp"
 #include "ferry/plugin.h"
 #include "plugins/registry.hpp"
 
@@ -18,10 +18,12 @@ namespace ferry {
 // The host API table handed to every plugin (static storage, never changes).
 const ferry_host_api* host_api();
 
-// Runs job.fn on this thread unless its deadline already passed.
-// `cancelled` (optional) is what ctx_cancelled reports besides the deadline;
-// `depth` is the call's nesting level (0: a call from a client).
-Completion run_job(const Job& job, const std::atomic<bool>* cancelled = nullptr, int depth = 0);
+// Runs a client's call of `fn` on this thread unless `deadline_ms`
+// (CLOCK_MONOTONIC ms, 0 = none) already passed: the result payload, or the
+// error the function (or its deadline) gave. `cancelled` (optional) is what
+// ctx_cancelled reports besides the deadline.
+Result<std::string> invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
+                           const std::atomic<bool>* cancelled = nullptr);
 
 // What a nested call may reach from this process. Immutable once published.
 struct CallTarget {

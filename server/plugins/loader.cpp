@@ -12,8 +12,8 @@
 #include <atomic>
 #include <spdlog/spdlog.h>
 
-#include "exec/channel.hpp"
-#include "exec/spawn.hpp"
+#include "worker/channel.hpp"
+#include "worker/spawn.hpp"
 
 namespace ferry {
 namespace {

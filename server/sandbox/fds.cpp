@@ -39,10 +39,10 @@ Status redirect_stdio() {
 
 Status close_other_fds(int keep_fd) {
   if (keep_fd >= 0 && keep_fd <= 2)
-    return Status::Fail("fds",
+    return step_fail("fds",
                         "keep_fd " + std::to_string(keep_fd) + " would be replaced by /dev/null");
   if (keep_fd < 0) return close_fds(3, UINT_MAX);
-  FERRY_SANDBOX_STEP(close_fds(3, static_cast<unsigned>(keep_fd) - 1));
+  FERRY_RETURN_IF_ERROR(close_fds(3, static_cast<unsigned>(keep_fd) - 1));
   return close_fds(static_cast<unsigned>(keep_fd) + 1, UINT_MAX);
 }
 

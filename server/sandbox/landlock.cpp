@@ -150,7 +150,7 @@ Status restrict_self(int ruleset) {
 Status build_and_restrict(int ruleset, const Spec& spec, const std::string& plugin_path,
                           std::uint64_t handled) {
   for (const PathRule& rule : rules_for(spec, plugin_path))
-    FERRY_SANDBOX_STEP(add_rule(ruleset, rule, handled));
+    FERRY_RETURN_IF_ERROR(add_rule(ruleset, rule, handled));
   return restrict_self(ruleset);
 }
 

@@ -44,9 +44,9 @@ Status write_id_maps(int pid, std::uint32_t outside_uid, std::uint32_t outside_g
   // Without CAP_SETGID over the parent namespace, the kernel accepts a
   // gid_map only once setgroups is denied. Root leaves it allowed so that
   // the worker can drop the supplementary groups it inherited.
-  if (::geteuid() != 0) FERRY_SANDBOX_STEP(write_proc(pid, "setgroups", "deny"));
-  FERRY_SANDBOX_STEP(write_proc(pid, "uid_map", "0 " + std::to_string(outside_uid) + " 1\n"));
-  FERRY_SANDBOX_STEP(write_proc(pid, "gid_map", "0 " + std::to_string(outside_gid) + " 1\n"));
+  if (::geteuid() != 0) FERRY_RETURN_IF_ERROR(write_proc(pid, "setgroups", "deny"));
+  FERRY_RETURN_IF_ERROR(write_proc(pid, "uid_map", "0 " + std::to_string(outside_uid) + " 1\n"));
+  FERRY_RETURN_IF_ERROR(write_proc(pid, "gid_map", "0 " + std::to_string(outside_gid) + " 1\n"));
   return Status::Ok();
 }
 

@@ -52,7 +52,7 @@ Status apply_rlimits(const Spec& spec) {
       {RLIMIT_NPROC, "RLIMIT_NPROC", or_infinity(spec.max_procs, 1)},
       {RLIMIT_CORE, "RLIMIT_CORE", 0},
   };
-  for (const Limit& limit : limits) FERRY_SANDBOX_STEP(set_limit(limit));
+  for (const Limit& limit : limits) FERRY_RETURN_IF_ERROR(set_limit(limit));
   return Status::Ok();
 }
 

@@ -46,8 +46,8 @@ Status enter_namespaces(const Spec& spec, Notes* skipped) {
   if (!in_user_namespace())
     return lacking(spec, skipped, "user namespace",
                    "not in a user namespace: the worker keeps its uid, mounts and hostname");
-  FERRY_SANDBOX_STEP(become_namespace_root());
-  FERRY_SANDBOX_STEP(make_mounts_private());
+  FERRY_RETURN_IF_ERROR(become_namespace_root());
+  FERRY_RETURN_IF_ERROR(make_mounts_private());
   return set_hostname();
 }
 
@@ -72,7 +72,7 @@ Status check_single_threaded() {
   while (const dirent* e = ::readdir(dir)) threads += e->d_name[0] != '.';
   ::closedir(dir);
   if (threads > 1)
-    return Status::Fail("landlock",
+    return step_fail("landlock",
                         std::to_string(threads) +
                             " threads running (did the plugin start one while loading?); "
                             "Landlock would bind only this one");
@@ -98,24 +98,24 @@ Features probe() {
 
 Status apply_before_load(const Spec& spec, int keep_fd, Notes* skipped) {
   if (!spec.enabled) {
-    FERRY_SANDBOX_STEP(redirect_stdio());
+    FERRY_RETURN_IF_ERROR(redirect_stdio());
     return close_other_fds(keep_fd);
   }
-  FERRY_SANDBOX_STEP(enter_namespaces(spec, skipped));
-  FERRY_SANDBOX_STEP(redirect_stdio());
-  FERRY_SANDBOX_STEP(close_other_fds(keep_fd));
-  FERRY_SANDBOX_STEP(apply_rlimits(spec));
-  FERRY_SANDBOX_STEP(set_no_new_privs());
-  FERRY_SANDBOX_STEP(set_not_dumpable());
+  FERRY_RETURN_IF_ERROR(enter_namespaces(spec, skipped));
+  FERRY_RETURN_IF_ERROR(redirect_stdio());
+  FERRY_RETURN_IF_ERROR(close_other_fds(keep_fd));
+  FERRY_RETURN_IF_ERROR(apply_rlimits(spec));
+  FERRY_RETURN_IF_ERROR(set_no_new_privs());
+  FERRY_RETURN_IF_ERROR(set_not_dumpable());
   return drop_capabilities();
 }
 
-Status apply_after_load(const Spec& spec, const std::string& plugin_path, int report_fd,
+Status apply_after_load(const Spec& spec, const std::string& plugin_path, ViolationReporter reporter,
                         Notes* skipped) {
   if (!spec.enabled) return Status::Ok();
-  FERRY_SANDBOX_STEP(check_single_threaded());
-  FERRY_SANDBOX_STEP(apply_landlock(spec, plugin_path, skipped));
-  if (spec.seccomp) FERRY_SANDBOX_STEP(apply_seccomp(spec, report_fd, skipped));
+  FERRY_RETURN_IF_ERROR(check_single_threaded());
+  FERRY_RETURN_IF_ERROR(apply_landlock(spec, plugin_path, skipped));
+  if (spec.seccomp) FERRY_RETURN_IF_ERROR(apply_seccomp(spec, reporter, skipped));
   return Status::Ok();
 }
 

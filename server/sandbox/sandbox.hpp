@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "common/status.hpp"
+
 namespace ferry::sandbox {
 
 // The sandbox of one plugin's workers ([plugins.NAME.sandbox] in server.toml).
@@ -31,14 +33,9 @@ struct Spec {
 // ABI lacks ("landlock ABI 2: truncate() not restricted ..."). Log it.
 using Notes = std::vector<std::string>;
 
-// Outcome of a step: ok, or which step failed and why (errno text included).
-struct Status {
-  bool ok = true;
-  std::string step;     // e.g. "landlock", "seccomp", "rlimit RLIMIT_AS"
-  std::string message;  // e.g. "landlock_create_ruleset: Function not implemented"
-  static Status Ok() { return {}; }
-  static Status Fail(std::string step, std::string message) { return {false, std::move(step), std::move(message)}; }
-};
+// A step's outcome: OK, or internal with "step: what failed" (errno text
+// included), e.g. "landlock: landlock_create_ruleset: Function not implemented".
+using ferry::Status;
 
 // Kernel features this machine offers, probed once (by ferryd at start-up,
 // to refuse or warn before any worker is spawned).
@@ -71,17 +68,20 @@ Status write_id_maps(int pid, std::uint32_t outside_uid, std::uint32_t outside_g
 // or with spec.allow_weaker skips the namespace steps and says so in `skipped`.
 Status apply_before_load(const Spec& spec, int keep_fd, Notes* skipped = nullptr);
 
+// Called from the SIGSYS handler with the number of the syscall the filter
+// refused (0 if the SIGSYS came from elsewhere). Must be async-signal-safe.
+using ViolationReporter = void (*)(int syscall_nr);
+
 // Worker side, after the plugin is loaded and before the first call:
 //   Landlock (system library dirs and `plugin_path` read+exec, read_paths
 //   read, write_paths read+write, nothing else), then the seccomp allow-list
-//   (violation: SIGSYS trap; the handler sends a channel::Header
-//   {type = violation, code = syscall number} to `report_fd`, then the worker
+//   (violation: SIGSYS trap; the handler calls `reporter`, then the worker
 //   dies by SIGSYS).
 // Call it while the worker has one thread (Landlock binds the calling thread
 // only; it fails otherwise). `plugin_path` may be "" (nothing extra readable).
 // A kernel without Landlock or seccomp: fails, or with spec.allow_weaker
 // skips that step and says so in `skipped`.
-Status apply_after_load(const Spec& spec, const std::string& plugin_path, int report_fd,
+Status apply_after_load(const Spec& spec, const std::string& plugin_path, ViolationReporter reporter,
                         Notes* skipped = nullptr);
 
 // Name of a syscall number on this architecture, e.g. "socket", or "#41".

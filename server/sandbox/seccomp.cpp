@@ -15,7 +15,6 @@
 #include <initializer_list>
 #include <string>
 
-#include "exec/channel.hpp"
 #include "sandbox/step.hpp"
 
 #ifndef SYS_SECCOMP
@@ -92,15 +91,14 @@ scmp_arg_cmp arg_is(unsigned arg, std::uint32_t value) {
 
 // ---- the SIGSYS handler ----------------------------------------------------
 
-// Prebuilt before the filter so the handler only copies and sends.
-channel::Header g_report{channel::Type::violation};
-int g_report_fd = -1;
+// Set once, before the filter is loaded; a signal handler can only reach
+// process-wide state, so this one static stays.
+ViolationReporter g_reporter = nullptr;
 
-// Async-signal-safe: struct copy, send(), sigaction(), sigprocmask(), raise().
+// Async-signal-safe: the reporter (async-signal-safe by contract), sigaction(),
+// sigprocmask(), raise().
 void on_sigsys(int, siginfo_t* info, void*) {
-  channel::Header report = g_report;
-  report.code = info->si_code == SYS_SECCOMP ? static_cast<std::uint32_t>(info->si_syscall) : 0;
-  if (g_report_fd >= 0) ::send(g_report_fd, &report, sizeof report, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (g_reporter != nullptr) g_reporter(info->si_code == SYS_SECCOMP ? info->si_syscall : 0);
   // The filter forbids installing a SIGSYS action, so this sigaction() traps
   // again; SIGSYS being blocked in its own handler, the kernel then restores
   // the default action and kills us with SIGSYS. Without a filter loaded the
@@ -116,8 +114,8 @@ void on_sigsys(int, siginfo_t* info, void*) {
   ::_exit(128 + SIGSYS);
 }
 
-Status install_handler(int report_fd) {
-  g_report_fd = report_fd;
+Status install_handler(ViolationReporter reporter) {
+  g_reporter = reporter;
   struct sigaction sa {};
   sa.sa_sigaction = on_sigsys;
   sa.sa_flags = SA_SIGINFO;
@@ -144,7 +142,7 @@ Status add_rule(scmp_filter_ctx ctx, std::uint32_t action, const char* name,
 
 Status allow_all(scmp_filter_ctx ctx, const char* const* names, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i)
-    FERRY_SANDBOX_STEP(add_rule(ctx, SCMP_ACT_ALLOW, names[i]));
+    FERRY_RETURN_IF_ERROR(add_rule(ctx, SCMP_ACT_ALLOW, names[i]));
   return Status::Ok();
 }
 
@@ -153,7 +151,7 @@ Status allow_all(scmp_filter_ctx ctx, const char* const* names, std::size_t coun
 Status add_threads(scmp_filter_ctx ctx) {
   const scmp_arg_cmp thread_only{0, SCMP_CMP_MASKED_EQ, CLONE_THREAD | kNewNamespaces,
                                  CLONE_THREAD};
-  FERRY_SANDBOX_STEP(add_rule(ctx, SCMP_ACT_ALLOW, "clone", {thread_only}));
+  FERRY_RETURN_IF_ERROR(add_rule(ctx, SCMP_ACT_ALLOW, "clone", {thread_only}));
   return add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3");
 }
 
@@ -162,13 +160,13 @@ Status add_threads(scmp_filter_ctx ctx) {
 Status add_signals(scmp_filter_ctx ctx) {
   for (int sig = 1; sig <= kMaxSignal; ++sig) {
     if (sig != SIGSYS)
-      FERRY_SANDBOX_STEP(add_rule(ctx, SCMP_ACT_ALLOW, "rt_sigaction", {arg_is(0, sig)}));
+      FERRY_RETURN_IF_ERROR(add_rule(ctx, SCMP_ACT_ALLOW, "rt_sigaction", {arg_is(0, sig)}));
   }
   const scmp_arg_cmp no_new_action{1, SCMP_CMP_EQ, 0, 0};
-  FERRY_SANDBOX_STEP(
+  FERRY_RETURN_IF_ERROR(
       add_rule(ctx, SCMP_ACT_ALLOW, "rt_sigaction", {arg_is(0, SIGSYS), no_new_action}));
   const auto self = static_cast<std::uint32_t>(::getpid());
-  FERRY_SANDBOX_STEP(add_rule(ctx, SCMP_ACT_ALLOW, "tgkill", {arg_is(0, self)}));
+  FERRY_RETURN_IF_ERROR(add_rule(ctx, SCMP_ACT_ALLOW, "tgkill", {arg_is(0, self)}));
   return add_rule(ctx, SCMP_ACT_ALLOW, "kill", {arg_is(0, self)});
 }
 
@@ -176,16 +174,16 @@ Status add_signals(scmp_filter_ctx ctx) {
 // limits; socketpair of AF_UNIX sockets.
 Status add_requests(scmp_filter_ctx ctx) {
   for (unsigned long req : kIoctls)
-    FERRY_SANDBOX_STEP(
+    FERRY_RETURN_IF_ERROR(
         add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", {arg_is(1, static_cast<std::uint32_t>(req))}));
   for (int cmd : kFcntls)
-    FERRY_SANDBOX_STEP(
+    FERRY_RETURN_IF_ERROR(
         add_rule(ctx, SCMP_ACT_ALLOW, "fcntl", {arg_is(1, static_cast<std::uint32_t>(cmd))}));
   for (int opt : kPrctls)
-    FERRY_SANDBOX_STEP(
+    FERRY_RETURN_IF_ERROR(
         add_rule(ctx, SCMP_ACT_ALLOW, "prctl", {arg_is(0, static_cast<std::uint32_t>(opt))}));
   const scmp_arg_cmp read_only{2, SCMP_CMP_EQ, 0, 0};
-  FERRY_SANDBOX_STEP(add_rule(ctx, SCMP_ACT_ALLOW, "prlimit64", {arg_is(0, 0), read_only}));
+  FERRY_RETURN_IF_ERROR(add_rule(ctx, SCMP_ACT_ALLOW, "prlimit64", {arg_is(0, 0), read_only}));
   return add_rule(ctx, SCMP_ACT_ALLOW, "socketpair", {arg_is(0, AF_UNIX)});
 }
 
@@ -201,12 +199,12 @@ Status set_attributes(scmp_filter_ctx ctx) {
 }
 
 Status build_and_load(scmp_filter_ctx ctx, const Spec& spec) {
-  FERRY_SANDBOX_STEP(set_attributes(ctx));
-  FERRY_SANDBOX_STEP(allow_all(ctx, kAllowed, std::size(kAllowed)));
-  if (spec.network) FERRY_SANDBOX_STEP(allow_all(ctx, kNetwork, std::size(kNetwork)));
-  FERRY_SANDBOX_STEP(add_threads(ctx));
-  FERRY_SANDBOX_STEP(add_signals(ctx));
-  FERRY_SANDBOX_STEP(add_requests(ctx));
+  FERRY_RETURN_IF_ERROR(set_attributes(ctx));
+  FERRY_RETURN_IF_ERROR(allow_all(ctx, kAllowed, std::size(kAllowed)));
+  if (spec.network) FERRY_RETURN_IF_ERROR(allow_all(ctx, kNetwork, std::size(kNetwork)));
+  FERRY_RETURN_IF_ERROR(add_threads(ctx));
+  FERRY_RETURN_IF_ERROR(add_signals(ctx));
+  FERRY_RETURN_IF_ERROR(add_requests(ctx));
   if (const int rc = ::seccomp_load(ctx); rc < 0) return rc_fail("seccomp_load", rc);
   return Status::Ok();
 }
@@ -217,13 +215,13 @@ bool seccomp_available() {
   return ::prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 && ::seccomp_api_get() >= 3;
 }
 
-Status apply_seccomp(const Spec& spec, int report_fd, Notes* skipped) {
+Status apply_seccomp(const Spec& spec, ViolationReporter reporter, Notes* skipped) {
   if (!seccomp_available())
     return lacking(spec, skipped, "seccomp",
                    "the kernel offers no seccomp filters with TSYNC and KILL_PROCESS");
-  FERRY_SANDBOX_STEP(install_handler(report_fd));
+  FERRY_RETURN_IF_ERROR(install_handler(reporter));
   scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_TRAP);
-  if (ctx == nullptr) return Status::Fail("seccomp", "seccomp_init failed");
+  if (ctx == nullptr) return step_fail("seccomp", "seccomp_init failed");
   const Status status = build_and_load(ctx, spec);
   ::seccomp_release(ctx);
   return status;

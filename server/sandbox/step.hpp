@@ -11,26 +11,23 @@
 
 namespace ferry::sandbox {
 
-// Status::Fail(step, "what: <strerror(err)>").
-inline Status errno_fail(std::string step, const std::string& what, int err = errno) {
-  return Status::Fail(std::move(step), what + ": " + std::strerror(err));
+// A failed step: "step: message".
+inline Status step_fail(const std::string& step, const std::string& message) {
+  return Status::Error(step + ": " + message);
+}
+
+// A failed step: "step: what: <strerror(err)>".
+inline Status errno_fail(const std::string& step, const std::string& what, int err = errno) {
+  return step_fail(step, what + ": " + std::strerror(err));
 }
 
 // The kernel lacks a feature: a failure, unless spec.allow_weaker, in which
 // case the step is skipped and `skipped` says so.
 inline Status lacking(const Spec& spec, Notes* skipped, const std::string& step,
                       const std::string& why) {
-  if (!spec.allow_weaker) return Status::Fail(step, why + " (allow_weaker = false)");
+  if (!spec.allow_weaker) return step_fail(step, why + " (allow_weaker = false)");
   if (skipped != nullptr) skipped->push_back(step + " skipped: " + why);
   return Status::Ok();
 }
 
 }  // namespace ferry::sandbox
-
-// Runs one step; returns its Status from the enclosing function on failure.
-#define FERRY_SANDBOX_STEP(expr)                        \
-  do {                                                  \
-    if (::ferry::sandbox::Status s_ = (expr); !s_.ok) { \
-      return s_;                                        \
-    }                                                   \
-  } while (0)

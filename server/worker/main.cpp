@@ -14,8 +14,8 @@
 #include <memory>
 #include <vector>
 
-#include "exec/channel.hpp"
-#include "exec/spawn.hpp"
+#include "worker/channel.hpp"
+#include "worker/spawn.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
 #include "sandbox/sandbox.hpp"
@@ -45,6 +45,14 @@ void on_abort(int sig) {
   static const Header report{Type::fatal, 0, 0, 0, std::uint32_t(SIGABRT)};
   ::send(kChannel, &report, sizeof report, MSG_NOSIGNAL);
   _exit(128 + sig);
+}
+
+// The seccomp filter refused syscall `nr`: tell the host, which answers the
+// call sandbox_violation. Async-signal-safe (it runs in the SIGSYS handler).
+void report_violation(int nr) {
+  Header report{Type::violation};
+  report.code = static_cast<std::uint32_t>(nr);
+  ::send(kChannel, &report, sizeof report, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 void report_aborts() {
@@ -87,10 +95,10 @@ int serve(const Loaded& loaded) {
     const int rc = ferry::channel::recv(kChannel, &h, &body, kMaxBody);
     if (rc == 0) return 0;  // ferryd closed the channel: done
     if (rc < 0 || h.type != Type::call || h.code >= loaded.functions.size()) return 4;
-    ferry::Job job{{0, 0, h.id}, loaded.functions[h.code], std::move(body), h.deadline_ms};
-    ferry::Completion c = ferry::run_job(job);
-    Header reply{Type::reply, 0, h.id, 0, std::uint32_t(c.code)};
-    if (ferry::channel::send(kChannel, reply, c.data) != 0) return 5;
+    const ferry::Result<std::string> r = ferry::invoke(*loaded.functions[h.code], body, h.deadline_ms);
+    const ferry_code code = r.ok() ? FERRY_OK : r.status().code();
+    Header reply{Type::reply, 0, h.id, 0, std::uint32_t(code)};
+    if (ferry::channel::send(kChannel, reply, r.ok() ? *r : r.status().message()) != 0) return 5;
     body.clear();
   }
 }
@@ -111,14 +119,14 @@ int main() {
   ferry::set_max_call_depth(int(std::min<std::uint32_t>(max_call_depth, 1000)));
   if (spec.enabled) {
     auto st = ferry::sandbox::apply_before_load(spec, kChannel);
-    if (!st.ok) return fail("sandbox step " + st.step + ": " + st.message);
+    if (!st.ok()) return fail("sandbox step " + st.message());
   }
   ferry::Registry registry;
   Loaded loaded;
   if (std::string why = load(registry, plugin_path, &loaded); !why.empty()) return fail(why);
   if (spec.enabled) {
-    auto st = ferry::sandbox::apply_after_load(spec, plugin_path, kChannel);
-    if (!st.ok) return fail("sandbox step " + st.step + ": " + st.message);
+    auto st = ferry::sandbox::apply_after_load(spec, plugin_path, report_violation);
+    if (!st.ok()) return fail("sandbox step " + st.message());
   }
   report_aborts();
   if (ferry::channel::send(kChannel, Header{Type::ready}, loaded.ready_json) != 0) return 5;

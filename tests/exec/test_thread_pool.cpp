@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "common/clock.hpp"
 #include "exec/thread_pool.hpp"
 #include "plugins/registry.hpp"
 

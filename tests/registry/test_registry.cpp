@@ -24,11 +24,14 @@ bool mapped(const std::string& path) {
   return ss.str().find(fs::canonical(path).string()) != std::string::npos;
 }
 
-ferry::Completion call(const ferry::Function& fn, std::string payload) {
-  ferry::Job job;
-  job.fn = std::shared_ptr<const ferry::Function>(&fn, [](const ferry::Function*) {});
-  job.payload = std::move(payload);
-  return ferry::run_job(job);
+struct Outcome {
+  ferry_code code;
+  std::string data;  // the result, or the error message
+};
+
+Outcome call(const ferry::Function& fn, const std::string& payload) {
+  const ferry::Result<std::string> r = ferry::invoke(fn, payload, /*deadline_ms=*/0);
+  return r.ok() ? Outcome{FERRY_OK, *r} : Outcome{r.status().code(), r.status().message()};
 }
 
 }  // namespace

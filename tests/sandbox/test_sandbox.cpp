@@ -48,7 +48,7 @@
 #include <thread>
 #include <vector>
 
-#include "exec/channel.hpp"
+#include "worker/channel.hpp"
 #include "sandbox/sandbox.hpp"
 
 namespace sb = ferry::sandbox;
@@ -57,6 +57,19 @@ using ferry::channel::Header;
 namespace {
 
 constexpr int kSkip = 77;  // SKIP_RETURN_CODE of every ferry test
+
+// The child's report socket: the seccomp reporter sends a channel::Header
+// {violation, syscall} there, as a worker does to the host.
+int g_report_fd = -1;
+void report_violation(int nr) {
+  Header h{ferry::channel::Type::violation};
+  h.code = static_cast<std::uint32_t>(nr);
+  ::send(g_report_fd, &h, sizeof h, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+sb::ViolationReporter reporter_to(int fd) {
+  g_report_fd = fd;
+  return report_violation;
+}
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kAsan = true;  // ASan cannot honour RLIMIT_AS: its shadow is terabytes
 #else
@@ -140,8 +153,8 @@ bool enter_worker_namespaces(int fd, const sb::Spec& spec) {
     return false;
   }
   const sb::Status st = sb::write_id_maps(::getpid(), uid, gid);
-  if (!st.ok) put(fd, "setup", st.step + ": " + st.message);
-  return st.ok;
+  if (!st.ok()) put(fd, "setup", st.message());
+  return st.ok();
 }
 
 // Blocks until the parent's Responder answers the last message.
@@ -151,8 +164,8 @@ bool wait_for_parent(int fd) {
 }
 
 bool report(int fd, const sb::Status& st, const char* key) {
-  put(fd, key, st.ok ? std::string("ok") : st.step + ": " + st.message);
-  return st.ok;
+  put(fd, key, st.ok() ? std::string("ok") : st.message());
+  return st.ok();
 }
 
 // Namespaces + apply_before_load(keep_fd = fd); "setup=ok" or the failure.
@@ -164,7 +177,7 @@ bool setup_before_load(int fd, const sb::Spec& spec) {
 // Everything a worker applies, with fd as the seccomp report fd.
 bool setup_sandbox(int fd, const sb::Spec& spec) {
   if (!setup_before_load(fd, spec)) return false;
-  return report(fd, sb::apply_after_load(spec, "", fd), "after_load");
+  return report(fd, sb::apply_after_load(spec, "", reporter_to(fd)), "after_load");
 }
 
 // ---- parent side --------------------------------------------------------------
@@ -469,7 +482,7 @@ TEST_CASE("landlock: system files and read_paths readable, write_paths writable,
     if (!setup_before_load(fd, spec)) return;
     put(fd, "before_secret", try_read(dir / "secret.txt"));
     put(fd, "before_shadow", try_read("/etc/shadow").substr(0, 2));  // not its contents
-    if (!report(fd, sb::apply_after_load(spec, "", fd), "after_load")) return;
+    if (!report(fd, sb::apply_after_load(spec, "", reporter_to(fd)), "after_load")) return;
     put(fd, "shadow", try_read("/etc/shadow").substr(0, 6));
     put(fd, "secret", try_read(dir / "secret.txt"));
     put(fd, "ro_read", try_read(dir / "ro/in.txt"));
@@ -649,7 +662,7 @@ TEST_CASE("network namespace: no route to the host's 127.0.0.1", "[sandbox]") {
     spec.seccomp = false;  // so that connect() is tried, not trapped
     if (!setup_before_load(fd, spec)) return;
     put(fd, "netns_connect", try_connect(listener.port));
-    if (!report(fd, sb::apply_after_load(spec, "", fd), "after_load")) return;
+    if (!report(fd, sb::apply_after_load(spec, "", reporter_to(fd)), "after_load")) return;
     put(fd, "landlock_connect", try_connect(listener.port));
   });
   INFO(out.describe());
@@ -700,7 +713,7 @@ TEST_CASE("write_id_maps by a root host: the worker is 65534 outside, without gr
       [&](int fd, pid_t child, const std::string& key) {
         if (key == "unshared") {
           const sb::Status st = sb::write_id_maps(child, 65534, 65534);
-          maps = st.ok ? "ok" : st.step + ": " + st.message;
+          maps = st.ok() ? "ok" : st.message();
         } else if (key == "applied") {
           uid = proc_status(child, "Uid");
           gid = proc_status(child, "Gid");
@@ -729,7 +742,7 @@ TEST_CASE("outside a user namespace: refused, or a note with allow_weaker", "[sa
       spec.allow_weaker = weaker;
       sb::Notes skipped;
       const sb::Status st = sb::apply_before_load(spec, fd, &skipped);  // no unshare first
-      put(fd, "status", st.ok ? std::string("ok") : st.step + ": " + st.message);
+      put(fd, "status", st.ok() ? std::string("ok") : st.message());
       put(fd, "skipped", skipped.empty() ? std::string() : skipped.front());
     });
     INFO("allow_weaker=" << weaker << "; " << out.describe());
@@ -755,10 +768,10 @@ TEST_CASE("apply_after_load refuses while a second thread runs", "[sandbox]") {
       char c;
       (void)::read(hold[0], &c, 1);
     });
-    const sb::Status st = sb::apply_after_load(test_spec(), "", fd);
+    const sb::Status st = sb::apply_after_load(test_spec(), "", reporter_to(fd));
     ::close(hold[1]);
     waiter.join();
-    put(fd, "status", st.ok ? std::string("ok") : st.step + ": " + st.message);
+    put(fd, "status", st.ok() ? std::string("ok") : st.message());
   });
   INFO(out.describe());
   REQUIRE(out["setup"] == "ok");

@@ -1,4 +1,4 @@
-#include "exec/channel.hpp"
+#include "worker/channel.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-#include "exec/spawn.hpp"
+#include "worker/spawn.hpp"
 
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -18,7 +18,7 @@
 #include <mutex>
 #include <thread>
 
-#include "exec/channel.hpp"
+#include "worker/channel.hpp"
 
 namespace ferry {
 namespace {
@@ -85,9 +85,9 @@ std::string spawn_worker(const std::string& worker_path, const sandbox::Spec& sp
   if (!userns) return {};
   const bool root = geteuid() == 0;  // root's workers run as nobody outside
   auto st = sandbox::write_id_maps(int(pid), root ? 65534 : geteuid(), root ? 65534 : getegid());
-  if (st.ok && write(go[1], "g", 1) != 1) st = sandbox::Status::Fail("spawn", errno_text("write go"));
+  if (st.ok() && write(go[1], "g", 1) != 1) st = Status::Errno("spawn: write go");
   close(go[1]);  // unwritten: the child exits 125
-  return st.ok ? std::string() : st.step + ": " + st.message;
+  return st.ok() ? std::string() : st.message();
 }
 
 std::string encode_worker_spec(const std::string& plugin_path, const sandbox::Spec& s,
