@@ -1,4 +1,6 @@
-// ferryd: serves plugin functions over a Unix socket. A flat list of steps.
+// ferryd: serves plugin functions over a Unix socket. A flat list of steps,
+// and the one place where the production parts are wired together: the
+// clock, the worker launcher, the invoker, the executor factory.
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -9,10 +11,12 @@
 #include <cstdlib>
 #include <memory>
 
+#include "common/clock.hpp"
 #include "config/config.hpp"
+#include "exec/factory.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
-#include "worker/spawn.hpp"
+#include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
 #include "reload.hpp"
 #include "router.hpp"
@@ -57,6 +61,10 @@ int serve(const Options& opt) {
   const ferry::config::Config& cfg = *cfg_ptr;
   spdlog::set_level(spdlog::level::from_str(cfg.server.log_level));
   block_signals();
+  ferry::SystemClock clock;
+  // Declared early, destroyed late: pools and the reloader use it to the end.
+  const std::unique_ptr<ferry::Launcher> launcher = ferry::make_process_launcher(ferry::default_worker_path());
+  ferry::Invoker invoker(clock, int(cfg.server.max_call_depth));
   ferry::Registry registry;
   ferry::loop::Reactor reactor;
   if (std::string err = reactor.init(1024); !err.empty()) {
@@ -64,13 +72,18 @@ int serve(const Options& opt) {
     return 1;
   }
   ferry::loop::CompletionQueue completions;
-  ferry::Reloader reloader(cfg_ptr, ferry::default_worker_path(), registry, reactor, completions);
+  auto made = ferry::Reloader::create(cfg_ptr, *launcher, clock, registry, reactor, completions);
+  if (!made.ok()) {
+    spdlog::critical("cannot start: {}", made.status().message());
+    return 1;
+  }
+  ferry::Reloader& reloader = **made;
   const int loaded = reloader.load_initial();
   spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
-  ferry::Router router(
-      cfg_ptr, registry, reactor, completions,
-      [&](std::function<void()> task) { completions.post(std::move(task)); },
-      [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
+  auto on_loop = [&](std::function<void()> task) { completions.post(std::move(task)); };
+  const auto factory = ferry::make_executor_factory({reactor, completions, *launcher, invoker, clock, on_loop});
+  ferry::Router router(cfg_ptr, registry, *factory, invoker, clock, on_loop,
+                       [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
   ferry::Server server(cfg.server, reactor, router, completions);
   if (std::string err = server.start(); !err.empty()) {
     spdlog::critical("cannot start: {}", err);

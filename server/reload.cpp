@@ -1,7 +1,5 @@
 #include "reload.hpp"
 
-#include "common/clock.hpp"
-
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -11,6 +9,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 
 namespace ferry {
 namespace {
@@ -22,20 +21,37 @@ config::ExecutorKind kind_of(const Plugin& p) {
 }
 }  // namespace
 
-Reloader::Reloader(std::shared_ptr<const config::Config> cfg, std::string worker_path, Registry& registry,
-                   loop::Reactor& reactor, loop::CompletionQueue& loop_tasks)
+Result<std::unique_ptr<Reloader>> Reloader::create(std::shared_ptr<const config::Config> cfg, Launcher& launcher,
+                                                    const Clock& clock, Registry& registry, loop::Reactor& reactor,
+                                                    loop::CompletionQueue& loop_tasks) {
+  Result<SnapshotStore> snapshots = SnapshotStore::create();
+  if (!snapshots.ok()) return snapshots.status().with_context("plugin snapshots");
+  try {
+    return std::unique_ptr<Reloader>(new Reloader(std::move(cfg), launcher, clock, std::move(snapshots).value(),
+                                                  registry, reactor, loop_tasks));
+  } catch (const std::system_error& e) {  // the thread could not start
+    return Status::Error(std::string("reloader thread: ") + e.what());
+  }
+}
+
+Reloader::Reloader(std::shared_ptr<const config::Config> cfg, Launcher& launcher, const Clock& clock,
+                   SnapshotStore snapshots, Registry& registry, loop::Reactor& reactor,
+                   loop::CompletionQueue& loop_tasks)
     : cfg_(std::move(cfg)),
-      worker_path_(std::move(worker_path)),
+      launcher_(launcher),
+      clock_(clock),
       registry_(registry),
       reactor_(reactor),
       loop_tasks_(loop_tasks),
-      id_(reactor.add(this)) {
-  // Private copies of plugin files live here; workers (another uid) read them.
-  std::string templ = (std::filesystem::temp_directory_path() / "ferryd-plugins-XXXXXX").string();
-  if (mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
-  snapshot_dir_ = templ;
-  std::filesystem::permissions(snapshot_dir_, std::filesystem::perms(0755));
-  thread_ = std::thread([this] { run_worker(); });
+      id_(reactor.add(this)),
+      snapshots_(std::move(snapshots)) {
+  try {
+    thread_ = std::thread([this] { run_worker(); });
+  } catch (...) {
+    reactor_.remove(id_);
+    snapshots_.remove_all();
+    throw;
+  }
 }
 
 Reloader::~Reloader() {
@@ -50,13 +66,10 @@ Reloader::~Reloader() {
   remove_snapshots();
 }
 
-void Reloader::remove_snapshots() {
-  std::error_code ec;
-  std::filesystem::remove_all(snapshot_dir_, ec);
-}
+void Reloader::remove_snapshots() { snapshots_.remove_all(); }
 
 int Reloader::load_initial() {
-  SyncResult sync = sync_plugins(*cfg_, worker_path_, snapshot_dir_, known_);
+  SyncResult sync = sync_plugins(*cfg_, launcher_, snapshots_, known_);
   return apply_sync(sync, nullptr);
 }
 
@@ -175,7 +188,7 @@ void Reloader::on_inotify() {
   }
   if (!changed || settle_armed_) return;
   settle_armed_ = true;
-  const std::int64_t at = monotonic_ms() + kSettleMs;
+  const std::int64_t at = clock_.now_ms() + kSettleMs;
   settle_ts_ = __kernel_timespec{at / 1000, (at % 1000) * 1000000};
   reactor_.ring().timeout_at(&settle_ts_, loop::Reactor::tag(id_, kSettle, 0));
 }
@@ -210,7 +223,7 @@ void Reloader::start() {
         use = out->cfg.get();
       }
     }
-    if (out->config_error.empty()) out->sync = sync_plugins(*use, worker_path_, snapshot_dir_, known);
+    if (out->config_error.empty()) out->sync = sync_plugins(*use, launcher_, snapshots_, known);
     } catch (const std::exception& e) {  // e.g. a filesystem error: report it, keep reloading possible
       out->cfg.reset();
       out->config_error = std::string("reload failed: ") + e.what();

@@ -25,6 +25,8 @@
 
 #include "config/config.hpp"
 #include "loop/completion.hpp"
+#include "common/clock.hpp"
+#include "common/status.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
 #include "plugins/loader.hpp"
@@ -37,8 +39,10 @@ class Reloader final : public loop::IoClient {
   // Applies a sync's outcome beyond the registry: router and server.
   using Apply = std::function<void(const std::shared_ptr<const config::Config>&)>;
 
-  Reloader(std::shared_ptr<const config::Config> cfg, std::string worker_path, Registry& registry,
-           loop::Reactor& reactor, loop::CompletionQueue& loop_tasks);
+  // Fails when the snapshot directory or the reloader's thread cannot be made.
+  static Result<std::unique_ptr<Reloader>> create(std::shared_ptr<const config::Config> cfg, Launcher& launcher,
+                                                  const Clock& clock, Registry& registry, loop::Reactor& reactor,
+                                                  loop::CompletionQueue& loop_tasks);
   ~Reloader() override;
 
   // Before the loop: loads plugin_dir (blocking). Returns how many plugins joined.
@@ -57,6 +61,8 @@ class Reloader final : public loop::IoClient {
   void on_io(std::uint8_t sub, std::uint16_t index, const io_uring_cqe& cqe) override;
 
  private:
+  Reloader(std::shared_ptr<const config::Config> cfg, Launcher& launcher, const Clock& clock, SnapshotStore snapshots,
+           Registry& registry, loop::Reactor& reactor, loop::CompletionQueue& loop_tasks);
   enum Sub : std::uint8_t { kInotify = 1, kSettle };
   struct Outcome {
     std::shared_ptr<const config::Config> cfg;  // null: the config was not (validly) re-read
@@ -70,13 +76,14 @@ class Reloader final : public loop::IoClient {
   void on_inotify();
 
   std::shared_ptr<const config::Config> cfg_;
-  const std::string worker_path_;
+  Launcher& launcher_;
+  const Clock& clock_;
   Registry& registry_;
   loop::Reactor& reactor_;
   loop::CompletionQueue& loop_tasks_;
   Apply apply_;
   std::uint32_t id_;
-  std::filesystem::path snapshot_dir_;
+  SnapshotStore snapshots_;  // touched by the reloader's thread only (and by remove_snapshots at the end)
   KnownFiles known_;
 
   // Loop side: one sync at a time; requests meanwhile are merged.

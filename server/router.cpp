@@ -1,15 +1,7 @@
 #include "router.hpp"
 
-#include "common/clock.hpp"
-
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
-
-#include "exec/process_pool.hpp"
-#include "worker/spawn.hpp"
-#include "exec/thread_pool.hpp"
-#include "plugins/invoke.hpp"
-#include "sandbox/sandbox.hpp"
 
 namespace ferry {
 namespace {
@@ -21,24 +13,18 @@ nlohmann::json procs_json(const ExecutorStats& st) {
   return out;
 }
 
-// What the sandbox of `pc` needs that this kernel lacks ("" if nothing).
-std::string missing_features(const config::PluginConfig& pc) {
-  static const sandbox::Features features = sandbox::probe();
-  if (pc.executor != config::ExecutorKind::process || !pc.sandbox.enabled) return {};
-  return features.missing;
-}
-
 int priority_rank(proto::Priority p) {
   return p == proto::Priority::high ? 0 : p == proto::Priority::low ? 2 : 1;
 }
 }  // namespace
 
-Router::Router(std::shared_ptr<const config::Config> cfg, Registry& registry, loop::Reactor& reactor,
-               CompletionSink& sink, Runner defer, Runner off_loop)
+Router::Router(std::shared_ptr<const config::Config> cfg, Registry& registry, ExecutorFactory& factory,
+               Invoker& invoker, const Clock& clock, Runner defer, Runner off_loop)
     : cfg_(std::move(cfg)),
       registry_(registry),
-      reactor_(reactor),
-      sink_(sink),
+      factory_(factory),
+      invoker_(invoker),
+      clock_(clock),
       defer_(std::move(defer)),
       off_loop_(std::move(off_loop)) {
   apply(cfg_);
@@ -52,27 +38,13 @@ std::shared_ptr<Router::Lane> Router::make_lane(const std::shared_ptr<const Plug
   lane->plugin = plugin;
   lane->cfg = pc;
   lane->max_call_depth = cfg_->server.max_call_depth;
-  if (pc.executor == config::ExecutorKind::thread) {
-    if (!plugin->library.is_loaded()) {  // registered for a process pool only: it could not be opened here
-      disabled_[plugin->name] = "it is configured for the thread executor but could not be loaded into ferryd";
-      spdlog::error("plugin {} not started: {}", plugin->name, disabled_[plugin->name]);
-      return nullptr;
-    }
-    lane->executor = std::make_unique<ThreadPool>(plugin->name, pc.workers, pc.queue_limit, sink_,
-                                                  pc.max_stuck_threads);
-    return lane;
+  Result<std::unique_ptr<Executor>> executor = factory_.make(*plugin, lane->cfg, int(lane->max_call_depth));
+  if (!executor.ok()) {
+    disabled_[plugin->name] = executor.status().message();
+    spdlog::error("plugin {} not started: {}", plugin->name, disabled_[plugin->name]);
+    return nullptr;
   }
-  if (const std::string missing = missing_features(pc); !missing.empty()) {
-    if (!pc.sandbox.allow_weaker) {
-      disabled_[plugin->name] = "its sandbox needs " + missing + " (set sandbox.allow_weaker = true to run it anyway)";
-      spdlog::error("plugin {} not started: {}", plugin->name, disabled_[plugin->name]);
-      return nullptr;
-    }
-    spdlog::warn("plugin {}: running with a weaker sandbox: this kernel lacks {}", plugin->name, missing);
-  }
-  ProcessPool::Options opt{plugin->name, plugin->path.string(), default_worker_path(), plugin->functions, &lane->cfg,
-                          int(cfg_->server.max_call_depth), defer_};
-  lane->executor = std::make_unique<ProcessPool>(std::move(opt), reactor_, sink_);
+  lane->executor = std::move(executor).value();
   return lane;
 }
 
@@ -109,8 +81,8 @@ void Router::apply(std::shared_ptr<const config::Config> cfg) {
     }
   }
   // What nested calls (ctx_call) reach from this ferryd's pool threads.
-  set_max_call_depth(int(cfg_->server.max_call_depth));
-  publish_directory(directory_of(registry_));
+  invoker_.set_max_call_depth(int(cfg_->server.max_call_depth));
+  invoker_.publish(directory_of(registry_));
 }
 
 void Router::retire(std::shared_ptr<Lane> lane) {
@@ -170,7 +142,7 @@ std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call&
   Lane& lane = *found->second;
   const std::uint32_t limit = lane.cfg.timeout_ms;
   const std::uint32_t timeout = call.timeout_ms == 0 ? limit : std::min(call.timeout_ms, limit);
-  const std::int64_t deadline = monotonic_ms() + timeout;
+  const std::int64_t deadline = clock_.now_ms() + timeout;
   Job job{ref, std::move(fn), std::string(proto::as_chars(call.payload)), deadline, priority_rank(call.priority)};
   if (!lane.executor->submit(std::move(job))) {
     return Immediate{FERRY_E_BUSY, "plugin '" + lane.plugin->name + "' is busy: " +
@@ -200,7 +172,7 @@ void Router::finished(void* handle) {
 
 int Router::stop() {
   final_ = true;  // the loop is gone: everything stops here, now
-  wait_for_spawns();  // a late spawn result must not be posted to a queue that is gone
+  factory_.wait_idle();  // a late spawn result must not be posted to a queue that is gone
   for (auto& [_, lane] : lanes_) retire(std::move(lane));
   lanes_.clear();
   for (auto& lane : retired_) {

@@ -14,11 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "config/config.hpp"
 #include "exec/executor.hpp"
-#include "loop/reactor.hpp"
-#include "plugins/registry.hpp"
+#include "exec/factory.hpp"
 #include "ferry/wire.hpp"
+#include "plugins/invoke.hpp"
+#include "plugins/registry.hpp"
 
 namespace ferry {
 
@@ -37,13 +39,14 @@ struct Route {
 
 class Router {
  public:
-  // `defer` runs a task on the loop's next turn, `off_loop` on another
-  // thread (both thread-safe). Process pools spawn workers off the loop
-  // through `defer`, and retired lanes are torn down through both. Builds
-  // the lanes of cfg at once (see apply()).
+  // Lanes' executors come from `factory`; `invoker` is told what nested
+  // calls reach; `clock` sets deadlines. `defer` runs a task on the loop's
+  // next turn, `off_loop` on another thread (both thread-safe): retired
+  // lanes are torn down through both. Builds the lanes of cfg at once (see
+  // apply()). Everything given must outlive the router.
   using Runner = std::function<void(std::function<void()>)>;
-  Router(std::shared_ptr<const config::Config> cfg, Registry& registry, loop::Reactor& reactor,
-         CompletionSink& sink, Runner defer, Runner off_loop);
+  Router(std::shared_ptr<const config::Config> cfg, Registry& registry, ExecutorFactory& factory, Invoker& invoker,
+         const Clock& clock, Runner defer, Runner off_loop);
   ~Router();
 
   // Hands the call to a lane (nullopt: *route says where; the reply comes
@@ -77,7 +80,7 @@ class Router {
  private:
   struct Lane {
     std::shared_ptr<const Plugin> plugin;
-    config::PluginConfig cfg;  // ProcessPool keeps a pointer to it
+    config::PluginConfig cfg;  // the executor keeps a pointer to it
     std::unique_ptr<Executor> executor;
     std::uint64_t outstanding = 0;  // admitted, not yet finished()
     std::uint32_t max_call_depth = 0;  // what its workers were told (process)
@@ -90,8 +93,9 @@ class Router {
 
   std::shared_ptr<const config::Config> cfg_;
   Registry& registry_;
-  loop::Reactor& reactor_;
-  CompletionSink& sink_;
+  ExecutorFactory& factory_;
+  Invoker& invoker_;
+  const Clock& clock_;
   std::map<std::string, std::shared_ptr<Lane>, std::less<>> lanes_;  // by plugin name
   std::vector<std::shared_ptr<Lane>> retired_;  // replaced, finishing their calls
   std::map<std::string, std::string, std::less<>> disabled_;  // plugin name -> why

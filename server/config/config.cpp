@@ -3,6 +3,8 @@
 // (the caller decides whether a bad config is fatal or a refused reload).
 #include "config/config.hpp"
 
+#include "sandbox/fields.hpp"
+
 #include <sys/un.h>
 
 #include <algorithm>
@@ -174,28 +176,6 @@ const Field<ServerConfig> kServerFields[] = {
        return read_int(c, n, k, 1, 1000, s.max_call_depth); }},
 };
 
-using SB = sandbox::Spec;
-
-const Field<sandbox::Spec> kSandboxFields[] = {
-    {"enabled", [](Ctx& c, const Node& n, const Key& k, SB& s) { return read_bool(c, n, k, s.enabled); }},
-    {"network", [](Ctx& c, const Node& n, const Key& k, SB& s) { return read_bool(c, n, k, s.network); }},
-    {"read_paths", [](Ctx& c, const Node& n, const Key& k, SB& s) {
-       return read_path_list(c, n, k, s.read_paths); }},
-    {"write_paths", [](Ctx& c, const Node& n, const Key& k, SB& s) {
-       return read_path_list(c, n, k, s.write_paths); }},
-    {"memory_mb", [](Ctx& c, const Node& n, const Key& k, SB& s) {
-       return read_int(c, n, k, 0, 1048576, s.memory_mb); }},
-    {"cpu_seconds", [](Ctx& c, const Node& n, const Key& k, SB& s) {
-       return read_int(c, n, k, 0, 1000000, s.cpu_seconds); }},
-    {"max_files", [](Ctx& c, const Node& n, const Key& k, SB& s) {
-       return read_int(c, n, k, 16, 1048576, s.max_files); }},
-    {"max_procs", [](Ctx& c, const Node& n, const Key& k, SB& s) {
-       return read_int(c, n, k, 1, 100000, s.max_procs); }},
-    {"seccomp", [](Ctx& c, const Node& n, const Key& k, SB& s) { return read_bool(c, n, k, s.seccomp); }},
-    {"allow_weaker", [](Ctx& c, const Node& n, const Key& k, SB& s) {
-       return read_bool(c, n, k, s.allow_weaker); }},
-};
-
 bool read_sandbox(Ctx& c, const toml::node& n, const std::string& key, sandbox::Spec& out);
 
 const Field<PluginConfig> kPluginFields[] = {
@@ -242,9 +222,25 @@ const toml::table* as_table(Ctx& c, const toml::node& n, const std::string& key)
   return t;
 }
 
+// One key of a sandbox table, as its row of sandbox::kSpecFields says.
+bool read_spec_field(Ctx& c, const toml::node& n, const std::string& key, const sandbox::SpecField& f,
+                     sandbox::Spec& out) {
+  if (f.flag) return read_bool(c, n, key, out.*f.flag);
+  if (f.number) return read_int(c, n, key, std::int64_t(f.min), std::int64_t(f.max), out.*f.number);
+  return read_path_list(c, n, key, out.*f.paths);
+}
+
 bool read_sandbox(Ctx& c, const toml::node& n, const std::string& key, sandbox::Spec& out) {
   const toml::table* t = as_table(c, n, key);
-  return t && read_fields<sandbox::Spec>(c, *t, key, kSandboxFields, out);
+  if (!t) return false;
+  for (auto&& [name, node] : *t) {
+    const std::string full = join(key, name.str());
+    const auto& fields = sandbox::kSpecFields;
+    const auto* f = std::find_if(std::begin(fields), std::end(fields), [&](const auto& f) { return f.key == name.str(); });
+    if (f == std::end(fields)) return fail(c, node, full, "unknown key");
+    if (!read_spec_field(c, node, full, *f, out)) return false;
+  }
+  return true;
 }
 
 // ---- sections ----

@@ -4,8 +4,8 @@
 
 namespace ferry {
 
-Completion run_job(const Job& job, const std::atomic<bool>* cancelled) {
-  Result<std::string> r = invoke(*job.fn, job.payload, job.deadline_ms, cancelled);
+Completion run_job(const Job& job, const Invoker& invoker, const std::atomic<bool>* cancelled) {
+  Result<std::string> r = invoker.invoke(*job.fn, job.payload, job.deadline_ms, cancelled);
   if (!r.ok()) return Completion{job.ref, r.status().code(), r.status().message()};
   return Completion{job.ref, FERRY_OK, std::move(r).value()};
 }

@@ -11,6 +11,7 @@
 namespace ferry {
 
 struct Function;  // plugins/registry.hpp
+class Invoker;    // plugins/invoke.hpp
 
 struct Job {
   CallRef ref;
@@ -20,8 +21,8 @@ struct Job {
   int priority = 1;              // 0 high, 1 normal, 2 low: queued calls run highest first
 };
 
-// Runs job.fn on this thread (plugins/invoke.hpp) and returns its completion.
+// Runs job.fn on this thread through `invoker` and returns its completion.
 // `cancelled` (optional) is what the function sees besides its deadline.
-Completion run_job(const Job& job, const std::atomic<bool>* cancelled = nullptr);
+Completion run_job(const Job& job, const Invoker& invoker, const std::atomic<bool>* cancelled = nullptr);
 
 }  // namespace ferry

@@ -1,12 +1,6 @@
 #include "exec/process_pool.hpp"
 
-#include "common/clock.hpp"
-
-#include "plugins/registry.hpp"
-
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,20 +10,17 @@
 #include <algorithm>
 #include <cstring>
 
+#include "plugins/registry.hpp"
+#include "worker/spec.hpp"
+
 namespace ferry {
 namespace {
 
 constexpr std::size_t kMaxReply = std::size_t(256) << 20;  // a hostile worker's memfd cannot make ferryd read more
 constexpr std::size_t kMaxLoggedFailure = 512;
-constexpr std::int64_t kBackoffFirstMs = 100;
-constexpr std::int64_t kBackoffMaxMs = 30000;
 
 __kernel_timespec at_ms(std::int64_t ms) {
   return __kernel_timespec{ms / 1000, (ms % 1000) * 1000000};
-}
-
-int pidfd_signal(int pidfd, int sig) {
-  return int(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
 std::uint64_t rss_kb(int pid) {
@@ -61,10 +52,13 @@ const char* state_name(int s) {
 
 }  // namespace
 
-ProcessPool::ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink)
+ProcessPool::ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink, Launcher& launcher,
+                         const Clock& clock)
     : opt_(std::move(opt)),
       reactor_(reactor),
       sink_(sink),
+      launcher_(launcher),
+      clock_(clock),
       id_(reactor.add(this)),
       queue_(opt_.cfg->workers + opt_.cfg->queue_limit),
       workers_(std::size_t(opt_.cfg->workers)) {
@@ -81,49 +75,41 @@ ProcessPool::~ProcessPool() {
 // loop when opt_.post delivers the result.
 void ProcessPool::spawn(std::uint16_t i) {
   Worker& w = workers_[i];
-  const int failures = w.start_failures;
+  const Backoff backoff = w.backoff;
   const std::uint32_t generation = w.spawn_gen + 1;
   w = Worker{};
-  w.start_failures = failures;
+  w.backoff = backoff;
   w.spawn_gen = generation;
-  w.spawned_ms = monotonic_ms();
+  w.spawned_ms = clock_.now_ms();
   w.state = State::spawning;
   std::weak_ptr<int> alive = alive_;
   auto post = opt_.post;
-  spawn_worker_async(opt_.worker_path, opt_.cfg->sandbox,
-                     encode_worker_spec(opt_.plugin_path, opt_.cfg->sandbox, opt_.max_call_depth),
-                     [this, alive, post, i, generation](SpawnedWorker proc, std::string err) {
-                       post([this, alive, i, generation, proc, err = std::move(err)] {
-                         if (alive.expired()) return discard(proc);  // its pool is gone
-                         on_spawned(i, generation, proc, err);
-                       });
-                     });
+  Launcher* launcher = &launcher_;
+  const WorkerSpec spec{opt_.plugin_path, opt_.cfg->sandbox, std::uint32_t(opt_.max_call_depth)};
+  launcher_.spawn_async(spec.sandbox, encode_worker_spec(spec),
+                        [this, alive, post, launcher, i, generation](Result<SpawnedWorker> proc) {
+                          post([this, alive, launcher, i, generation, proc = std::move(proc)]() mutable {
+                            if (alive.expired()) {  // its pool is gone
+                              if (proc.ok()) launcher->kill_and_reap(&proc.value());
+                              return;
+                            }
+                            on_spawned(i, generation, std::move(proc));
+                          });
+                        });
 }
 
-// Ends a worker nobody wants any more (its pool stopped while it was spawned).
-void ProcessPool::discard(SpawnedWorker proc) {
-  if (proc.pidfd >= 0) {
-    pidfd_signal(proc.pidfd, SIGKILL);
-    siginfo_t si{};
-    waitid(P_PIDFD, id_t(proc.pidfd), &si, WEXITED);
-    close(proc.pidfd);
-  }
-  if (proc.channel >= 0) close(proc.channel);
-}
-
-void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, SpawnedWorker proc, const std::string& err) {
+void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, Result<SpawnedWorker> proc) {
   Worker& w = workers_[i];
-  if (stopping_ || w.spawn_gen != generation) return discard(proc);
-  w.proc = proc;
-  if (w.proc.pid < 0) {
-    spdlog::error("plugin {}: cannot spawn a worker: {}", opt_.plugin, err);
-    ++w.start_failures;
+  if (stopping_ || w.spawn_gen != generation) {
+    if (proc.ok()) launcher_.kill_and_reap(&proc.value());
+    return;
+  }
+  if (!proc.ok()) {
+    spdlog::error("plugin {}: cannot spawn a worker: {}", opt_.plugin, proc.status().message());
+    w.backoff.failed();
     return schedule_respawn(i);
   }
-  if (!err.empty()) {
-    spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, err);
-    kill_worker(w);
-  }
+  w.proc = *proc;
   w.state = State::starting;
   auto& ring = reactor_.ring();
   ring.poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));
@@ -146,7 +132,7 @@ void ProcessPool::dispatch() {
     if (workers_[i].state != State::idle || workers_[i].killed) continue;
     Job job;
     while (queue_.pop(&job)) {
-      if (job.deadline_ms == 0 || monotonic_ms() < job.deadline_ms) break;
+      if (job.deadline_ms == 0 || clock_.now_ms() < job.deadline_ms) break;
       finish(job, FERRY_E_TIMEOUT, "deadline passed before the call started");
       job.fn.reset();
     }
@@ -227,8 +213,8 @@ void ProcessPool::on_ready(Worker& w, const std::string& body) {
     return kill_worker(w);
   }
   w.state = State::idle;
-  w.start_failures = 0;
-  spdlog::debug("plugin {}: worker {} ready in {} ms", opt_.plugin, w.proc.pid, monotonic_ms() - w.spawned_ms);
+  w.backoff.succeeded();
+  spdlog::debug("plugin {}: worker {} ready in {} ms", opt_.plugin, w.proc.pid, clock_.now_ms() - w.spawned_ms);
 }
 
 void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::string& body) {
@@ -267,22 +253,22 @@ void ProcessPool::retire(Worker& w, const std::string& why) {
 
 void ProcessPool::kill_worker(Worker& w) {
   w.killed = true;
-  if (w.proc.pidfd >= 0) pidfd_signal(w.proc.pidfd, SIGKILL);
+  launcher_.kill(w.proc);
 }
 
 void ProcessPool::on_exit(std::uint16_t i) {
   Worker& w = workers_[i];
-  siginfo_t si{};
-  if (w.proc.pidfd < 0 || waitid(P_PIDFD, id_t(w.proc.pidfd), &si, WEXITED | WNOHANG) != 0) return;
+  const std::optional<WorkerExit> exit = launcher_.try_reap(w.proc);
+  if (!exit) return;
   if (w.call) {
-    finish(*w.call, death_code(w, si.si_code, si.si_status), death_message(w, si.si_code, si.si_status));
+    finish(*w.call, death_code(w, exit->how, exit->status), death_message(w, exit->how, exit->status));
     w.call.reset();
   }
   const bool started = w.state != State::starting;
   if (!started) {
-    ++w.start_failures;
+    w.backoff.failed();
     spdlog::error("plugin {}: worker {} died before it was ready ({})", opt_.plugin, w.proc.pid,
-                  death_message(w, si.si_code, si.si_status));
+                  death_message(w, exit->how, exit->status));
   }
   reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
   close(w.proc.channel);
@@ -295,17 +281,16 @@ void ProcessPool::on_exit(std::uint16_t i) {
   schedule_respawn(i);
 }
 
-// Crash-loop guard: 100 ms, 200 ms, ... up to 30 s between start attempts.
+// Crash-loop guard (Backoff): 100 ms, 200 ms, ... up to 30 s between start attempts.
 void ProcessPool::schedule_respawn(std::uint16_t i) {
   Worker& w = workers_[i];
-  const int n = std::min(w.start_failures, 16);
-  const std::int64_t delay = std::min(kBackoffMaxMs, kBackoffFirstMs << std::max(0, n - 1));
-  if (n >= 3) {
-    spdlog::error("plugin {}: crash loop: {} start failures in a row, next attempt in {} ms{}{}", opt_.plugin, n,
-                  delay, w.failure.empty() ? "" : "; last error: ", w.failure);
+  const std::int64_t delay = std::max<std::int64_t>(w.backoff.delay_ms(), Backoff::kFirstMs);
+  if (w.backoff.crash_loop()) {
+    spdlog::error("plugin {}: crash loop: {} start failures in a row, next attempt in {} ms{}{}", opt_.plugin,
+                  w.backoff.failures(), delay, w.failure.empty() ? "" : "; last error: ", w.failure);
   }
   w.state = State::backoff;
-  w.respawn_ts = at_ms(monotonic_ms() + delay);
+  w.respawn_ts = at_ms(clock_.now_ms() + delay);
   reactor_.ring().timeout_at(&w.respawn_ts, loop::Reactor::tag(id_, kRespawn, i));
 }
 
@@ -349,18 +334,12 @@ int ProcessPool::stop() {
   stopping_ = true;
   // Kill every worker first, then reap: they die in parallel. The channel
   // polls are cancelled, so the ring lets go of the sockets.
-  for (auto& w : workers_) {
-    if (w.proc.pidfd >= 0) pidfd_signal(w.proc.pidfd, SIGKILL);
-  }
+  for (auto& w : workers_) launcher_.kill(w.proc);
   for (std::uint16_t i = 0; i < workers_.size(); ++i) {
     Worker& w = workers_[i];
     if (w.proc.pidfd < 0) continue;
-    siginfo_t si{};
-    waitid(P_PIDFD, id_t(w.proc.pidfd), &si, WEXITED);
     reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
-    close(w.proc.pidfd);
-    close(w.proc.channel);
-    w.proc = SpawnedWorker{};
+    launcher_.kill_and_reap(&w.proc);
   }
   return 0;
 }

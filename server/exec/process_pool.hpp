@@ -15,12 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "config/config.hpp"
-#include "worker/channel.hpp"
+#include "exec/backoff.hpp"
 #include "exec/executor.hpp"
 #include "exec/job_queue.hpp"
-#include "worker/spawn.hpp"
 #include "loop/reactor.hpp"
+#include "worker/channel.hpp"
+#include "worker/launcher.hpp"
 
 namespace ferry {
 
@@ -29,7 +31,6 @@ class ProcessPool final : public Executor, public loop::IoClient {
   struct Options {
     std::string plugin;
     std::string plugin_path;
-    std::string worker_path;
     std::vector<std::string> functions;  // sorted full names: a call's index
     const config::PluginConfig* cfg = nullptr;
     int max_call_depth = 64;  // for nested calls inside the workers
@@ -37,7 +38,9 @@ class ProcessPool final : public Executor, public loop::IoClient {
     // worker spawned off the loop reaches the pool.
     std::function<void(std::function<void()>)> post;
   };
-  ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink);
+  // Workers come from `launcher`; `clock` times backoff. Both, the reactor
+  // and the sink must outlive the pool.
+  ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink, Launcher& launcher, const Clock& clock);
   ~ProcessPool() override;
 
   bool submit(Job&& job) override;
@@ -61,7 +64,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     int fatal_signal = 0;  // signal the worker reported before exiting
     ferry_code cancel_code = FERRY_OK;  // killed because its call was cancelled (or timed out)
     bool killed = false;  // SIGKILL sent: gets no more calls, whatever it still sends
-    int start_failures = 0;  // consecutive deaths before ready
+    Backoff backoff;         // consecutive deaths before ready
     std::string failure;     // last `failed` message
     std::int64_t spawned_ms = 0;
     std::uint32_t spawn_gen = 0;  // tells a spawn's result from an older one's
@@ -69,8 +72,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   };
 
   void spawn(std::uint16_t i);
-  void on_spawned(std::uint16_t i, std::uint32_t generation, SpawnedWorker proc, const std::string& err);
-  static void discard(SpawnedWorker proc);
+  void on_spawned(std::uint16_t i, std::uint32_t generation, Result<SpawnedWorker> proc);
   void on_channel(std::uint16_t i, const io_uring_cqe& cqe);
   void on_message(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_ready(Worker& w, const std::string& body);
@@ -90,6 +92,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
   Options opt_;
   loop::Reactor& reactor_;
   CompletionSink& sink_;
+  Launcher& launcher_;
+  const Clock& clock_;
   std::uint32_t id_;
   JobQueue queue_;
   std::vector<Worker> workers_;

@@ -1,14 +1,11 @@
 #include "exec/thread_pool.hpp"
 
-#include "common/clock.hpp"
-
 #include <pthread.h>
 
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-
-#include "plugins/invoke.hpp"
+#include <system_error>
 
 namespace ferry {
 namespace {
@@ -18,23 +15,31 @@ constexpr auto kStuckGrace = std::chrono::milliseconds(500);
 constexpr std::int64_t kStuckAfterMs = 100;
 }  // namespace
 
-ThreadPool::ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink, int max_stuck)
-    : name_(std::move(name)), workers_(workers), max_stuck_(max_stuck), sink_(sink),
-      queue_(workers + queue_limit) {
+ThreadPool::ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink,
+                       const Invoker& invoker, const Clock& clock, int max_stuck)
+    : name_(std::move(name)), workers_(workers), max_stuck_(max_stuck), sink_(sink), invoker_(invoker),
+      clock_(clock), queue_(workers + queue_limit) {
   std::lock_guard lock(mu_);
   threads_.reserve(std::size_t(workers));
-  for (int i = 0; i < workers; ++i) start_thread();
+  for (int i = 0; i < workers && start_thread(); ++i) {
+  }
 }
 
 ThreadPool::~ThreadPool() { stop(); }
 
-void ThreadPool::start_thread() {
+bool ThreadPool::start_thread() {
   auto t = std::make_unique<Thread>();
   Thread* self = t.get();
-  t->thread = std::thread([this, self] { work(self); });
+  try {
+    t->thread = std::thread([this, self] { work(self); });
+  } catch (const std::system_error& e) {
+    spdlog::error("plugin {}: cannot start a thread ({}); running with {} of {}", name_, e.what(), live_, workers_);
+    return false;
+  }
   pthread_setname_np(t->thread.native_handle(), ("ferry:" + name_).substr(0, 15).c_str());
   threads_.push_back(std::move(t));
   ++live_;
+  return true;
 }
 
 bool ThreadPool::submit(Job&& job) {
@@ -58,7 +63,7 @@ void ThreadPool::cancel(const CallRef& ref, ferry_code why) {
     for (auto& t : threads_) {
       if (queued || !t->busy || t->cancelled_ms != 0 || !(t->ref == ref)) continue;
       t->cancelled.store(true, std::memory_order_relaxed);
-      t->cancelled_ms = monotonic_ms();
+      t->cancelled_ms = clock_.now_ms();
       ++cancelled_;
       break;
     }
@@ -71,7 +76,7 @@ void ThreadPool::cancel(const CallRef& ref, ferry_code why) {
 // Threads whose cancelled call is still running after kStuckAfterMs become
 // stuck; each gets a replacement while the cap allows.
 void ThreadPool::find_stuck() {
-  const std::int64_t now = monotonic_ms();
+  const std::int64_t now = clock_.now_ms();
   int replacements = 0;
   for (auto& t : threads_) {  // start_thread() grows threads_: only after the loop
     if (t->stuck || t->cancelled_ms == 0 || now - t->cancelled_ms < kStuckAfterMs) continue;
@@ -84,7 +89,7 @@ void ThreadPool::find_stuck() {
   }
   for (int i = 0; i < replacements; ++i) {
     spdlog::warn("plugin {}: a call ignores its cancellation; starting a replacement thread", name_);
-    start_thread();
+    if (!start_thread()) break;
   }
 }
 
@@ -174,7 +179,7 @@ void ThreadPool::work(Thread* self) {
   Job job;
   bool leave = false;
   while (!leave && next(self, &job)) {
-    Completion c = run_job(job, &self->cancelled);
+    Completion c = run_job(job, invoker_, &self->cancelled);
     job = Job{};  // drop the library reference before reporting
     {
       // Free the slot first, so a caller reacting to this completion is admitted.

@@ -7,8 +7,9 @@
 // "stuck": it no longer counts towards the pool's capacity, and the pool
 // starts a replacement (at most max_stuck at a time), so `workers` threads
 // stay available. Stuck threads are found when the pool is next used
-// (submit, cancel, stats). When a stuck call ends, its thread leaves if the
-// pool has enough threads without it.
+// (submit, cancel, stats), by the injected Clock. When a stuck call ends,
+// its thread leaves if the pool has enough threads without it. A thread that
+// cannot be started is logged, and the pool runs short.
 #pragma once
 
 #include <condition_variable>
@@ -18,14 +19,19 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "exec/executor.hpp"
 #include "exec/job_queue.hpp"
+#include "plugins/invoke.hpp"
 
 namespace ferry {
 
 class ThreadPool final : public Executor {
  public:
-  ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink, int max_stuck = 4);
+  // Calls run through `invoker`; `clock` times stuck threads. Both must
+  // outlive the pool.
+  ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink, const Invoker& invoker,
+             const Clock& clock, int max_stuck = 4);
   ~ThreadPool() override;
 
   bool submit(Job&& job) override;
@@ -44,7 +50,7 @@ class ThreadPool final : public Executor {
     bool stuck = false;
     bool exited = false;  // work() returned: join it
   };
-  void start_thread();  // with mu_ held
+  bool start_thread();  // with mu_ held; false (logged) when no thread could start
   void find_stuck();    // with mu_ held
   void work(Thread* self);
   bool next(Thread* self, Job* job);
@@ -55,6 +61,8 @@ class ThreadPool final : public Executor {
   const int workers_;
   const int max_stuck_;
   CompletionSink& sink_;
+  const Invoker& invoker_;
+  const Clock& clock_;
   mutable std::mutex mu_;  // mutable: stats() also finds stuck threads
   std::condition_variable cv_;
   std::condition_variable exited_cv_;

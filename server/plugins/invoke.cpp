@@ -5,11 +5,11 @@
 #include <mutex>
 #include <new>
 
-#include "common/clock.hpp"
 #include "plugins/registry.hpp"
 
 // The per-call context behind the opaque C handle.
 struct ferry_ctx {
+  const ferry::Invoker* invoker;
   const ferry::Function* fn;
   std::int64_t deadline_ms;
   const std::atomic<bool>* cancelled;  // a nested call shares its caller's
@@ -47,7 +47,7 @@ std::int64_t ctx_deadline(const ferry_ctx* ctx) { return ctx->deadline_ms; }
 
 int ctx_cancelled(const ferry_ctx* ctx) {
   if (ctx->cancelled != nullptr && ctx->cancelled->load(std::memory_order_relaxed)) return 1;
-  return ctx->deadline_ms != 0 && monotonic_ms() >= ctx->deadline_ms;
+  return ctx->deadline_ms != 0 && ctx->invoker->clock().now_ms() >= ctx->deadline_ms;
 }
 
 void ctx_log(ferry_ctx* ctx, int level, const char* msg, std::size_t len) {
@@ -69,18 +69,19 @@ void set_error(ferry_ctx* ctx, int code, const char* msg, std::size_t len) {
 
 // Runs `fn` on this thread unless `deadline_ms` already passed. Client calls
 // and nested calls alike.
-Result<std::string> run(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
-                        const std::atomic<bool>* cancelled, int depth) {
-  if (deadline_ms != 0 && monotonic_ms() >= deadline_ms) {
+Result<std::string> run(const Invoker& invoker, const Function& fn, std::string_view payload,
+                        std::int64_t deadline_ms, const std::atomic<bool>* cancelled, int depth) {
+  const Clock& clock = invoker.clock();
+  if (deadline_ms != 0 && clock.now_ms() >= deadline_ms) {
     return Status(FERRY_E_TIMEOUT, "deadline passed before the call started");
   }
-  ferry_ctx ctx{&fn, deadline_ms, cancelled, depth, FERRY_OK, {}, false};
+  ferry_ctx ctx{&invoker, &fn, deadline_ms, cancelled, depth, FERRY_OK, {}, false};
   const auto* in = reinterpret_cast<const std::uint8_t*>(payload.data());
   const int rc = fn.fn(fn.user, &ctx, in, payload.size());
   if (rc != 0 && (!ctx.replied || ctx.code == FERRY_OK)) {
     return Status(FERRY_E_PLUGIN_ERROR, fn.name + " failed without an error message");
   }
-  if (deadline_ms != 0 && monotonic_ms() >= deadline_ms) {
+  if (deadline_ms != 0 && clock.now_ms() >= deadline_ms) {
     // Too late to count: the caller was promised `timeout` at the deadline.
     return Status(FERRY_E_TIMEOUT, fn.name + " ran past its deadline");
   }
@@ -90,29 +91,11 @@ Result<std::string> run(const Function& fn, std::string_view payload, std::int64
 
 // ---- Nested calls --------------------------------------------------------
 
-std::atomic<int> g_max_depth{64};
-
-// The published directory. Read only by nested calls, so a mutex is cheap.
-struct DirectorySlot {
-  std::mutex mu;
-  std::shared_ptr<const CallDirectory> dir = std::make_shared<CallDirectory>();
-};
-DirectorySlot& slot() {
-  static DirectorySlot s;
-  return s;
-}
-
-std::shared_ptr<const CallDirectory> current_directory() {
-  auto& s = slot();
-  std::lock_guard lock(s.mu);
-  return s.dir;
-}
-
 std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"; }
 
 // Finds what `name` may run here, or why nothing may.
-Result<std::shared_ptr<const Function>> resolve(std::string_view name) {
-  const auto dir = current_directory();
+Result<std::shared_ptr<const Function>> resolve(const Invoker& invoker, std::string_view name) {
+  const auto dir = invoker.directory();
   const auto it = dir->targets.find(name);
   if (it == dir->targets.end() && !dir->only_plugin.empty()) {
     return Status(FERRY_E_PERMISSION_DENIED,
@@ -136,7 +119,7 @@ Result<std::shared_ptr<const Function>> resolve(std::string_view name) {
 // checked by run().
 Status admit(const ferry_ctx& parent, std::string_view name) {
   const int depth = parent.depth + 1;
-  const int max = g_max_depth.load(std::memory_order_relaxed);
+  const int max = parent.invoker->max_call_depth();
   if (depth > max) {
     return Status(FERRY_E_CALL_DEPTH_EXCEEDED,
                   "call depth exceeded: " + quoted(name) + " would run at depth " + std::to_string(depth) +
@@ -151,10 +134,11 @@ Status admit(const ferry_ctx& parent, std::string_view name) {
 // Caller-runs: the nested call runs right here, as a plain function call. It
 // never waits for pool capacity, so nested calls cannot deadlock.
 Result<std::string> nested_call(const ferry_ctx& parent, std::string_view name, std::string_view payload) {
-  Result<std::shared_ptr<const Function>> fn = resolve(name);  // keeps its library loaded meanwhile
+  const Invoker& invoker = *parent.invoker;
+  Result<std::shared_ptr<const Function>> fn = resolve(invoker, name);  // keeps its library loaded meanwhile
   if (!fn.ok()) return fn.status();
   FERRY_RETURN_IF_ERROR(admit(parent, name));
-  return run(**fn, payload, parent.deadline_ms, parent.cancelled, parent.depth + 1);
+  return run(invoker, **fn, payload, parent.deadline_ms, parent.cancelled, parent.depth + 1);
 }
 
 using ReplyFn = void (*)(void* user, const std::uint8_t* data, std::size_t len);
@@ -189,19 +173,23 @@ const ferry_host_api kApi = {
 
 const ferry_host_api* host_api() { return &kApi; }
 
-Result<std::string> invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
-                           const std::atomic<bool>* cancelled) {
-  return run(fn, payload, deadline_ms, cancelled, 0);
+Invoker::Invoker(const Clock& clock, int max_call_depth) : clock_(clock), max_depth_(max_call_depth) {}
+
+Result<std::string> Invoker::invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
+                                    const std::atomic<bool>* cancelled) const {
+  return run(*this, fn, payload, deadline_ms, cancelled, 0);
 }
 
-void publish_directory(std::shared_ptr<const CallDirectory> dir) {
+void Invoker::publish(std::shared_ptr<const CallDirectory> dir) {
   if (dir == nullptr) dir = std::make_shared<CallDirectory>();
-  auto& s = slot();
-  std::lock_guard lock(s.mu);
-  s.dir.swap(dir);  // `dir` now holds the old one: released after the lock
+  std::lock_guard lock(mu_);
+  dir_.swap(dir);  // `dir` now holds the old one: released after the lock
 }
 
-void set_max_call_depth(int depth) { g_max_depth.store(depth, std::memory_order_relaxed); }
+std::shared_ptr<const CallDirectory> Invoker::directory() const {
+  std::lock_guard lock(mu_);
+  return dir_;
+}
 
 std::shared_ptr<const CallDirectory> directory_of(const Registry& registry, std::string only_plugin) {
   auto dir = std::make_shared<CallDirectory>();

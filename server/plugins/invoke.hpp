@@ -1,14 +1,18 @@
 // Calls a plugin function through the C ABI: the host side of ferry_ctx,
-// including nested calls (ctx_call). Thread-safe: any number of calls may run
-// at once, and the call directory may be republished while they do.
+// including nested calls (ctx_call). An Invoker holds what calls share: the
+// clock of their deadlines, the directory nested calls resolve names in, and
+// the depth limit. Thread-safe: any number of calls may run at once, and the
+// directory and limit may be republished while they do.
 #pragma once
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
+#include "common/clock.hpp"
 #include "common/status.hpp"
 #include "ferry/plugin.h"
 #include "plugins/registry.hpp"
@@ -17,13 +21,6 @@ namespace ferry {
 
 // The host API table handed to every plugin (static storage, never changes).
 const ferry_host_api* host_api();
-
-// Runs a client's call of `fn` on this thread unless `deadline_ms`
-// (CLOCK_MONOTONIC ms, 0 = none) already passed: the result payload, or the
-// error the function (or its deadline) gave. `cancelled` (optional) is what
-// ctx_cancelled reports besides the deadline.
-Result<std::string> invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
-                           const std::atomic<bool>* cancelled = nullptr);
 
 // What a nested call may reach from this process. Immutable once published.
 struct CallTarget {
@@ -40,10 +37,33 @@ struct CallDirectory {
   std::string only_plugin;
 };
 
-// Nested calls use `dir` from now on (ones already running keep their target).
-void publish_directory(std::shared_ptr<const CallDirectory> dir);
-// The deepest level a nested call may run at. Default: 64.
-void set_max_call_depth(int depth);
+class Invoker {
+ public:
+  explicit Invoker(const Clock& clock, int max_call_depth = 64);
+
+  // Runs a client's call of `fn` on this thread unless `deadline_ms`
+  // (Clock ms, 0 = none) already passed: the result payload, or the error
+  // the function (or its deadline) gave. `cancelled` (optional) is what
+  // ctx_cancelled reports besides the deadline.
+  Result<std::string> invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
+                             const std::atomic<bool>* cancelled = nullptr) const;
+
+  // Nested calls use `dir` from now on (ones already running keep their target).
+  void publish(std::shared_ptr<const CallDirectory> dir);
+  // The deepest level a nested call may run at.
+  void set_max_call_depth(int depth) { max_depth_.store(depth, std::memory_order_relaxed); }
+
+  // For the C callbacks of a call in progress.
+  const Clock& clock() const { return clock_; }
+  int max_call_depth() const { return max_depth_.load(std::memory_order_relaxed); }
+  std::shared_ptr<const CallDirectory> directory() const;
+
+ private:
+  const Clock& clock_;
+  std::atomic<int> max_depth_;
+  mutable std::mutex mu_;  // guards dir_ (read only by nested calls: cheap)
+  std::shared_ptr<const CallDirectory> dir_ = std::make_shared<CallDirectory>();
+};
 
 // Every function of `registry`; runnable here when its plugin's library is
 // loaded in this process (a thread-executor plugin in ferryd, the worker's

@@ -12,8 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "common/status.hpp"
 #include "config/config.hpp"
 #include "plugins/registry.hpp"
+#include "worker/launcher.hpp"
 
 namespace ferry {
 
@@ -24,12 +26,32 @@ struct PluginDescription {
   std::vector<std::string> functions;  // sorted full names
 };
 
-// Runs `worker_path` on `file` under `spec` and waits (up to 10 s) for its
-// ready message. Returns "" or why the file was refused; *transient (if not
-// null) tells a passing failure (no worker could start, no answer in time)
-// from one caused by the file.
-std::string describe_plugin(const std::string& worker_path, const std::filesystem::path& file,
-                            const sandbox::Spec& spec, PluginDescription* out, bool* transient = nullptr);
+// Has a worker launched under `spec` load `file` and waits (up to 10 s) for
+// its description. An error is bad_request when the file was refused for
+// its contents; any other code means a passing failure (no worker could
+// start, no answer in time).
+Result<PluginDescription> describe_plugin(Launcher& launcher, const std::filesystem::path& file,
+                                          const sandbox::Spec& spec);
+
+// ferryd's private copies of plugin files, one per version loaded, so a file
+// of plugin_dir may be replaced or rewritten at any time and every version
+// loads under its own name (dlopen caches by path). Not thread-safe: the
+// reloader's thread alone copies.
+class SnapshotStore {
+ public:
+  // A fresh directory under $TMPDIR, readable by workers.
+  static Result<SnapshotStore> create();
+  // A read-only copy of `source`, under a name never used before.
+  Result<std::filesystem::path> copy(const std::filesystem::path& source);
+  // Deletes the directory and every copy in it.
+  void remove_all();
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  explicit SnapshotStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  std::filesystem::path dir_;
+  std::uint64_t count_ = 0;
+};
 
 // What ferryd remembers of a file of plugin_dir, to tell what changed.
 struct FileStamp {
@@ -62,11 +84,10 @@ struct SyncResult {
 
 // Prepares every *.so of cfg.server.plugin_dir that is new or changed since
 // `known` (or whose plugin's executor kind differs in cfg): copies it into
-// snapshot_dir (so the file may be replaced or rewritten at any time, and
-// every version loads under its own name), has a sandboxed worker describe
-// the copy, and opens thread-executor plugins. Blocking; any thread; touches
-// no registry. A refused file is logged with its reason.
-SyncResult sync_plugins(const config::Config& cfg, const std::string& worker_path,
-                        const std::filesystem::path& snapshot_dir, const KnownFiles& known);
+// `snapshots`, has a sandboxed worker describe the copy, and opens
+// thread-executor plugins. Blocking; touches no registry. A refused file is
+// logged with its reason.
+SyncResult sync_plugins(const config::Config& cfg, Launcher& launcher, SnapshotStore& snapshots,
+                        const KnownFiles& known);
 
 }  // namespace ferry

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "worker/channel.hpp"
-#include "worker/spawn.hpp"
+#include "worker/spec.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
 #include "sandbox/sandbox.hpp"
@@ -75,11 +75,11 @@ struct Loaded {
 // Loads the plugin through the same registry code ferryd uses. Its own
 // functions are all that nested calls can reach in here (caller-runs, as in
 // ferryd: docs/design.md, "Nested calls").
-std::string load(ferry::Registry& reg, const std::string& path, Loaded* out) {
+std::string load(ferry::Registry& reg, const std::string& path, ferry::Invoker& invoker, Loaded* out) {
   if (std::string why = reg.load(path); !why.empty()) return "plugin " + path + " refused: " + why;
   const auto& plugin = *reg.plugins().front();
   for (const auto& name : plugin.functions) out->functions.push_back(reg.find(name));
-  ferry::publish_directory(ferry::directory_of(reg, plugin.name));
+  invoker.publish(ferry::directory_of(reg, plugin.name));
   out->ready_json = nlohmann::json{{"name", plugin.name},
                                    {"version", plugin.version},
                                    {"functions", plugin.functions}}
@@ -88,14 +88,14 @@ std::string load(ferry::Registry& reg, const std::string& path, Loaded* out) {
 }
 
 // Serves calls until the host closes the channel.
-int serve(const Loaded& loaded) {
+int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
   Header h;
   std::string body;
   while (true) {
     const int rc = ferry::channel::recv(kChannel, &h, &body, kMaxBody);
     if (rc == 0) return 0;  // ferryd closed the channel: done
     if (rc < 0 || h.type != Type::call || h.code >= loaded.functions.size()) return 4;
-    const ferry::Result<std::string> r = ferry::invoke(*loaded.functions[h.code], body, h.deadline_ms);
+    const ferry::Result<std::string> r = invoker.invoke(*loaded.functions[h.code], body, h.deadline_ms);
     const ferry_code code = r.ok() ? FERRY_OK : r.status().code();
     Header reply{Type::reply, 0, h.id, 0, std::uint32_t(code)};
     if (ferry::channel::send(kChannel, reply, r.ok() ? *r : r.status().message()) != 0) return 5;
@@ -110,25 +110,23 @@ int main() {
   Header h;
   std::string body;
   if (ferry::channel::recv(kChannel, &h, &body, 1u << 20) != 1 || h.type != Type::spec) return 2;
-  std::string plugin_path;
-  ferry::sandbox::Spec spec;
-  std::uint32_t max_call_depth = 64;
-  if (!ferry::decode_worker_spec(body, &plugin_path, &spec, &max_call_depth)) {
-    return fail("malformed spec message");
-  }
-  ferry::set_max_call_depth(int(std::min<std::uint32_t>(max_call_depth, 1000)));
-  if (spec.enabled) {
-    auto st = ferry::sandbox::apply_before_load(spec, kChannel);
+  const ferry::Result<ferry::WorkerSpec> spec = ferry::decode_worker_spec(body);
+  if (!spec.ok()) return fail("malformed spec message: " + spec.status().message());
+  const ferry::sandbox::Spec& sandbox = spec->sandbox;
+  if (sandbox.enabled) {
+    auto st = ferry::sandbox::apply_before_load(sandbox, kChannel);
     if (!st.ok()) return fail("sandbox step " + st.message());
   }
+  ferry::SystemClock clock;
+  ferry::Invoker invoker(clock, int(std::min<std::uint32_t>(spec->max_call_depth, 1000)));
   ferry::Registry registry;
   Loaded loaded;
-  if (std::string why = load(registry, plugin_path, &loaded); !why.empty()) return fail(why);
-  if (spec.enabled) {
-    auto st = ferry::sandbox::apply_after_load(spec, plugin_path, report_violation);
+  if (std::string why = load(registry, spec->plugin_path, invoker, &loaded); !why.empty()) return fail(why);
+  if (sandbox.enabled) {
+    auto st = ferry::sandbox::apply_after_load(sandbox, spec->plugin_path, report_violation);
     if (!st.ok()) return fail("sandbox step " + st.message());
   }
   report_aborts();
   if (ferry::channel::send(kChannel, Header{Type::ready}, loaded.ready_json) != 0) return 5;
-  return serve(loaded);
+  return serve(loaded, invoker);
 }

@@ -30,7 +30,9 @@ struct Outcome {
 };
 
 Outcome call(const ferry::Function& fn, const std::string& payload) {
-  const ferry::Result<std::string> r = ferry::invoke(fn, payload, /*deadline_ms=*/0);
+  static const ferry::SystemClock clock;
+  static const ferry::Invoker invoker(clock);
+  const ferry::Result<std::string> r = invoker.invoke(fn, payload, /*deadline_ms=*/0);
   return r.ok() ? Outcome{FERRY_OK, *r} : Outcome{r.status().code(), r.status().message()};
 }
 

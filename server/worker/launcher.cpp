@@ -1,0 +1,220 @@
+#include "worker/launcher.hpp"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "worker/channel.hpp"
+
+namespace ferry {
+namespace {
+
+// Child side of clone3: async-signal-safe raw syscalls only, then exec.
+// In a new user namespace it first waits (`go`) until the host has written
+// its id maps, then becomes root of the namespace: execve() keeps the
+// namespace capabilities only for a process that is root in it. glibc's
+// set*id wrappers are not used: after a raw clone3 they would try to reach
+// the parent's other threads.
+[[noreturn]] void exec_child(int go, int go_writer, int channel, const char* path, char* const argv[]) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);  // before waiting: ferryd may die meanwhile
+  if (go >= 0) {
+    close(go_writer);  // so that ferryd's death reads as EOF
+    char byte;
+    if (read(go, &byte, 1) != 1) _exit(125);  // the host gave up on this worker
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) _exit(124);
+    syscall(SYS_setgroups, 0, nullptr);  // EPERM where setgroups is denied: nothing to drop
+  }
+  if ((channel == 3 ? fcntl(3, F_SETFD, 0) : dup2(channel, 3)) < 0) _exit(126);  // fd 3, kept across exec
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);  // ferryd blocks SIGINT/SIGTERM
+  signal(SIGPIPE, SIG_DFL);                  // ferryd ignores it; exec would keep that
+  char* const envp[] = {nullptr};
+  execve(path, argv, envp);
+  _exit(127);
+}
+
+// Reaps a worker that was sent SIGKILL, and closes its fds.
+void reap(SpawnedWorker* w) {
+  if (w->pidfd >= 0) {
+    siginfo_t si{};
+    while (waitid(P_PIDFD, id_t(w->pidfd), &si, WEXITED) != 0 && errno == EINTR) {
+    }
+    close(w->pidfd);
+  }
+  if (w->channel >= 0) close(w->channel);
+  *w = SpawnedWorker{};
+}
+
+int pidfd_kill(int pidfd) { return int(syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0)); }
+
+// After clone3, in a new user namespace: the id maps, then `go`.
+Status release_child(pid_t pid, int go_writer) {
+  const bool root = geteuid() == 0;  // root's workers run as nobody outside
+  Status st = sandbox::write_id_maps(int(pid), root ? 65534 : geteuid(), root ? 65534 : getegid());
+  if (st.ok() && write(go_writer, "g", 1) != 1) st = Status::Errno("spawn: write go");
+  close(go_writer);  // unwritten: the child exits 125
+  return st;
+}
+
+// clone3 + exec of `worker_path`, channel on its fd 3.
+Result<SpawnedWorker> clone_worker(const std::string& worker_path, const sandbox::Spec& spec) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return Status::Errno("socketpair");
+  int go[2] = {-1, -1};
+  const bool userns = spec.enabled && (sandbox::clone_flags(spec) & CLONE_NEWUSER) != 0;
+  if (userns && pipe2(go, O_CLOEXEC) != 0) {
+    const Status st = Status::Errno("pipe2");
+    close(sv[0]);
+    close(sv[1]);
+    return st;
+  }
+  std::string arg0 = "ferry-worker";
+  char* const argv[] = {arg0.data(), nullptr};
+  int pidfd = -1;
+  clone_args args{};
+  args.flags = CLONE_PIDFD | (spec.enabled ? sandbox::clone_flags(spec) : 0);
+  args.pidfd = std::uint64_t(reinterpret_cast<std::uintptr_t>(&pidfd));
+  args.exit_signal = SIGCHLD;
+  const long pid = syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) exec_child(go[0], go[1], sv[1], worker_path.c_str(), argv);
+  const Status clone_failed = Status::Errno("clone3");
+  close(sv[1]);
+  if (go[0] >= 0) close(go[0]);
+  if (pid < 0) {
+    close(sv[0]);
+    if (go[1] >= 0) close(go[1]);
+    return clone_failed;
+  }
+  SpawnedWorker w{pid_t(pid), pidfd, sv[0]};
+  if (const Status st = userns ? release_child(w.pid, go[1]) : Status::Ok(); !st.ok()) {
+    pidfd_kill(w.pidfd);
+    reap(&w);
+    return st;
+  }
+  return w;
+}
+
+// The spawning thread: requests in order, one at a time.
+class SpawnThread {
+ public:
+  using Task = std::function<void()>;
+  SpawnThread() : thread_([this] { run(); }) {}
+  ~SpawnThread() {
+    {
+      std::lock_guard lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void submit(Task task) {
+    {
+      std::lock_guard lock(mu_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+  void wait_idle() {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] { return tasks_.empty() && !busy_; });
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return quit_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // quit_, nothing left
+      Task task = std::move(tasks_.front());
+      tasks_.pop_front();
+      busy_ = true;
+      lock.unlock();
+      task();
+      task = nullptr;
+      lock.lock();
+      busy_ = false;
+      if (tasks_.empty()) idle_cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable idle_cv_;
+  std::deque<Task> tasks_;
+  bool busy_ = false;
+  bool quit_ = false;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+class ProcessLauncher final : public Launcher {
+ public:
+  explicit ProcessLauncher(std::string worker_path) : worker_path_(std::move(worker_path)) {}
+
+  Result<SpawnedWorker> spawn(const sandbox::Spec& spec, std::string_view first_message) override {
+    Result<SpawnedWorker> w = clone_worker(worker_path_, spec);
+    if (!w.ok()) return w;
+    fcntl(w->channel, F_SETFL, O_NONBLOCK);
+    if (const int rc = channel::send(w->channel, channel::Header{channel::Type::spec}, first_message); rc != 0) {
+      kill_and_reap(&w.value());
+      return Status::Error(std::string("sending the spec: ") + std::strerror(-rc));
+    }
+    return w;
+  }
+
+  void spawn_async(sandbox::Spec spec, std::string first_message,
+                   std::function<void(Result<SpawnedWorker>)> done) override {
+    spawner_.submit([this, spec = std::move(spec), message = std::move(first_message), done = std::move(done)] {
+      done(spawn(spec, message));
+    });
+  }
+
+  void wait_idle() override { spawner_.wait_idle(); }
+
+  void kill(const SpawnedWorker& w) override {
+    if (w.pidfd >= 0) pidfd_kill(w.pidfd);
+  }
+
+  std::optional<WorkerExit> try_reap(const SpawnedWorker& w) override {
+    siginfo_t si{};
+    if (w.pidfd < 0 || waitid(P_PIDFD, id_t(w.pidfd), &si, WEXITED | WNOHANG) != 0 || si.si_pid == 0) {
+      return std::nullopt;
+    }
+    return WorkerExit{si.si_code, si.si_status};
+  }
+
+  void kill_and_reap(SpawnedWorker* w) override {
+    kill(*w);
+    reap(w);
+  }
+
+ private:
+  const std::string worker_path_;
+  SpawnThread spawner_;  // last: its thread may run spawn() once started
+};
+
+}  // namespace
+
+std::unique_ptr<Launcher> make_process_launcher(std::string worker_path) {
+  return std::make_unique<ProcessLauncher>(std::move(worker_path));
+}
+
+std::string default_worker_path() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (self.parent_path() / "ferry-worker").string();
+}
+
+}  // namespace ferry
