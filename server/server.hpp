@@ -1,6 +1,8 @@
 // ferryd's event loop: accepts clients on a Unix socket, reads frames, routes
 // calls, writes replies, and drains on SIGINT/SIGTERM. Everything here runs on
 // one thread and never blocks; plugin code runs only on executor threads.
+// Implemented by concern in server.cpp, server_conn.cpp (connections and
+// buffers), server_frames.cpp (frames and replies), server_drain.cpp (stop).
 #pragma once
 
 #include <functional>
@@ -42,16 +44,28 @@ class Server {
   void begin_drain();
 
  private:
+  // server.cpp: set-up and the dispatch of completions
   std::string listen_socket();
   void on_completion(const io_uring_cqe& cqe);
-  void on_accept(int res, bool more);
-  void on_recv(Conn& c, int res);
-  void on_send(Conn& c, int res);
-  void on_signal();
   void on_wake();
-  void deliver(std::vector<Completion>& done);
+
+  // server_conn.cpp: connections and their buffers
+  void on_accept(int res, bool more);
+  Conn& open_conn(int fd);
+  void arm_recv(Conn& c);
+  void on_recv(Conn& c, int res);
+  void queue_send(Conn& c);
+  void flush_sends();
+  void on_send(Conn& c, int res);
+  void fail_connection(Conn& c, ferry_code code, const std::string& why);
+  void close_connection(Conn& c);
+  void maybe_release(Conn& c);
+  Conn* lookup(std::uint32_t slot, std::uint32_t gen);
+
+  // server_frames.cpp: frames in, replies out, deadlines
   bool handle_frames(Conn& c);
   bool handle_frame(Conn& c, const struct FrameView& f);
+  bool handle_hello(Conn& c, const FrameView& f);
   bool handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t> body);
   void handle_cancel(Conn& c, std::uint64_t id);
   void reply(Conn& c, std::uint64_t id, ferry_code code, std::string_view data);
@@ -59,15 +73,12 @@ class Server {
   void abandon(std::uint64_t token, CallTable::Entry& e, ferry_code why, std::string_view message);
   void arm_deadline_timer();
   void on_deadline();
+  void deliver(std::vector<Completion>& done);
+
+  // server_drain.cpp: signals and the graceful stop
+  void on_signal();
   void on_drain_timeout();
-  void arm_recv(Conn& c);
-  void queue_send(Conn& c);
-  void flush_sends();
-  void fail_connection(Conn& c, ferry_code code, const std::string& why);
-  void close_connection(Conn& c);
-  void maybe_release(Conn& c);
   bool drained() const;
-  Conn* lookup(std::uint32_t slot, std::uint32_t gen);
 
   config::ServerConfig cfg_;
   std::function<void()> on_hangup_;

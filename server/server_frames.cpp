@@ -1,0 +1,173 @@
+// Server: frames in, replies out. Decodes the frames a connection has read,
+// answers HELLO and PING, routes CALLs, handles CANCEL, and answers each call
+// exactly once: with its result, or early on a deadline or cancellation.
+#include "server.hpp"
+
+#include <cstring>
+#include <string>
+
+#include "common/clock.hpp"
+#include "server_conn.hpp"
+
+namespace ferry {
+
+using loop::Op;
+using loop::pack;
+using loop::Tag;
+
+// A decoded frame handed from handle_frames to handle_frame.
+struct FrameView {
+  proto::Type type;
+  std::uint64_t id;
+  std::span<const std::uint8_t> body;
+};
+
+// Handles every whole frame in the buffer; false once the connection is failed.
+bool Server::handle_frames(Conn& c) {
+  std::size_t pos = 0;
+  while (!c.closing) {
+    proto::Frame f;
+    std::size_t used = 0;
+    std::string why;
+    const auto avail = std::span<const std::uint8_t>(c.in.data() + pos, c.in_len - pos);
+    const proto::Parse p = proto::parse_frame(avail, cfg_.max_frame_bytes, &f, &used, &why);
+    if (p == proto::Parse::need_more) break;
+    if (p != proto::Parse::ok) {
+      fail_connection(c, FERRY_E_BAD_REQUEST, why);
+      return false;
+    }
+    if (!handle_frame(c, FrameView{f.header.type, f.header.call_id, f.body})) return false;
+    pos += used;
+  }
+  std::memmove(c.in.data(), c.in.data() + pos, c.in_len - pos);
+  c.in_len -= pos;
+  return !c.closing;
+}
+
+bool Server::handle_frame(Conn& c, const FrameView& f) {
+  if (!c.hello) return handle_hello(c, f);
+  switch (f.type) {
+    case proto::Type::call: return handle_call(c, f.id, f.body);
+    case proto::Type::cancel: return handle_cancel(c, f.id), true;
+    case proto::Type::ping:
+      proto::encode_pong(c.out, f.id, {reinterpret_cast<const char*>(f.body.data()), f.body.size()});
+      queue_send(c);
+      return true;
+    default:
+      fail_connection(c, FERRY_E_BAD_REQUEST,
+                      "unexpected frame type " + std::to_string(int(f.type)) + " from a client");
+      return false;
+  }
+}
+
+// The first frame of a connection: HELLO, with a major version we speak.
+bool Server::handle_hello(Conn& c, const FrameView& f) {
+  proto::Hello h;
+  std::string why;
+  if (f.type != proto::Type::hello) return fail_connection(c, FERRY_E_BAD_REQUEST, "expected HELLO first"), false;
+  if (!proto::decode_hello(f.body, &h, &why)) return fail_connection(c, FERRY_E_BAD_REQUEST, why), false;
+  if (f.id != 0) return fail_connection(c, FERRY_E_BAD_REQUEST, "HELLO must have call id 0"), false;
+  if (h.major != proto::kVersionMajor) {
+    fail_connection(c, FERRY_E_UNSUPPORTED_VERSION,
+                    "protocol " + std::to_string(h.major) + "." + std::to_string(h.minor) +
+                        " is not supported; this server speaks 1." +
+                        std::to_string(proto::kVersionMinor));
+    return false;
+  }
+  proto::encode_hello(c.out, proto::Hello{proto::kVersionMajor, proto::kVersionMinor,
+                                          cfg_.max_frame_bytes});
+  c.hello = true;
+  queue_send(c);
+  return true;
+}
+
+bool Server::handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t> body) {
+  proto::Call call;
+  std::string why;
+  if (!proto::decode_call(body, &call, &why)) return fail_connection(c, FERRY_E_BAD_REQUEST, why), false;
+  if (id == 0) return fail_connection(c, FERRY_E_BAD_REQUEST, "call id 0 is reserved"), false;
+  if (c.calls.count(id) != 0) {
+    fail_connection(c, FERRY_E_BAD_REQUEST, "call id " + std::to_string(id) + " is already in flight");
+    return false;
+  }
+  const std::uint64_t token = calls_.add(c.slot, c.gen, id);
+  Route route;
+  auto now = router_.dispatch(CallRef{c.slot, c.gen, id, token}, call, &route);
+  if (now) {
+    calls_.release(token);
+    reply(c, id, now->code, now->data);
+    return true;
+  }
+  c.calls.emplace(id, token);
+  calls_.arm(token, route.deadline_ms, route.lane);
+  if (route.deadline_ms != 0 && (deadline_timer_ms_ == 0 || route.deadline_ms < deadline_timer_ms_)) {
+    arm_deadline_timer();
+  }
+  return true;
+}
+
+// CANCEL: the call is answered `cancelled` now; a queued call never starts,
+// a running one is flagged (thread) or its worker killed (process). A CANCEL
+// for a call already answered is ignored: the reply crossed it.
+void Server::handle_cancel(Conn& c, std::uint64_t id) {
+  auto it = c.calls.find(id);
+  if (it == c.calls.end()) return;
+  const std::uint64_t token = it->second;
+  if (CallTable::Entry* e = calls_.find(token)) abandon(token, *e, FERRY_E_CANCELLED, "cancelled by the client");
+}
+
+void Server::reply(Conn& c, std::uint64_t id, ferry_code code, std::string_view data) {
+  if (code == FERRY_OK) proto::encode_result(c.out, id, data);
+  else proto::encode_error(c.out, id, code, data);
+  queue_send(c);
+}
+
+void Server::abandon(std::uint64_t token, CallTable::Entry& e, ferry_code why, std::string_view message) {
+  if (e.answered) return;
+  calls_.answer(e);
+  if (Conn* c = lookup(e.slot, e.conn_gen)) {
+    c->calls.erase(e.call_id);
+    reply(*c, e.call_id, why, message);
+  }
+  router_.cancel(e.lane, CallRef{e.slot, e.conn_gen, e.call_id, token}, why);
+}
+
+// One timer, for the earliest deadline of a call still waiting for its reply.
+void Server::arm_deadline_timer() {
+  const std::int64_t next = calls_.next_deadline();
+  if (next == 0 || (deadline_timer_ms_ != 0 && deadline_timer_ms_ <= next)) return;
+  deadline_timer_ms_ = next;
+  deadline_ts_ = at_ms(next);
+  ring_.timeout_at(&deadline_ts_, pack(Tag{Op::deadline, 0, 0}));
+}
+
+void Server::on_deadline() {
+  const std::int64_t now = monotonic_ms();
+  if (deadline_timer_ms_ <= now) deadline_timer_ms_ = 0;  // else an older, later timer fired
+  while (const std::uint64_t token = calls_.expired(now)) {
+    CallTable::Entry* e = calls_.find(token);
+    const std::int64_t late = now - e->deadline_ms;
+    abandon(token, *e, FERRY_E_TIMEOUT, "deadline passed" + (late > 0 ? " (" + std::to_string(late) + " ms ago)" : std::string()));
+  }
+  arm_deadline_timer();
+}
+
+// Results from the executors: answered unless a deadline or CANCEL came first.
+void Server::deliver(std::vector<Completion>& done) {
+  for (Completion& d : done) {
+    CallTable::Entry* e = calls_.find(d.ref.token);
+    if (e == nullptr) continue;
+    void* lane = e->lane;
+    if (!e->answered) {
+      if (Conn* c = lookup(d.ref.slot, d.ref.gen)) {
+        c->calls.erase(d.ref.call_id);
+        reply(*c, d.ref.call_id, d.code, d.data);
+      }
+    }
+    calls_.release(d.ref.token);
+    router_.finished(lane);
+  }
+  done.clear();
+}
+
+}  // namespace ferry
