@@ -35,8 +35,9 @@ void CallTable::arm(std::uint64_t token, std::int64_t deadline_ms, void* lane) {
   Entry* e = find(token);
   if (e == nullptr) return;
   e->lane = lane;
+  if (e->heap_pos != kNone) heap_remove(e->heap_pos);  // re-armed: its old place in the heap is wrong
   e->deadline_ms = deadline_ms;
-  if (deadline_ms == 0 || e->answered || e->heap_pos != kNone) return;
+  if (deadline_ms == 0 || e->answered) return;
   heap_.push_back(std::uint32_t((token & 0xffffffffu) - 1));
   place(std::uint32_t(heap_.size() - 1), heap_.back());
   sift_up(std::uint32_t(heap_.size() - 1));

@@ -43,21 +43,21 @@ void block_signals() {
 
 int check_config(const std::string& file) {
   auto parsed = ferry::config::parse_config_file(file);
-  if (!parsed.config) {
-    std::fprintf(stderr, "%s\n", parsed.error.c_str());
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "%s\n", parsed.status().message().c_str());
     return 1;
   }
-  std::printf("%s: OK (%zu plugin sections)\n", file.c_str(), parsed.config->plugins.size());
+  std::printf("%s: OK (%zu plugin sections)\n", file.c_str(), parsed->plugins.size());
   return 0;
 }
 
 int serve(const Options& opt) {
   auto parsed = ferry::config::parse_config_file(opt.config);
-  if (!parsed.config) {
-    spdlog::critical("{}", parsed.error);
+  if (!parsed.ok()) {
+    spdlog::critical("{}", parsed.status().message());
     return 1;
   }
-  auto cfg_ptr = std::make_shared<const ferry::config::Config>(std::move(*parsed.config));
+  auto cfg_ptr = std::make_shared<const ferry::config::Config>(std::move(parsed).value());
   const ferry::config::Config& cfg = *cfg_ptr;
   spdlog::set_level(spdlog::level::from_str(cfg.server.log_level));
   block_signals();
@@ -67,11 +67,16 @@ int serve(const Options& opt) {
   ferry::Invoker invoker(clock, int(cfg.server.max_call_depth));
   ferry::Registry registry;
   ferry::loop::Reactor reactor;
-  if (std::string err = reactor.init(1024); !err.empty()) {
-    spdlog::critical("cannot start: {}", err);
+  if (const ferry::Status st = reactor.init(1024); !st.ok()) {
+    spdlog::critical("cannot start: {}", st.message());
     return 1;
   }
-  ferry::loop::CompletionQueue completions;
+  auto queue = ferry::loop::CompletionQueue::create();
+  if (!queue.ok()) {
+    spdlog::critical("cannot start: {}", queue.status().message());
+    return 1;
+  }
+  ferry::loop::CompletionQueue& completions = **queue;
   auto made = ferry::Reloader::create(cfg_ptr, *launcher, clock, registry, reactor, completions);
   if (!made.ok()) {
     spdlog::critical("cannot start: {}", made.status().message());
@@ -95,8 +100,8 @@ int serve(const Options& opt) {
   });
   router.set_reload_handler([&](const ferry::CallRef& ref) { reloader.request(true, ref); });
   server.on_hangup([&] { reloader.request(true); });
-  if (std::string err = reloader.watch(); !err.empty()) {
-    spdlog::warn("plugin_dir and config changes are not picked up automatically: {}", err);
+  if (const ferry::Status st = reloader.watch(); !st.ok()) {
+    spdlog::warn("plugin_dir and config changes are not picked up automatically: {}", st.message());
   }
   server.run(opt.ready_fd);
   if (const int left = router.stop(); left > 0) {

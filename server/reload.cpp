@@ -137,21 +137,21 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
   return installed;
 }
 
-std::string Reloader::watch() {
+Status Reloader::watch() {
   inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (inotify_fd_ < 0) return std::string("inotify_init1: ") + std::strerror(errno);
+  if (inotify_fd_ < 0) return Status::Errno("inotify_init1");
   const auto& dir = cfg_->server.plugin_dir;
   plugin_wd_ = inotify_add_watch(inotify_fd_, dir.c_str(),
                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB);
-  if (plugin_wd_ < 0) return "watching " + dir.string() + ": " + std::strerror(errno);
+  if (plugin_wd_ < 0) return Status::Errno("watching " + dir.string());
   if (!cfg_->file.empty()) {
     config_wd_ = inotify_add_watch(inotify_fd_, cfg_->file.parent_path().c_str(),
                                    IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MASK_ADD);
-    if (config_wd_ < 0) return "watching " + cfg_->file.parent_path().string() + ": " + std::strerror(errno);
+    if (config_wd_ < 0) return Status::Errno("watching " + cfg_->file.parent_path().string());
   }
   reactor_.ring().poll_multishot(inotify_fd_, loop::Reactor::tag(id_, kInotify, 0));
   spdlog::info("watching {} and {} for changes", dir.string(), cfg_->file.string());
-  return {};
+  return Status::Ok();
 }
 
 void Reloader::on_io(std::uint8_t sub, std::uint16_t, const io_uring_cqe& cqe) {
@@ -215,11 +215,11 @@ void Reloader::start() {
     const config::Config* use = cfg.get();
     if (reread) {
       auto parsed = config::parse_config_file(cfg->file);
-      if (!parsed.config) {
-        out->config_error = parsed.error;
+      if (!parsed.ok()) {
+        out->config_error = parsed.status().message();
       } else {
-        parsed.config->server.plugin_dir = cfg->server.plugin_dir;  // a new plugin_dir needs a restart
-        out->cfg = std::make_shared<const config::Config>(std::move(*parsed.config));
+        parsed->server.plugin_dir = cfg->server.plugin_dir;  // a new plugin_dir needs a restart
+        out->cfg = std::make_shared<const config::Config>(std::move(parsed).value());
         use = out->cfg.get();
       }
     }

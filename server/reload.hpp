@@ -48,8 +48,8 @@ class Reloader final : public loop::IoClient {
   // Before the loop: loads plugin_dir (blocking). Returns how many plugins joined.
   int load_initial();
   void set_apply(Apply apply) { apply_ = std::move(apply); }
-  // Watches plugin_dir and the config file. "" or why watching is impossible.
-  std::string watch();
+  // Watches plugin_dir and the config file, or says why it cannot.
+  Status watch();
   // Re-reads the config (if `config`) and plugin_dir. `reply`: a ferry.reload
   // call, answered through the loop's sink with the outcome.
   void request(bool config, std::optional<CallRef> reply = std::nullopt);

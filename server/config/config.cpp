@@ -339,22 +339,22 @@ const PluginConfig& Config::plugin(const std::string& name) const {
   return it == plugins.end() ? defaults : it->second;
 }
 
-ParseResult parse_config_text(std::string_view text, const std::filesystem::path& file) {
+Result<Config> parse_config_text(std::string_view text, const std::filesystem::path& file) {
   Config cfg;
   cfg.file = absolute_file(file);
   Ctx c{file.string(), cfg.file.parent_path(), {}};
   std::optional<toml::table> root = parse_toml(c, text);
-  if (!root || !read_root(c, *root, cfg)) return {std::nullopt, std::move(c.error)};
+  if (!root || !read_root(c, *root, cfg)) return Status(FERRY_E_BAD_REQUEST, std::move(c.error));
   // Keys left at their defaults are resolved too (plugin_dir's is relative).
   cfg.server.socket_path = resolve(c.dir, cfg.server.socket_path);
   cfg.server.plugin_dir = resolve(c.dir, cfg.server.plugin_dir);
-  return {std::move(cfg), {}};
+  return cfg;
 }
 
-ParseResult parse_config_file(const std::filesystem::path& file) {
+Result<Config> parse_config_file(const std::filesystem::path& file) {
   std::string text;
   if (int err = read_all(file, text))
-    return {std::nullopt, file.string() + ": cannot read: " + std::generic_category().message(err)};
+    return Status(FERRY_E_BAD_REQUEST, file.string() + ": cannot read: " + std::generic_category().message(err));
   return parse_config_text(text, file);
 }
 

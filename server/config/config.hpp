@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/status.hpp"
 #include "sandbox/sandbox.hpp"
 
 namespace ferry::config {
@@ -57,15 +58,10 @@ struct Config {
   const PluginConfig& plugin(const std::string& name) const;
 };
 
-// Outcome of parsing: a Config, or one message naming file, line and key path,
+// A Config, or bad_request with one message naming file, line and key path,
 // e.g. "server.toml:12: plugins.primes.workers: must be 1..1024".
-struct ParseResult {
-  std::optional<Config> config;
-  std::string error;
-};
-
-ParseResult parse_config_file(const std::filesystem::path& file);
+Result<Config> parse_config_file(const std::filesystem::path& file);
 // Parses text as if read from `file` (relative paths resolve against its directory).
-ParseResult parse_config_text(std::string_view text, const std::filesystem::path& file);
+Result<Config> parse_config_text(std::string_view text, const std::filesystem::path& file);
 
 }  // namespace ferry::config

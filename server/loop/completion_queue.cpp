@@ -5,12 +5,13 @@
 
 #include <cerrno>
 #include <cstring>
-#include <stdexcept>
 
 namespace ferry::loop {
 
-CompletionQueue::CompletionQueue() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-  if (fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+Result<std::unique_ptr<CompletionQueue>> CompletionQueue::create() {
+  const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return Status::Errno("eventfd");
+  return std::unique_ptr<CompletionQueue>(new CompletionQueue(fd));
 }
 
 CompletionQueue::~CompletionQueue() { close(fd_); }

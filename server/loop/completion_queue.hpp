@@ -5,8 +5,11 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <vector>
+
+#include "common/status.hpp"
 
 #include "loop/completion.hpp"
 
@@ -14,7 +17,8 @@ namespace ferry::loop {
 
 class CompletionQueue final : public CompletionSink {
  public:
-  CompletionQueue();
+  // Fails when no eventfd can be made.
+  static Result<std::unique_ptr<CompletionQueue>> create();
   ~CompletionQueue() override;
   CompletionQueue(const CompletionQueue&) = delete;
   CompletionQueue& operator=(const CompletionQueue&) = delete;
@@ -31,7 +35,8 @@ class CompletionQueue final : public CompletionSink {
   int fd() const { return fd_; }
 
  private:
-  int fd_;
+  explicit CompletionQueue(int fd) : fd_(fd) {}
+  const int fd_;
   std::mutex mu_;
   std::vector<Completion> items_;
   std::vector<std::function<void()>> tasks_;

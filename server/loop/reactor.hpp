@@ -20,8 +20,8 @@ class IoClient {
 
 class Reactor {
  public:
-  // Sets up the ring; "" or why io_uring is unusable.
-  std::string init(unsigned entries) { return ring_.init(entries); }
+  // Sets up the ring, or says why io_uring is unusable.
+  Status init(unsigned entries) { return ring_.init(entries); }
   Ring& ring() { return ring_; }
 
   // Registers a client; returns its id for tag(). Clients outlive the loop.

@@ -14,7 +14,7 @@ Ring::~Ring() {
   if (ready_) io_uring_queue_exit(&ring_);
 }
 
-std::string Ring::init(unsigned entries) {
+Status Ring::init(unsigned entries) {
   io_uring_params p{};
   p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
   p.flags |= IORING_SETUP_CQSIZE;
@@ -27,14 +27,13 @@ std::string Ring::init(unsigned entries) {
     mode_ = "basic";
   }
   if (rc < 0) {
-    return std::string("io_uring_queue_init: ") + std::strerror(-rc) +
-           (rc == -EPERM || rc == -ENOSYS
-                ? " (io_uring is disabled here: a container seccomp profile or "
-                  "kernel.io_uring_disabled sysctl blocks it)"
-                : "");
+    return Status::Errno("io_uring_queue_init", -rc).with_context(
+        rc == -EPERM || rc == -ENOSYS ? "io_uring is disabled here (a container seccomp profile or the "
+                                        "kernel.io_uring_disabled sysctl blocks it)"
+                                      : "io_uring");
   }
   ready_ = true;
-  return {};
+  return Status::Ok();
 }
 
 io_uring_sqe* Ring::sqe() {

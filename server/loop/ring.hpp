@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/status.hpp"
+
 namespace ferry::loop {
 
 class Ring {
@@ -17,8 +19,8 @@ class Ring {
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 
-  // Sets up the ring. Returns an empty string, or why io_uring is unusable.
-  std::string init(unsigned entries);
+  // Sets up the ring, or says why io_uring is unusable.
+  Status init(unsigned entries);
 
   void accept_multishot(int fd, std::uint64_t ud);
   void recv(int fd, void* buf, std::size_t len, std::uint64_t ud);

@@ -93,12 +93,6 @@ std::vector<std::filesystem::path> plugin_files(const std::filesystem::path& dir
   return {files.begin(), files.end()};
 }
 
-int Registry::load_dir(const std::filesystem::path& dir) {
-  int loaded = 0;
-  for (const auto& f : plugin_files(dir)) loaded += load(f).empty() ? 1 : 0;
-  return loaded;
-}
-
 Plugin::~Plugin() {
   if (snapshot.empty()) return;
   std::error_code ec;

@@ -66,9 +66,6 @@ std::vector<std::filesystem::path> plugin_files(const std::filesystem::path& dir
 
 class Registry {
  public:
-  // Loads every regular *.so in dir, in name order. A refused file is logged
-  // with its reason and skipped; the rest still load. Returns how many loaded.
-  int load_dir(const std::filesystem::path& dir);
   // Loads one library. Returns "" on success, else the reason it was refused.
   std::string load(const std::filesystem::path& file);
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,8 +53,19 @@ int send_with_fd(int fd, const Header& h, int body_fd) {
   return n == ssize_t(sizeof h) ? 0 : (n < 0 ? -errno : -EMSGSIZE);
 }
 
+// A body descriptor the host may read: a memfd sealed against shrinking,
+// growing and writing (DESIGN.md), exactly len bytes long; else -EBADMSG.
+int check_memfd(int memfd, std::size_t len) {
+  constexpr int kNeeded = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+  const int seals = fcntl(memfd, F_GET_SEALS);
+  struct stat st {};
+  if (seals < 0 || (seals & kNeeded) != kNeeded || fstat(memfd, &st) != 0) return -EBADMSG;
+  return std::uint64_t(st.st_size) == len ? 1 : -EBADMSG;
+}
+
 // Reads exactly h.body_len bytes from the memfd; never maps it.
 int read_memfd(int memfd, std::size_t len, std::string* body) {
+  if (const int rc = check_memfd(memfd, len); rc < 0) return rc;
   body->resize(len);
   std::size_t off = 0;
   while (off < len) {
@@ -64,15 +76,25 @@ int read_memfd(int memfd, std::size_t len, std::string* body) {
   return 1;
 }
 
-int received_fd(msghdr& msg) {
+// The one descriptor a message may carry, or -1. Any others are closed at
+// once (a hostile worker must not fill the host's fd table) and *extra is set.
+int received_fd(msghdr& msg, bool* extra) {
+  int fd = -1;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      return fd;
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < n; ++i) {
+      int got;
+      std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+      if (fd < 0) {
+        fd = got;
+      } else {
+        close(got);
+        *extra = true;
+      }
     }
   }
-  return -1;
+  return fd;
 }
 
 }  // namespace
@@ -110,9 +132,10 @@ int recv(int fd, Header* h, std::string* body, std::size_t max_body) {
   const ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
   if (n < 0) return -errno;
   if (n == 0) return 0;
-  const int memfd = received_fd(msg);
+  bool extra = false;
+  const int memfd = received_fd(msg, &extra);
   int rc = 1;
-  if (std::size_t(n) < sizeof(Header) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+  if (std::size_t(n) < sizeof(Header) || extra || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
     rc = -EBADMSG;
   } else {
     std::memcpy(h, buf.data(), sizeof *h);  // copy out before validating

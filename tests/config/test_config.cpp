@@ -16,18 +16,18 @@ namespace {
 
 // Parses `text` as /etc/ferry/server.toml and returns the Config (must succeed).
 Config parse_ok(std::string_view text, const fs::path& file = "/etc/ferry/server.toml") {
-  ParseResult r = parse_config_text(text, file);
-  INFO(r.error);
-  REQUIRE(r.config.has_value());
-  REQUIRE(r.error.empty());
-  return *r.config;
+  ferry::Result<Config> r = parse_config_text(text, file);
+  INFO(r.status().message());
+  REQUIRE(r.ok());
+  return *r;
 }
 
 // Parses `text` as "test.toml" and returns the error (must fail).
 std::string parse_error(std::string_view text) {
-  ParseResult r = parse_config_text(text, "test.toml");
-  REQUIRE_FALSE(r.config.has_value());
-  return r.error;
+  ferry::Result<Config> r = parse_config_text(text, "test.toml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == FERRY_E_BAD_REQUEST);
+  return r.status().message();
 }
 
 // A fresh directory under /tmp, removed at scope exit.
@@ -232,8 +232,8 @@ TEST_CASE("executor is thread or process", "[config]") {
   CHECK(parse_error("[defaults]\nexecutor = \"Thread\"\n") ==
         "test.toml:2: defaults.executor: must be \"thread\" or \"process\"");
   auto r = parse_config_text("[plugins.demo]\nexecutor = \"process\"\n", "/etc/ferry/test.toml");
-  REQUIRE(r.config);
-  CHECK(r.config->plugin("demo").executor == ferry::config::ExecutorKind::process);
+  REQUIRE(r.ok());
+  CHECK(r->plugin("demo").executor == ferry::config::ExecutorKind::process);
 }
 
 TEST_CASE("process executor settings and the sandbox table", "[config]") {
@@ -244,9 +244,9 @@ TEST_CASE("process executor settings and the sandbox table", "[config]") {
       "write_paths = [\"/tmp/out\"]\ncpu_seconds = 60\nmax_files = 32\nmax_procs = 8\n"
       "seccomp = false\nallow_weaker = true\nenabled = true\n",
       "/etc/ferry/test.toml");
-  INFO(r.error);
-  REQUIRE(r.config);
-  const auto& p = r.config->plugin("demo");
+  INFO(r.status().message());
+  REQUIRE(r.ok());
+  const auto& p = r->plugin("demo");
   CHECK(p.max_calls_per_worker == 100);
   CHECK(p.max_rss_mb == 300);
   CHECK(p.sandbox.network);
@@ -258,8 +258,8 @@ TEST_CASE("process executor settings and the sandbox table", "[config]") {
   CHECK(p.sandbox.max_procs == 8);
   CHECK_FALSE(p.sandbox.seccomp);
   CHECK(p.sandbox.allow_weaker);
-  CHECK(r.config->plugin("other").sandbox.memory_mb == 512);
-  CHECK_FALSE(r.config->plugin("other").sandbox.network);
+  CHECK(r->plugin("other").sandbox.memory_mb == 512);
+  CHECK_FALSE(r->plugin("other").sandbox.network);
 
   CHECK(parse_error("[plugins.demo.sandbox]\nnetwork = 1\n") ==
         "test.toml:2: plugins.demo.sandbox.network: must be true or false");
@@ -320,31 +320,31 @@ TEST_CASE("paths must be non-empty; socket_path must fit sun_path", "[config]") 
 TEST_CASE("parse_config_file reads a file; errors use the path as given", "[config]") {
   TempDir dir;
   fs::path good = dir.write("good.toml", "[server]\nplugin_dir = \"p\"\n[plugins.x]\nworkers = 2\n");
-  ParseResult r = parse_config_file(good);
-  INFO(r.error);
-  REQUIRE(r.config);
-  CHECK(r.config->file == good);
-  CHECK(r.config->server.plugin_dir == dir.path / "p");
-  CHECK(r.config->plugin("x").workers == 2);
+  ferry::Result<Config> r = parse_config_file(good);
+  INFO(r.status().message());
+  REQUIRE(r.ok());
+  CHECK(r->file == good);
+  CHECK(r->server.plugin_dir == dir.path / "p");
+  CHECK(r->plugin("x").workers == 2);
 
   fs::path bad = dir.write("bad.toml", "[defaults]\n\nworkers = 0\n");
-  CHECK(parse_config_file(bad).error == bad.string() + ":3: defaults.workers: must be 1..1024");
+  CHECK(parse_config_file(bad).status().message() == bad.string() + ":3: defaults.workers: must be 1..1024");
 }
 
 TEST_CASE("a missing or unreadable file is reported with strerror", "[config]") {
-  ParseResult r = parse_config_file("/nonexistent/ferry/server.toml");
-  CHECK_FALSE(r.config);
-  CHECK(r.error == "/nonexistent/ferry/server.toml: cannot read: No such file or directory");
+  ferry::Result<Config> r = parse_config_file("/nonexistent/ferry/server.toml");
+  CHECK_FALSE(r.ok());
+  CHECK(r.status().message() == "/nonexistent/ferry/server.toml: cannot read: No such file or directory");
   TempDir dir;
-  CHECK(parse_config_file(dir.path).error == dir.path.string() + ": cannot read: Is a directory");
+  CHECK(parse_config_file(dir.path).status().message() == dir.path.string() + ": cannot read: Is a directory");
 }
 
 TEST_CASE("the bundled config/server.toml parses cleanly", "[config]") {
   const fs::path file = fs::path(FERRY_SOURCE_DIR) / "config/server.toml";
-  ParseResult r = parse_config_file(file);
-  INFO(r.error);
-  REQUIRE(r.config);
-  const Config& c = *r.config;
+  ferry::Result<Config> r = parse_config_file(file);
+  INFO(r.status().message());
+  REQUIRE(r.ok());
+  const Config& c = *r;
   CHECK(c.server.socket_path == "/tmp/ferry.sock");
   CHECK(c.server.plugin_dir == (fs::path(FERRY_SOURCE_DIR) / "build/plugins").lexically_normal());
   CHECK(c.server.log_level == "info");
