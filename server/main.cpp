@@ -89,9 +89,9 @@ int serve(const Options& opt) {
   const auto factory = ferry::make_executor_factory({reactor, completions, *launcher, invoker, clock, on_loop});
   ferry::Router router(cfg_ptr, registry, *factory, invoker, clock, on_loop,
                        [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
-  ferry::Server server(cfg.server, reactor, router, completions);
-  if (std::string err = server.start(); !err.empty()) {
-    spdlog::critical("cannot start: {}", err);
+  ferry::Server server(cfg.server, reactor, router, completions, clock);
+  if (const ferry::Status st = server.start(); !st.ok()) {
+    spdlog::critical("cannot start: {}", st.message());
     return 1;
   }
   reloader.set_apply([&](const std::shared_ptr<const ferry::config::Config>& next) {

@@ -99,7 +99,8 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
     const bool replace = existing != nullptr && existing->source == r.source;
     auto k = known_.find(r.source);
     const std::string previous = k == known_.end() ? std::string() : k->second.plugin;
-    if (std::string why = registry_.install(std::move(r.prepared), replace); !why.empty()) {
+    if (const Status st = registry_.install(std::move(r.prepared), replace); !st.ok()) {
+      const std::string& why = st.message();
       spdlog::error("plugin {} refused: {}{}", r.source.string(), why,
                     previous.empty() ? "" : "; the loaded version keeps serving");
       // A name taken by another file: tried again at every sync, so it
@@ -189,7 +190,7 @@ void Reloader::on_inotify() {
   if (!changed || settle_armed_) return;
   settle_armed_ = true;
   const std::int64_t at = clock_.now_ms() + kSettleMs;
-  settle_ts_ = __kernel_timespec{at / 1000, (at % 1000) * 1000000};
+  settle_ts_ = loop::at_ms(at);
   reactor_.ring().timeout_at(&settle_ts_, loop::Reactor::tag(id_, kSettle, 0));
 }
 

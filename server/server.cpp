@@ -22,13 +22,14 @@ using loop::Op;
 using loop::pack;
 using loop::Tag;
 
-namespace {
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-}  // namespace
-
 Server::Server(const config::ServerConfig& cfg, loop::Reactor& reactor, Router& router,
-               loop::CompletionQueue& completions)
-    : cfg_(cfg), router_(router), completions_(completions), reactor_(reactor), ring_(reactor.ring()) {
+               loop::CompletionQueue& completions, const Clock& clock)
+    : cfg_(cfg),
+      router_(router),
+      completions_(completions),
+      clock_(clock),
+      reactor_(reactor),
+      ring_(reactor.ring()) {
   conns_.emplace_back();  // slot 0 is never a connection
 }
 
@@ -40,45 +41,45 @@ Server::~Server() {
   if (signal_fd_ >= 0) close(signal_fd_);
 }
 
-std::string Server::start() {
+Status Server::start() {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGHUP);
   signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd_ < 0) return errno_text("signalfd");
-  if (std::string err = listen_socket(); !err.empty()) return err;
+  if (signal_fd_ < 0) return Status::Errno("signalfd");
+  FERRY_RETURN_IF_ERROR(listen_socket());
   ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
   ring_.poll_multishot(completions_.fd(), pack(Tag{Op::wake, 0, 0}));
   ring_.poll_multishot(signal_fd_, pack(Tag{Op::signal, 0, 0}));
   spdlog::info("listening on {} (io_uring: {})", cfg_.socket_path.string(), ring_.mode());
-  return {};
+  return Status::Ok();
 }
 
 // Binds the Unix socket, replacing a stale socket file but never a live server.
-std::string Server::listen_socket() {
+Status Server::listen_socket() {
   const std::string path = cfg_.socket_path.string();
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return "socket_path is too long: " + path;
+  if (path.size() >= sizeof addr.sun_path) return Status::Error("socket_path is too long: " + path);
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return errno_text("socket");
+  if (listen_fd_ < 0) return Status::Errno("socket");
   struct stat st;
   if (lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return path + " exists and is not a socket";
+    if (!S_ISSOCK(st.st_mode)) return Status::Error(path + " exists and is not a socket");
     if (connect(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-      return "another server is already listening on " + path;
+      return Status::Error("another server is already listening on " + path);
     }
     unlink(path.c_str());  // stale socket file of a server that is gone
   }
   if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return errno_text(("bind " + path).c_str());
+    return Status::Errno("bind " + path);
   }
-  if (chmod(path.c_str(), cfg_.socket_mode) != 0) return errno_text("chmod");
-  if (listen(listen_fd_, 1024) != 0) return errno_text("listen");
-  return {};
+  if (chmod(path.c_str(), cfg_.socket_mode) != 0) return Status::Errno("chmod");
+  if (listen(listen_fd_, 1024) != 0) return Status::Errno("listen");
+  return Status::Ok();
 }
 
 void Server::run(int ready_fd) {

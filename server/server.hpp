@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "calls.hpp"
+#include "common/clock.hpp"
+#include "common/status.hpp"
 #include "config/config.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
@@ -23,13 +25,14 @@ struct Conn;
 
 class Server {
  public:
+  // Everything given must outlive the server; `clock` times deadlines and the drain.
   Server(const config::ServerConfig& cfg, loop::Reactor& reactor, Router& router,
-         loop::CompletionQueue& completions);
+         loop::CompletionQueue& completions, const Clock& clock);
   ~Server();
 
-  // Sets up the signalfd and the listening socket (the reactor is ready).
-  // Returns "" or a message saying what failed.
-  std::string start();
+  // Sets up the signalfd and the listening socket (the reactor is ready),
+  // or says what failed.
+  Status start();
   // Serves until a stop signal and the drain that follows; then closes the
   // socket file and every connection. ready_fd (if >= 0) gets "ready\n" once
   // the socket accepts connections.
@@ -45,7 +48,7 @@ class Server {
 
  private:
   // server.cpp: set-up and the dispatch of completions
-  std::string listen_socket();
+  Status listen_socket();
   void on_completion(const io_uring_cqe& cqe);
   void on_wake();
 
@@ -84,6 +87,7 @@ class Server {
   std::function<void()> on_hangup_;
   Router& router_;
   loop::CompletionQueue& completions_;
+  const Clock& clock_;
   loop::Reactor& reactor_;
   loop::Ring& ring_;
   int listen_fd_ = -1;

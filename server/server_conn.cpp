@@ -31,7 +31,7 @@ constexpr std::size_t kMaxPendingOutput = 8u << 20;
 void Server::on_accept(int res, bool more) {
   if (!more && !draining_) {
     if (res == -EMFILE || res == -ENFILE) {  // out of fds: retry later, do not spin
-      accept_retry_at_ = at_ms(monotonic_ms() + 100);
+      accept_retry_at_ = loop::at_ms(clock_.now_ms() + 100);
       ring_.timeout_at(&accept_retry_at_, pack(Tag{Op::accept_retry, 0, 0}));
     } else {
       ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));

@@ -37,7 +37,4 @@ struct Conn {
   bool idle_output() const { return out.empty() && sending.empty(); }
 };
 
-// An absolute CLOCK_MONOTONIC time for Ring::timeout_at.
-inline __kernel_timespec at_ms(std::int64_t ms) { return __kernel_timespec{ms / 1000, (ms % 1000) * 1000000}; }
-
 }  // namespace ferry

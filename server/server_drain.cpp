@@ -42,7 +42,7 @@ void Server::on_signal() {
 void Server::begin_drain() {
   if (draining_) return;
   draining_ = true;
-  drain_ts_ = at_ms(monotonic_ms() + cfg_.drain_timeout_ms);
+  drain_ts_ = loop::at_ms(clock_.now_ms() + cfg_.drain_timeout_ms);
   ring_.timeout_at(&drain_ts_, pack(Tag{Op::drain, 0, 0}));
   router_.begin_shutdown();
   ring_.cancel(pack(Tag{Op::accept, 0, 0}), pack(Tag{Op::cancel, 0, 0}));
@@ -60,7 +60,7 @@ void Server::on_drain_timeout() {
     return;
   }
   drain_expired_ = true;
-  drain_ts_ = at_ms(monotonic_ms() + 1000);
+  drain_ts_ = loop::at_ms(clock_.now_ms() + 1000);
   ring_.timeout_at(&drain_ts_, pack(Tag{Op::drain, 0, 0}));
   if (calls_.unanswered() != 0) {
     spdlog::warn("drain timeout ({} ms): answering {} unfinished calls shutting_down", cfg_.drain_timeout_ms,

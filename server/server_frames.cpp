@@ -137,12 +137,12 @@ void Server::arm_deadline_timer() {
   const std::int64_t next = calls_.next_deadline();
   if (next == 0 || (deadline_timer_ms_ != 0 && deadline_timer_ms_ <= next)) return;
   deadline_timer_ms_ = next;
-  deadline_ts_ = at_ms(next);
+  deadline_ts_ = loop::at_ms(next);
   ring_.timeout_at(&deadline_ts_, pack(Tag{Op::deadline, 0, 0}));
 }
 
 void Server::on_deadline() {
-  const std::int64_t now = monotonic_ms();
+  const std::int64_t now = clock_.now_ms();
   if (deadline_timer_ms_ <= now) deadline_timer_ms_ = 0;  // else an older, later timer fired
   while (const std::uint64_t token = calls_.expired(now)) {
     CallTable::Entry* e = calls_.find(token);

@@ -21,9 +21,6 @@ class SystemClock final : public Clock {
   std::int64_t now_ms() const override;
 };
 
-// SystemClock's reading, for code not yet given a Clock.
-std::int64_t monotonic_ms();
-
 // A clock that moves only when told to. For tests.
 class FakeClock final : public Clock {
  public:

@@ -19,10 +19,6 @@ namespace {
 constexpr std::size_t kMaxReply = std::size_t(256) << 20;  // a hostile worker's memfd cannot make ferryd read more
 constexpr std::size_t kMaxLoggedFailure = 512;
 
-__kernel_timespec at_ms(std::int64_t ms) {
-  return __kernel_timespec{ms / 1000, (ms % 1000) * 1000000};
-}
-
 std::uint64_t rss_kb(int pid) {
   char path[64], buf[128];
   std::snprintf(path, sizeof path, "/proc/%d/statm", pid);
@@ -290,7 +286,7 @@ void ProcessPool::schedule_respawn(std::uint16_t i) {
                   w.backoff.failures(), delay, w.failure.empty() ? "" : "; last error: ", w.failure);
   }
   w.state = State::backoff;
-  w.respawn_ts = at_ms(clock_.now_ms() + delay);
+  w.respawn_ts = loop::at_ms(clock_.now_ms() + delay);
   reactor_.ring().timeout_at(&w.respawn_ts, loop::Reactor::tag(id_, kRespawn, i));
 }
 

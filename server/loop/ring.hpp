@@ -12,6 +12,9 @@
 
 namespace ferry::loop {
 
+// An absolute time for timeout_at, from SystemClock's milliseconds.
+inline __kernel_timespec at_ms(std::int64_t ms) { return __kernel_timespec{ms / 1000, (ms % 1000) * 1000000}; }
+
 class Ring {
  public:
   Ring() = default;

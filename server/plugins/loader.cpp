@@ -19,9 +19,7 @@ namespace {
 
 constexpr int kDescribeTimeoutMs = 10000;
 
-// Why a file was refused: bad_request when the file itself is at fault (it
-// is tried again once it changes); any other code is a passing failure (no
-// worker could start, no answer in time), retried at every sync.
+// The file itself is at fault: tried again once it changes (is_passing).
 Status refused_file(std::string why) { return Status(FERRY_E_BAD_REQUEST, std::move(why)); }
 
 // Waits for the worker's first message: its description or why it failed.
@@ -50,24 +48,27 @@ FileStamp stamp_of(const std::filesystem::path& file) {
                    std::uint64_t(st.st_ino)};
 }
 
-// Describes, then opens (thread) or only registers (process) one file.
+// Describes the private copy of a file, then opens it (thread executor) or
+// only registers it (process executor).
+Status load_copy(const config::Config& cfg, Launcher& launcher, const std::filesystem::path& copy, Prepared* out) {
+  sandbox::Spec probe = cfg.defaults.sandbox;
+  probe.allow_weaker = true;  // describing needs no more than this kernel offers
+  Result<PluginDescription> d = describe_plugin(launcher, copy, probe);
+  if (!d.ok()) return d.status();
+  if (cfg.plugin(d->name).executor == config::ExecutorKind::thread) return open_plugin(copy, out);
+  *out = described_plugin(copy, d->name, d->version, d->functions);
+  return Status::Ok();
+}
+
+// Copies one file of plugin_dir and loads the copy.
 Status prepare(const config::Config& cfg, Launcher& launcher, SnapshotStore& snapshots,
                const std::filesystem::path& source, Prepared* out) {
   Result<std::filesystem::path> copy = snapshots.copy(source);
-  if (!copy.ok()) return copy.status();  // e.g. the file went away meanwhile, or the disk is full: passing
-  sandbox::Spec probe = cfg.defaults.sandbox;
-  probe.allow_weaker = true;  // describing needs no more than this kernel offers
-  Result<PluginDescription> d = describe_plugin(launcher, *copy, probe);
-  std::string why = d.ok() ? std::string() : d.status().message();
-  if (d.ok() && cfg.plugin(d->name).executor == config::ExecutorKind::thread) {
-    why = open_plugin(*copy, out);
-  } else if (d.ok()) {
-    *out = described_plugin(*copy, d->name, d->version, d->functions);
-  }
-  if (!why.empty()) {
+  if (!copy.ok()) return copy.status();  // e.g. the file went away meanwhile, or the disk is full
+  if (const Status st = load_copy(cfg, launcher, *copy, out); !st.ok()) {
     std::error_code ec;
     std::filesystem::remove(*copy, ec);
-    return d.ok() ? refused_file(why) : d.status();
+    return st;
   }
   out->plugin->source = source;
   out->plugin->snapshot = *copy;
@@ -128,7 +129,7 @@ SyncResult sync_plugins(const config::Config& cfg, Launcher& launcher, SnapshotS
       spdlog::error("plugin {} refused: {}", file.string(), st.message());
       out.refused.emplace_back(file, st.message());
       out.seen_refused[file] = stamp;
-      if (st.code() != FERRY_E_BAD_REQUEST) out.transient.insert(file);
+      if (is_passing(st)) out.transient.insert(file);
       continue;
     }
     out.ready.push_back(SyncResult::Ready{file, stamp, std::move(p)});

@@ -26,10 +26,16 @@ struct PluginDescription {
   std::vector<std::string> functions;  // sorted full names
 };
 
+// Whether a refusal may pass by itself (internal: no worker could start, the
+// file could not be copied; timeout: no answer in time), so the file is
+// retried at every sync; any other code blames the file's contents, which
+// are retried once they change.
+inline bool is_passing(const Status& st) {
+  return st.code() == FERRY_E_INTERNAL || st.code() == FERRY_E_TIMEOUT;
+}
+
 // Has a worker launched under `spec` load `file` and waits (up to 10 s) for
-// its description. An error is bad_request when the file was refused for
-// its contents; any other code means a passing failure (no worker could
-// start, no answer in time).
+// its description, or says why the file was refused (see is_passing).
 Result<PluginDescription> describe_plugin(Launcher& launcher, const std::filesystem::path& file,
                                           const sandbox::Spec& spec);
 

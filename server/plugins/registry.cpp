@@ -37,29 +37,33 @@ std::string version_text(std::uint32_t major, std::uint32_t minor) {
   return std::to_string(major) + "." + std::to_string(minor);
 }
 
+// A file that is not a usable plugin.
+Status refused(std::string why) { return Status(FERRY_E_BAD_REQUEST, std::move(why)); }
+
 // Opens the library and checks it is a Ferry plugin of our ABI major.
-std::string open(const std::filesystem::path& file, Plugin* p, const ferry_plugin_info** info) {
+Status open(const std::filesystem::path& file, Plugin* p, const ferry_plugin_info** info) {
   namespace dll = boost::dll;
   try {
     p->library.load(file, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    return std::string("cannot load: ") + e.what();
+    return refused(std::string("cannot load: ") + e.what());
   }
   if (!p->library.has(FERRY_PLUGIN_INFO_SYMBOL) || !p->library.has(FERRY_PLUGIN_INIT_SYMBOL)) {
-    return "not a Ferry plugin: it does not export ferry_plugin_info and ferry_plugin_init";
+    return refused("not a Ferry plugin: it does not export ferry_plugin_info and ferry_plugin_init");
   }
   *info = p->library.get<const ferry_plugin_info*()>(FERRY_PLUGIN_INFO_SYMBOL)();
-  if (*info == nullptr) return "ferry_plugin_info() returned null";
+  if (*info == nullptr) return refused("ferry_plugin_info() returned null");
   if ((*info)->abi_major != FERRY_ABI_MAJOR) {
-    return "built against plugin ABI " + version_text((*info)->abi_major, (*info)->abi_minor) +
-           ", this ferryd supports ABI " + version_text(FERRY_ABI_MAJOR, FERRY_ABI_MINOR) +
-           ": rebuild it against this SDK";
+    return Status(FERRY_E_UNSUPPORTED_VERSION,
+                  "built against plugin ABI " + version_text((*info)->abi_major, (*info)->abi_minor) +
+                      ", this ferryd supports ABI " + version_text(FERRY_ABI_MAJOR, FERRY_ABI_MINOR) +
+                      ": rebuild it against this SDK");
   }
   if ((*info)->name == nullptr || !valid_name((*info)->name)) {
-    return "invalid plugin name (use letters, digits and _)";
+    return refused("invalid plugin name (use letters, digits and _)");
   }
-  if (std::string_view((*info)->name) == "ferry") return "plugin name 'ferry' is reserved";
-  return {};
+  if (std::string_view((*info)->name) == "ferry") return refused("plugin name 'ferry' is reserved");
+  return Status::Ok();
 }
 
 }  // namespace
@@ -99,27 +103,24 @@ Plugin::~Plugin() {
   std::filesystem::remove(snapshot, ec);
 }
 
-std::string open_plugin(const std::filesystem::path& file, Prepared* out) {
+Status open_plugin(const std::filesystem::path& file, Prepared* out) {
   auto plugin = std::make_shared<Plugin>();
   plugin->path = std::filesystem::absolute(file);
   plugin->source = plugin->path;
   const ferry_plugin_info* info = nullptr;
-  std::string why = open(plugin->path, plugin.get(), &info);
+  FERRY_RETURN_IF_ERROR(open(plugin->path, plugin.get(), &info));
   ferry_registrar reg;
-  if (why.empty()) {
-    plugin->name = info->name;
-    plugin->version = info->version != nullptr ? info->version : "";
-    reg.plugin = plugin->name;
-    auto init = plugin->library.get<int(const ferry_host_api*, ferry_registrar*)>(FERRY_PLUGIN_INIT_SYMBOL);
-    const int rc = init(host_api(), &reg);
-    if (!reg.error.empty()) why = "registration failed: " + reg.error;
-    else if (rc != 0) why = "ferry_plugin_init failed (returned " + std::to_string(rc) + ")";
-  }
-  if (!why.empty()) return why;
+  plugin->name = info->name;
+  plugin->version = info->version != nullptr ? info->version : "";
+  reg.plugin = plugin->name;
+  auto init = plugin->library.get<int(const ferry_host_api*, ferry_registrar*)>(FERRY_PLUGIN_INIT_SYMBOL);
+  const int rc = init(host_api(), &reg);
+  if (!reg.error.empty()) return refused("registration failed: " + reg.error);
+  if (rc != 0) return refused("ferry_plugin_init failed (returned " + std::to_string(rc) + ")");
   for (const auto& f : reg.functions) plugin->functions.push_back(f.name);
   std::sort(plugin->functions.begin(), plugin->functions.end());
   *out = Prepared{std::move(plugin), std::move(reg.functions)};
-  return {};
+  return Status::Ok();
 }
 
 Prepared described_plugin(const std::filesystem::path& file, const std::string& name, const std::string& version,
@@ -135,21 +136,21 @@ Prepared described_plugin(const std::filesystem::path& file, const std::string& 
   return p;
 }
 
-std::string Registry::load(const std::filesystem::path& file) {
+Status Registry::load(const std::filesystem::path& file) {
   Prepared p;
-  std::string why = open_plugin(file, &p);
-  if (why.empty()) why = install(std::move(p), false);
-  if (!why.empty()) spdlog::error("plugin {} refused: {}", file.string(), why);
-  return why;
+  Status st = open_plugin(file, &p);
+  if (st.ok()) st = install(std::move(p), false);
+  if (!st.ok()) spdlog::error("plugin {} refused: {}", file.string(), st.message());
+  return st;
 }
 
-std::string Registry::install(Prepared p, bool replace) {
+Status Registry::install(Prepared p, bool replace) {
   Plugin& plugin = *p.plugin;
-  if (!valid_name(plugin.name)) return "invalid plugin name '" + plugin.name + "'";
+  if (!valid_name(plugin.name)) return refused("invalid plugin name '" + plugin.name + "'");
   for (const auto& f : plugin.functions) {
-    if (f.rfind(plugin.name + ".", 0) != 0) return "function '" + f + "' is not in plugin " + plugin.name;
+    if (f.rfind(plugin.name + ".", 0) != 0) return refused("function '" + f + "' is not in plugin " + plugin.name);
   }
-  if (std::string why = admit(plugin, replace); !why.empty()) return why;
+  FERRY_RETURN_IF_ERROR(admit(plugin, replace));
   plugin.loaded_at = utc_now();
   remove(plugin.name);
   for (auto& f : p.functions) {
@@ -161,25 +162,24 @@ std::string Registry::install(Prepared p, bool replace) {
   spdlog::info("plugin {} {} {} from {}: {} functions{}", plugin.name, plugin.version,
                replace ? "installed" : "loaded", plugin.source.string(), plugin.functions.size(),
                plugin.library.is_loaded() ? "" : ", run by its worker processes");
-  return {};
+  return Status::Ok();
 }
 
 // A plugin may join only if neither its name nor any of its functions is
 // taken; with `replace`, by a plugin of another name.
-std::string Registry::admit(const Plugin& p, bool replace) const {
+Status Registry::admit(const Plugin& p, bool replace) const {
   for (const auto& other : plugins_) {
     if (other->name == p.name && !replace) {
-      return "duplicate plugin name '" + p.name + "' (already loaded from " +
-             other->path.string() + ")";
+      return refused("duplicate plugin name '" + p.name + "' (already loaded from " + other->path.string() + ")");
     }
   }
   for (const auto& f : p.functions) {
     auto it = functions_.find(f);
     if (it != functions_.end() && !(replace && it->second->plugin->name == p.name)) {
-      return "duplicate function name '" + f + "'";
+      return refused("duplicate function name '" + f + "'");
     }
   }
-  return {};
+  return Status::Ok();
 }
 
 std::shared_ptr<const Plugin> Registry::find_plugin(std::string_view name) const {

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/status.hpp"
 #include "ferry/plugin.h"
 
 namespace ferry {
@@ -53,8 +54,9 @@ struct Prepared {
 };
 
 // Opens `file` and runs its ferry_plugin_init. Thread-safe: it touches no
-// registry. Returns "" or why the file is not a usable plugin.
-std::string open_plugin(const std::filesystem::path& file, Prepared* out);
+// registry. A file that is not a usable plugin: bad_request, or
+// unsupported_version when built against another ABI major; the message says why.
+Status open_plugin(const std::filesystem::path& file, Prepared* out);
 // A plugin that is never loaded here (its process pool runs it): its
 // functions route to that pool; their entry points stay null.
 Prepared described_plugin(const std::filesystem::path& file, const std::string& name, const std::string& version,
@@ -66,12 +68,12 @@ std::vector<std::filesystem::path> plugin_files(const std::filesystem::path& dir
 
 class Registry {
  public:
-  // Loads one library. Returns "" on success, else the reason it was refused.
-  std::string load(const std::filesystem::path& file);
+  // Loads one library (open_plugin, then install); a refusal is logged.
+  Status load(const std::filesystem::path& file);
 
   // Publishes a prepared plugin; with `replace`, in place of a loaded plugin
-  // of the same name. Returns "" or why it was refused (nothing changes then).
-  std::string install(Prepared p, bool replace);
+  // of the same name. A refusal (bad_request) changes nothing.
+  Status install(Prepared p, bool replace);
 
   std::shared_ptr<const Function> find(std::string_view name) const;
   std::shared_ptr<const Plugin> find_plugin(std::string_view name) const;
@@ -82,7 +84,7 @@ class Registry {
   void clear();
 
  private:
-  std::string admit(const Plugin& p, bool replace) const;
+  Status admit(const Plugin& p, bool replace) const;
 
 
   std::vector<std::shared_ptr<const Plugin>> plugins_;

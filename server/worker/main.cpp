@@ -76,7 +76,7 @@ struct Loaded {
 // functions are all that nested calls can reach in here (caller-runs, as in
 // ferryd: docs/design.md, "Nested calls").
 std::string load(ferry::Registry& reg, const std::string& path, ferry::Invoker& invoker, Loaded* out) {
-  if (std::string why = reg.load(path); !why.empty()) return "plugin " + path + " refused: " + why;
+  if (const ferry::Status st = reg.load(path); !st.ok()) return "plugin " + path + " refused: " + st.message();
   const auto& plugin = *reg.plugins().front();
   for (const auto& name : plugin.functions) out->functions.push_back(reg.find(name));
   invoker.publish(ferry::directory_of(reg, plugin.name));

@@ -47,9 +47,9 @@ struct Fixture {
   ferry::Invoker invoker{clock};
   ferry::Registry reg;
   Fixture() {
-    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_latch.so") == "");
-    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_good.so") == "");
-    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_ops_v1.so") == "");
+    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_latch.so").ok());
+    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_good.so").ok());
+    REQUIRE(reg.load(std::string(FERRY_FIXTURE_DIR) + "/fixture_ops_v1.so").ok());
   }
   Job job(std::uint64_t id, const char* fn, std::string payload) {
     Job j;

@@ -41,7 +41,7 @@ Outcome call(const ferry::Function& fn, const std::string& payload) {
 
 TEST_CASE("a good plugin loads and its functions are callable", "[registry]") {
   Registry reg;
-  REQUIRE(reg.load(fixture("fixture_good")) == "");
+  REQUIRE(reg.load(fixture("fixture_good")).ok());
   REQUIRE(reg.plugins().size() == 1);
   CHECK(reg.plugins()[0]->name == "good");
   CHECK(reg.plugins()[0]->version == "1.0.0");
@@ -56,26 +56,27 @@ TEST_CASE("a good plugin loads and its functions are callable", "[registry]") {
 
 TEST_CASE("a library built for another ABI major is refused with both versions", "[registry]") {
   Registry reg;
-  const std::string why = reg.load(fixture("fixture_wrong_abi"));
-  CHECK_THAT(why, Catch::Contains("ABI 2.") && Catch::Contains("supports ABI 1."));
+  const ferry::Status st = reg.load(fixture("fixture_wrong_abi"));
+  CHECK(st.code() == FERRY_E_UNSUPPORTED_VERSION);
+  CHECK_THAT(st.message(), Catch::Contains("ABI 2.") && Catch::Contains("supports ABI 1."));
   CHECK(reg.plugins().empty());
 }
 
 TEST_CASE("a library that is not a plugin is refused", "[registry]") {
   Registry reg;
-  CHECK_THAT(reg.load(fixture("fixture_not_plugin")), Catch::Contains("not a Ferry plugin"));
+  CHECK_THAT(reg.load(fixture("fixture_not_plugin")).message(), Catch::Contains("not a Ferry plugin"));
   const fs::path junk = fs::temp_directory_path() / "ferry-junk.so";
   std::ofstream(junk) << "this is not an ELF file";
-  CHECK_THAT(reg.load(junk), Catch::Contains("cannot load"));
+  CHECK_THAT(reg.load(junk).message(), Catch::Contains("cannot load"));
   fs::remove(junk);
   CHECK(reg.plugins().empty());
 }
 
 TEST_CASE("duplicate names are refused and the first plugin keeps serving", "[registry]") {
   Registry reg;
-  CHECK_THAT(reg.load(fixture("fixture_dup_fn")), Catch::Contains("registered twice"));
-  REQUIRE(reg.load(fixture("fixture_good")) == "");
-  CHECK_THAT(reg.load(fixture("fixture_dup_plugin")), Catch::Contains("duplicate plugin name 'good'"));
+  CHECK_THAT(reg.load(fixture("fixture_dup_fn")).message(), Catch::Contains("registered twice"));
+  REQUIRE(reg.load(fixture("fixture_good")).ok());
+  CHECK_THAT(reg.load(fixture("fixture_dup_plugin")).message(), Catch::Contains("duplicate plugin name 'good'"));
   REQUIRE(reg.plugins().size() == 1);
   CHECK(reg.plugins()[0]->path == fs::absolute(fixture("fixture_good")));
   CHECK(call(*reg.find("good.hello"), "[]").data == "\"world\"");
@@ -86,7 +87,7 @@ TEST_CASE("each plugin file of a directory loads on its own; refused ones leave 
   // What ferryd does with plugin_dir: plugin_files in name order, one load each.
   std::set<std::string> loaded, refused;
   for (const fs::path& file : ferry::plugin_files(FERRY_FIXTURE_DIR)) {
-    (reg.load(file).empty() ? loaded : refused).insert(file.stem().string());
+    (reg.load(file).ok() ? loaded : refused).insert(file.stem().string());
   }
   // A name goes to the first file in name order: fixture_dup_plugin ("good")
   // before fixture_good, ops v1 before ops v2.
@@ -103,7 +104,7 @@ TEST_CASE("each plugin file of a directory loads on its own; refused ones leave 
 
 TEST_CASE("a library stays mapped while a function of it is referenced", "[registry]") {
   Registry reg;
-  REQUIRE(reg.load(fixture("fixture_good")) == "");
+  REQUIRE(reg.load(fixture("fixture_good")).ok());
   auto fn = reg.find("good.hello");
   reg.clear();
   CHECK(mapped(fixture("fixture_good")));
@@ -114,13 +115,13 @@ TEST_CASE("a library stays mapped while a function of it is referenced", "[regis
 
 TEST_CASE("a new version replaces a plugin; the old one unloads after its last call", "[registry]") {
   Registry reg;
-  REQUIRE(reg.load(fixture("fixture_ops_v1")) == "");
+  REQUIRE(reg.load(fixture("fixture_ops_v1")).ok());
   auto old_fn = reg.find("ops.version");
-  CHECK(reg.load(fixture("fixture_ops_v2")) != "");  // without replace: a duplicate
+  CHECK_FALSE(reg.load(fixture("fixture_ops_v2")).ok());  // without replace: a duplicate
   ferry::Prepared v2;
-  REQUIRE(ferry::open_plugin(fixture("fixture_ops_v2"), &v2) == "");
+  REQUIRE(ferry::open_plugin(fixture("fixture_ops_v2"), &v2).ok());
   v2.plugin->source = "/plugins/ops.so";
-  REQUIRE(reg.install(std::move(v2), /*replace=*/true) == "");
+  REQUIRE(reg.install(std::move(v2), /*replace=*/true).ok());
   REQUIRE(reg.plugins().size() == 1);
   CHECK(reg.plugins()[0]->version == "2");
   CHECK(reg.plugins()[0]->source == "/plugins/ops.so");
