@@ -142,11 +142,11 @@ void ProcessPool::start_call(std::uint16_t i, Job&& job) {
   const auto it = std::lower_bound(names.begin(), names.end(), job.fn->name);
   channel::Header h{channel::Type::call, 0, ++w.calls, job.deadline_ms,
                     std::uint32_t(it - names.begin())};
-  const int rc = channel::send(w.proc.channel, h, job.payload);
+  const Status sent = channel::send(w.proc.channel, h, job.payload);
   w.call.emplace(std::move(job));
   w.state = State::busy;
-  if (rc != 0) {
-    spdlog::error("plugin {}: worker {}: send: {}", opt_.plugin, w.proc.pid, std::strerror(-rc));
+  if (!sent.ok()) {
+    spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, sent.message());
     return kill_worker(w);  // the exit handler answers the call
   }
 }
@@ -170,14 +170,18 @@ void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe) {
   if (w.proc.channel < 0 || w.state == State::empty || w.state == State::backoff) return;
   channel::Header h;
   std::string body;
-  int rc;
-  while (!w.killed && (rc = channel::recv(w.proc.channel, &h, &body, kMaxReply)) == 1) on_message(i, h, body);
+  Result<channel::Received> got = channel::Received::none;
+  while (!w.killed && (got = channel::recv(w.proc.channel, &h, &body, kMaxReply)).ok() &&
+         *got == channel::Received::message) {
+    on_message(i, h, body);
+  }
   if (w.killed) return;
-  if (rc == -EBADMSG || rc == -EMSGSIZE) {
-    spdlog::error("plugin {}: worker {} sent a malformed message", opt_.plugin, w.proc.pid);
+  if (!got.ok() && got.status().code() == FERRY_E_BAD_REQUEST) {
+    spdlog::error("plugin {}: worker {} sent a malformed message ({})", opt_.plugin, w.proc.pid,
+                  got.status().message());
     kill_worker(w);
   }
-  if (rc == -EAGAIN && (cqe.flags & IORING_CQE_F_MORE) == 0) {
+  if (got.ok() && *got == channel::Received::none && (cqe.flags & IORING_CQE_F_MORE) == 0) {
     reactor_.ring().poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));
   }
 }

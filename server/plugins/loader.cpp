@@ -28,8 +28,8 @@ Result<PluginDescription> read_description(int channel) {
   if (poll(&p, 1, kDescribeTimeoutMs) != 1) return Status(FERRY_E_TIMEOUT, "the worker did not answer within 10 s");
   channel::Header h;
   std::string body;
-  const int rc = channel::recv(channel, &h, &body, 1u << 20);
-  if (rc != 1) return refused_file("the worker exited while loading it");
+  const Result<channel::Received> got = channel::recv(channel, &h, &body, 1u << 20);
+  if (!got.ok() || *got != channel::Received::message) return refused_file("the worker exited while loading it");
   if (h.type == channel::Type::failed) return refused_file(body.substr(0, 512));
   auto j = nlohmann::json::parse(body, nullptr, false);
   if (h.type != channel::Type::ready || j.is_discarded()) return refused_file("the worker sent a malformed description");

@@ -97,9 +97,7 @@ int received_fd(msghdr& msg, bool* extra) {
   return fd;
 }
 
-}  // namespace
-
-int send(int fd, const Header& h_in, std::string_view body) {
+int send_rc(int fd, const Header& h_in, std::string_view body) {
   Header h = h_in;
   h.body_len = std::uint32_t(body.size());
   if (body.size() > kInlineMax) {
@@ -120,7 +118,7 @@ int send(int fd, const Header& h_in, std::string_view body) {
   return std::size_t(n) == sizeof h + body.size() ? 0 : -EMSGSIZE;
 }
 
-int recv(int fd, Header* h, std::string* body, std::size_t max_body) {
+int recv_rc(int fd, Header* h, std::string* body, std::size_t max_body) {
   thread_local std::string buf(sizeof(Header) + kInlineMax + 1, '\0');
   alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
   iovec iov{buf.data(), buf.size()};
@@ -147,6 +145,28 @@ int recv(int fd, Header* h, std::string* body, std::size_t max_body) {
   }
   if (memfd >= 0) close(memfd);
   return rc;
+}
+
+// The helpers above speak -errno, as the syscalls do; callers get a Status.
+Status status_of(int rc, const char* what) {
+  if (rc == -EBADMSG) return Status(FERRY_E_BAD_REQUEST, std::string(what) + ": malformed message");
+  if (rc == -EMSGSIZE) return Status(FERRY_E_BAD_REQUEST, std::string(what) + ": message too large");
+  return Status::Errno(what, -rc);
+}
+
+}  // namespace
+
+Status send(int fd, const Header& h, std::string_view body) {
+  const int rc = send_rc(fd, h, body);
+  return rc == 0 ? Status::Ok() : status_of(rc, "send");
+}
+
+Result<Received> recv(int fd, Header* h, std::string* body, std::size_t max_body) {
+  const int rc = recv_rc(fd, h, body, max_body);
+  if (rc == 1) return Received::message;
+  if (rc == 0) return Received::eof;
+  if (rc == -EAGAIN) return Received::none;
+  return status_of(rc, "recv");
 }
 
 }  // namespace ferry::channel

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/status.hpp"
+
 namespace ferry::channel {
 
 enum class Type : std::uint32_t {
@@ -33,14 +35,21 @@ struct Header {
 };
 static_assert(sizeof(Header) == 32);
 
-// Sends one message (blocking unless the fd is non-blocking).
-// Returns 0 or -errno. Bodies over kInlineMax go through a sealed memfd.
-int send(int fd, const Header& h, std::string_view body);
+// Sends one message (blocking unless the fd is non-blocking). Bodies over
+// kInlineMax go through a sealed memfd. Internal (with errno text, e.g.
+// "Broken pipe" once the peer is gone) when it cannot.
+Status send(int fd, const Header& h, std::string_view body);
 
-// Receives one message. Returns 1 on a message, 0 on EOF, -errno on error
-// (-EAGAIN on a non-blocking fd with nothing to read; -EBADMSG when malformed).
-// A memfd body is read with pread (never mapped), so a hostile peer cannot
-// fault the reader; at most max_body bytes are accepted.
-int recv(int fd, Header* h, std::string* body, std::size_t max_body);
+// What recv() found: a message, the peer's end, or (non-blocking fd)
+// nothing waiting.
+enum class Received { message, eof, none };
+
+// Receives one message. bad_request when it is malformed or its body is over
+// max_body (the peer is broken: stop talking to it), internal when the
+// socket fails. A memfd body must be sealed and exactly body_len long, and is
+// read with pread (never mapped), so a hostile peer cannot fault the reader;
+// a message carrying more than one descriptor is malformed (the extra ones
+// are closed at once).
+Result<Received> recv(int fd, Header* h, std::string* body, std::size_t max_body);
 
 }  // namespace ferry::channel

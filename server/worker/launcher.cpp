@@ -167,9 +167,10 @@ class ProcessLauncher final : public Launcher {
     Result<SpawnedWorker> w = clone_worker(worker_path_, spec);
     if (!w.ok()) return w;
     fcntl(w->channel, F_SETFL, O_NONBLOCK);
-    if (const int rc = channel::send(w->channel, channel::Header{channel::Type::spec}, first_message); rc != 0) {
+    if (const Status sent = channel::send(w->channel, channel::Header{channel::Type::spec}, first_message);
+        !sent.ok()) {
       kill_and_reap(&w.value());
-      return Status::Error(std::string("sending the spec: ") + std::strerror(-rc));
+      return sent.with_context("sending the spec");
     }
     return w;
   }

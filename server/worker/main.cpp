@@ -63,7 +63,7 @@ void report_aborts() {
 }
 
 int fail(const std::string& why) {
-  ferry::channel::send(kChannel, Header{Type::failed}, why);
+  (void)ferry::channel::send(kChannel, Header{Type::failed}, why);  // the exit status tells the rest
   return 3;
 }
 
@@ -92,13 +92,13 @@ int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
   Header h;
   std::string body;
   while (true) {
-    const int rc = ferry::channel::recv(kChannel, &h, &body, kMaxBody);
-    if (rc == 0) return 0;  // ferryd closed the channel: done
-    if (rc < 0 || h.type != Type::call || h.code >= loaded.functions.size()) return 4;
+    const auto got = ferry::channel::recv(kChannel, &h, &body, kMaxBody);
+    if (got.ok() && *got == ferry::channel::Received::eof) return 0;  // ferryd closed the channel: done
+    if (!got.ok() || h.type != Type::call || h.code >= loaded.functions.size()) return 4;
     const ferry::Result<std::string> r = invoker.invoke(*loaded.functions[h.code], body, h.deadline_ms);
     const ferry_code code = r.ok() ? FERRY_OK : r.status().code();
     Header reply{Type::reply, 0, h.id, 0, std::uint32_t(code)};
-    if (ferry::channel::send(kChannel, reply, r.ok() ? *r : r.status().message()) != 0) return 5;
+    if (!ferry::channel::send(kChannel, reply, r.ok() ? *r : r.status().message()).ok()) return 5;
     body.clear();
   }
 }
@@ -109,7 +109,8 @@ int main() {
   spdlog::set_level(spdlog::level::off);  // stderr is /dev/null once sandboxed
   Header h;
   std::string body;
-  if (ferry::channel::recv(kChannel, &h, &body, 1u << 20) != 1 || h.type != Type::spec) return 2;
+  const auto got = ferry::channel::recv(kChannel, &h, &body, 1u << 20);
+  if (!got.ok() || *got != ferry::channel::Received::message || h.type != Type::spec) return 2;
   const ferry::Result<ferry::WorkerSpec> spec = ferry::decode_worker_spec(body);
   if (!spec.ok()) return fail("malformed spec message: " + spec.status().message());
   const ferry::sandbox::Spec& sandbox = spec->sandbox;
@@ -127,6 +128,6 @@ int main() {
     if (!st.ok()) return fail("sandbox step " + st.message());
   }
   report_aborts();
-  if (ferry::channel::send(kChannel, Header{Type::ready}, loaded.ready_json) != 0) return 5;
+  if (!ferry::channel::send(kChannel, Header{Type::ready}, loaded.ready_json).ok()) return 5;
   return serve(loaded, invoker);
 }

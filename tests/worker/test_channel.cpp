@@ -23,6 +23,14 @@ using ch::Type;
 
 namespace {
 
+const std::string kMalformed = "bad_request: recv: malformed message";
+
+// recv()'s outcome as text: "message", "eof", "none", or "<code>: <message>".
+std::string outcome(const ferry::Result<ch::Received>& r) {
+  if (!r.ok()) return std::string(ferry_code_name(r.status().code())) + ": " + r.status().message();
+  return *r == ch::Received::message ? "message" : *r == ch::Received::eof ? "eof" : "none";
+}
+
 constexpr std::size_t kMaxBody = 1 << 20;
 
 // Both ends of one channel, closed at scope exit.
@@ -98,9 +106,9 @@ Header memfd_header(std::size_t body_len) {
 std::string round_trip(Pair& p, const std::string& body, Header* got) {
   Header h{Type::call};
   h.id = 5;
-  REQUIRE(ch::send(p.worker, h, body) == 0);
+  REQUIRE(ch::send(p.worker, h, body).ok());
   std::string out = "stale";
-  REQUIRE(ch::recv(p.host, got, &out, kMaxBody) == 1);
+  REQUIRE(outcome(ch::recv(p.host, got, &out, kMaxBody)) == "message");
   return out;
 }
 
@@ -133,10 +141,10 @@ TEST_CASE("headers of every type round-trip with their id, deadline and code", "
     h.deadline_ms = std::int64_t(type) == 4 ? -1 : 0x7fffffff00000000ll + std::int64_t(type);
     h.code = 0xffff0000u | std::uint32_t(type);
     const std::string body = type == Type::violation ? "" : "body of " + std::to_string(int(type));
-    REQUIRE(ch::send(p.host, h, body) == 0);
+    REQUIRE(ch::send(p.host, h, body).ok());
     Header got{};
     std::string out;
-    REQUIRE(ch::recv(p.worker, &got, &out, kMaxBody) == 1);
+    REQUIRE(outcome(ch::recv(p.worker, &got, &out, kMaxBody)) == "message");
     INFO("type " << int(type));
     CHECK(got.type == type);
     CHECK(got.id == h.id);
@@ -152,10 +160,10 @@ TEST_CASE("bodies up to kInlineMax travel inline, whatever flag the caller set",
   for (std::size_t n : {std::size_t{0}, std::size_t{1}, kInlineMax - 1, kInlineMax}) {
     Header h{Type::reply};
     h.flags = ch::kFlagMemfd;  // a stale flag must not make recv look for a memfd
-    REQUIRE(ch::send(p.worker, h, pattern(n)) == 0);
+    REQUIRE(ch::send(p.worker, h, pattern(n)).ok());
     Header got{};
     std::string out = "stale";
-    REQUIRE(ch::recv(p.host, &got, &out, kMaxBody) == 1);
+    REQUIRE(outcome(ch::recv(p.host, &got, &out, kMaxBody)) == "message");
     INFO("body of " << n << " bytes");
     CHECK((got.flags & ch::kFlagMemfd) == 0);
     CHECK(got.body_len == n);
@@ -166,7 +174,7 @@ TEST_CASE("bodies up to kInlineMax travel inline, whatever flag the caller set",
 TEST_CASE("a body over kInlineMax goes in a memfd sealed against every change", "[channel]") {
   Pair p;
   const std::string body = pattern(kInlineMax + 1);
-  REQUIRE(ch::send(p.worker, Header{Type::reply}, body) == 0);
+  REQUIRE(ch::send(p.worker, Header{Type::reply}, body).ok());
   // Read the datagram by hand to see what was on the wire.
   Header h{};
   alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
@@ -211,12 +219,12 @@ TEST_CASE("a body over max_body is refused, inline or in a memfd, and the channe
   for (std::size_t limit : {std::size_t{10}, kInlineMax + 100}) {
     Header got{};
     std::string out;
-    REQUIRE(ch::send(p.worker, Header{Type::reply}, pattern(limit)) == 0);
-    CHECK(ch::recv(p.host, &got, &out, limit) == 1);  // the limit itself is allowed
+    REQUIRE(ch::send(p.worker, Header{Type::reply}, pattern(limit)).ok());
+    CHECK(outcome(ch::recv(p.host, &got, &out, limit)) == "message");  // the limit itself is allowed
     CHECK(out == pattern(limit));
     const int fds_before = open_fds();
-    REQUIRE(ch::send(p.worker, Header{Type::reply}, pattern(limit + 1)) == 0);
-    CHECK(ch::recv(p.host, &got, &out, limit) == -EMSGSIZE);
+    REQUIRE(ch::send(p.worker, Header{Type::reply}, pattern(limit + 1)).ok());
+    CHECK(outcome(ch::recv(p.host, &got, &out, limit)) == "bad_request: recv: message too large");
     CHECK(open_fds() == fds_before);  // a refused memfd is closed
   }
   check_in_step(p);
@@ -228,12 +236,12 @@ TEST_CASE("EOF reads as 0, an empty non-blocking channel as -EAGAIN, a closed pe
   std::string body;
   const int flags = ::fcntl(p.host, F_GETFL);
   REQUIRE(::fcntl(p.host, F_SETFL, flags | O_NONBLOCK) == 0);
-  CHECK(ch::recv(p.host, &h, &body, kMaxBody) == -EAGAIN);
+  CHECK(outcome(ch::recv(p.host, &h, &body, kMaxBody)) == "none");
   ::close(p.worker);
   p.worker = -1;
-  CHECK(ch::recv(p.host, &h, &body, kMaxBody) == 0);
-  CHECK(ch::send(p.host, Header{Type::call}, "x") == -EPIPE);  // and no SIGPIPE
-  CHECK(ch::send(p.host, Header{Type::call}, pattern(kInlineMax + 1)) == -EPIPE);
+  CHECK(outcome(ch::recv(p.host, &h, &body, kMaxBody)) == "eof");
+  CHECK(ch::send(p.host, Header{Type::call}, "x").message() == "send: Broken pipe");  // and no SIGPIPE
+  CHECK(ch::send(p.host, Header{Type::call}, pattern(kInlineMax + 1)).message() == "send: Broken pipe");
 }
 
 TEST_CASE("short and inconsistent datagrams are -EBADMSG and never desynchronise", "[channel]") {
@@ -257,7 +265,7 @@ TEST_CASE("short and inconsistent datagrams are -EBADMSG and never desynchronise
   SECTION("the memfd flag without a descriptor") {
     raw_send(p.worker, memfd_header(kInlineMax + 1), "");
   }
-  CHECK(ch::recv(p.host, &h, &body, kMaxBody) == -EBADMSG);
+  CHECK(outcome(ch::recv(p.host, &h, &body, kMaxBody)) == kMalformed);
   check_in_step(p);
 }
 
@@ -270,7 +278,7 @@ TEST_CASE("a memfd shorter than its body_len, even shrunk after sending, is refu
   ::close(memfd);
   Header h{};
   std::string out;
-  CHECK(ch::recv(p.host, &h, &out, kMaxBody) == -EBADMSG);  // refused, and no SIGBUS
+  CHECK(outcome(ch::recv(p.host, &h, &out, kMaxBody)) == kMalformed);  // refused, and no SIGBUS
   check_in_step(p);
 }
 
@@ -283,7 +291,7 @@ TEST_CASE("a descriptor on an inline message is closed, the message read", "[cha
   ::close(memfd);
   const int fds_before = open_fds();
   std::string out;
-  CHECK(ch::recv(p.host, &h, &out, kMaxBody) == 1);
+  CHECK(outcome(ch::recv(p.host, &h, &out, kMaxBody)) == "message");
   CHECK(out == "ok");
   CHECK(open_fds() == fds_before);
 }
@@ -302,7 +310,7 @@ TEST_CASE("more descriptors than one are refused and none of them leaks", "[chan
     Header h{};
     std::string out;
     INFO(n << " descriptors");
-    CHECK(ch::recv(p.host, &h, &out, kMaxBody) == -EBADMSG);
+    CHECK(outcome(ch::recv(p.host, &h, &out, kMaxBody)) == kMalformed);
     CHECK(open_fds() == fds_before);
     check_in_step(p);
   }
@@ -318,7 +326,7 @@ TEST_CASE("a descriptor that cannot be read at an offset is refused", "[channel]
   ::close(pipe_fds[1]);
   Header h{};
   std::string out;
-  CHECK(ch::recv(p.host, &h, &out, kMaxBody) < 0);
+  CHECK_FALSE(ch::recv(p.host, &h, &out, kMaxBody).ok());
   check_in_step(p);
 }
 
@@ -333,7 +341,7 @@ TEST_CASE("an unsealed memfd is refused", "[channel][hostile]") {
   ::close(memfd);
   Header h{};
   std::string out;
-  CHECK(ch::recv(p.host, &h, &out, kMaxBody) == -EBADMSG);
+  CHECK(outcome(ch::recv(p.host, &h, &out, kMaxBody)) == kMalformed);
   check_in_step(p);
 }
 
@@ -345,7 +353,7 @@ TEST_CASE("a descriptor that is not a memfd is refused", "[channel][hostile]") {
   ::close(zero);
   Header h{};
   std::string out;
-  CHECK(ch::recv(p.host, &h, &out, kMaxBody) == -EBADMSG);
+  CHECK(outcome(ch::recv(p.host, &h, &out, kMaxBody)) == kMalformed);
   check_in_step(p);
 }
 
@@ -357,6 +365,6 @@ TEST_CASE("a sealed memfd longer than its body_len is refused, not cut", "[chann
   ::close(memfd);
   Header h{};
   std::string out;
-  CHECK(ch::recv(p.host, &h, &out, kMaxBody) == -EBADMSG);
+  CHECK(outcome(ch::recv(p.host, &h, &out, kMaxBody)) == kMalformed);
   check_in_step(p);
 }
