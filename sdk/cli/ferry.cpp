@@ -2,6 +2,7 @@
 //
 //   ferry [--socket PATH] call FN [ARG ...] [--timeout MS] [--priority P]
 //   ferry [--socket PATH] call FN - [...]          (the JSON array from stdin)
+//   ferry [--socket PATH] call FN [...] -- ARG ... (ARGs taken as is, even - or --x)
 //   ferry [--socket PATH] call --raw FN [...]      (stdin's bytes, reply as is)
 //   ferry [--socket PATH] list [--json]
 //   ferry [--socket PATH] status [--json]
@@ -28,7 +29,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <unistd.h>
 
 #include "ferry/client.hpp"
 #include "ferry/errors.h"
@@ -46,6 +50,7 @@ struct Options {
   std::string socket = "/tmp/ferry.sock";
   std::string fn;
   std::vector<std::string> args;  // call: the ARGs, exactly as given
+  std::size_t verbatim = 0;        // call: how many of the last ARGs came after `--`
   bool raw = false;
   std::uint32_t timeout_ms = 0;
   std::string priority = "normal";
@@ -73,8 +78,19 @@ std::string exit_status_help() {
   return s;
 }
 
+// The usage line of `ferry call` names its ARGs, which CLI11 takes as extras
+// and so cannot list by itself.
+class CallFormatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App* app, std::string name) const override {
+    std::string usage = CLI::Formatter::make_usage(app, std::move(name));  // "Usage: ... FN\n"
+    return usage.insert(usage.find_last_not_of('\n') + 1, " [ARG ...]");
+  }
+};
+
 void add_call_command(CLI::App& app, Options& o) {
   CLI::App* call = app.add_subcommand("call", "Call a function and print its result");
+  call->formatter(std::make_shared<CallFormatter>());
   call->add_option("FN", o.fn, "Function name, plugin.function; its ARGs follow (see below)")->required()->check([](const std::string& fn) {
     return fn.empty() || fn.size() > 255 ? std::string("must be 1..255 bytes") : std::string();
   });
@@ -84,8 +100,9 @@ void add_call_command(CLI::App& app, Options& o) {
   call->footer(
       "ARG: each one JSON value: 7, true, null, '[1,2]', '{\"k\":[1,2]}';\n"
       "  strings need JSON quotes: '\"hi\"'. The payload is the JSON array of them.\n"
-      "  A single - reads that JSON array from stdin instead. An ARG that starts with -\n"
-      "  (-5) is taken as is; put -- before ARGs to pass anything else verbatim.\n"
+      "  A single - reads that JSON array from stdin instead. An ARG may start with\n"
+      "  one - (-5); one that starts with -- is taken for a mistyped option.\n"
+      "  Everything after -- is an ARG, even - (then not stdin) and --x.\n"
       "With --raw, no ARG: stdin's bytes are the payload, and the reply is written\n"
       "  to stdout as it came, for raw functions and binary data.\n\n" + exit_status_help());
   call->add_flag("--raw", o.raw, "Send stdin's bytes as the payload; write the raw reply to stdout");
@@ -142,10 +159,14 @@ std::optional<int> parse_args(CLI::App& app, int argc, char** argv) {
 }
 
 std::string read_stdin() {
+  if (isatty(STDIN_FILENO)) std::cerr << "ferry: reading the payload from stdin; end with Ctrl-D\n";
   std::string data;
   char buf[1 << 16];
   std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) data.append(buf, n);
+  do {  // a short read is the end (or an error): on a terminal, one Ctrl-D ends it
+    n = std::fread(buf, 1, sizeof buf, stdin);
+    data.append(buf, n);
+  } while (n == sizeof buf);
   return data;
 }
 
@@ -160,21 +181,42 @@ int payload_from_stdin(std::string* payload) {
   return 0;
 }
 
+// How many of call's n_args ARGs came after the first `--` of argv: they are
+// the last ones (CLI11 keeps extras in order, and FN may take the first).
+std::size_t args_after_dashdash(int argc, char** argv, std::size_t n_args) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") return std::min<std::size_t>(argc - 1 - i, n_args);
+  }
+  return 0;
+}
+
+// An ARG before `--` that starts with -- is a mistyped option: no JSON value
+// starts so. 0 or a usage exit status.
+int check_no_unknown_option(const Options& o) {
+  for (std::size_t i = 0; i + o.verbatim < o.args.size(); ++i) {
+    const std::string& arg = o.args[i];
+    if (arg.starts_with("--"))
+      return fail(kExitUsage, "unknown option " + arg.substr(0, arg.find('=')) + " (see ferry call --help)");
+  }
+  return 0;
+}
+
 // The call payload: the JSON array of the arguments, stdin's array for a
-// lone "-", or stdin's bytes with --raw. 0 or a usage exit status.
+// lone "-" (not after `--`), or stdin's bytes with --raw. 0 or a usage exit status.
 int build_payload(const Options& o, std::string* payload) {
+  if (int status = check_no_unknown_option(o)) return status;
   if (o.raw) {
     if (!o.args.empty()) return fail(kExitUsage, "--raw takes no ARG: the payload is read from stdin");
     *payload = read_stdin();
     return std::ferror(stdin) ? fail(kExitUsage, "cannot read stdin") : 0;
   }
-  if (o.args.size() == 1 && o.args[0] == "-") return payload_from_stdin(payload);
+  if (o.args.size() == 1 && o.args[0] == "-" && o.verbatim == 0) return payload_from_stdin(payload);
   json array = json::array();
   for (std::size_t i = 0; i < o.args.size(); ++i) {
     json value = json::parse(o.args[i], nullptr, /*allow_exceptions=*/false);
     if (value.is_discarded())
       return fail(kExitUsage, "argument " + std::to_string(i + 1) + " is not JSON: " + o.args[i] +
-                                  "\n       (strings need JSON quotes, e.g. '\"hi\"'; - must be the only ARG)");
+                                  "\n       (strings need JSON quotes, e.g. '\"hi\"'; - reads stdin only as the only ARG, not after --)");
     array.push_back(std::move(value));
   }
   *payload = array.dump();
@@ -389,6 +431,7 @@ int main(int argc, char** argv) {
   if (std::optional<int> status = parse_args(app, argc, argv)) return *status;
   if (app.got_subcommand("call")) {
     opt.args = app.remaining();
+    opt.verbatim = args_after_dashdash(argc, argv, opt.args.size());
     return run_call(opt);
   }
   if (!app.remaining().empty()) return fail(kExitUsage, "unexpected argument: " + app.remaining().front());

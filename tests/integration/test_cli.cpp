@@ -1,8 +1,16 @@
 // The `ferry` command line against the real ferryd.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <pty.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "ferry/errors.h"
 #include "ferryd_process.hpp"
@@ -17,6 +25,56 @@ namespace {
 Captured ferry_cli(const FerrydProcess& d, std::vector<std::string> args, const std::string& input = "") {
   args.insert(args.begin(), {ferry_cli_path(), "--socket", d.socket()});
   return run_command(args, input);
+}
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// The exit status of pid, or -1 after 20 s (then it is killed): a ferry that
+// never sees the end of its input fails the test instead of hanging it.
+int wait_exit(pid_t pid) {
+  for (int i = 0; i < 2000; ++i) {
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    usleep(10000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+// Runs ferry with a terminal as its stdin and types `typed` into it; the
+// terminal turns a Ctrl-D (\x04) at the start of a line into end of file.
+Captured ferry_cli_on_tty(const FerrydProcess& d, std::vector<std::string> args, const std::string& typed) {
+  args.insert(args.begin(), {ferry_cli_path(), "--socket", d.socket()});
+  int master = -1, slave = -1;
+  REQUIRE(openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
+  const std::filesystem::path out = d.dir() / "tty.out", err = d.dir() / "tty.err";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, slave, 0);
+  posix_spawn_file_actions_addclose(&fa, slave);
+  posix_spawn_file_actions_addclose(&fa, master);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(slave);
+  Captured c{-1000, {}, {}};
+  if (spawned == 0) {
+    CHECK(write(master, typed.data(), typed.size()) == static_cast<ssize_t>(typed.size()));
+    c.status = wait_exit(pid);
+  }
+  close(master);
+  c.out = read_all(out);
+  c.err = read_all(err);
+  return c;
 }
 }  // namespace
 
@@ -59,6 +117,31 @@ TEST_CASE("each ARG of ferry call is one JSON value, however many commas it hold
   CHECK(ferry_cli(d, {"list", "extra"}).status == 2);
 }
 
+TEST_CASE("ferry call refuses a mistyped option, unless it follows --", "[cli]") {
+  FerrydProcess d({plugin_path("demo")});
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"call", "demo.echo", "--timout", "5"},
+        {"call", "demo.echo", "1", "--timout=5"},
+        {"call", "--raw", "demo.echo_raw", "--timout", "5"},
+        {"call", "demo.echo", "1", "--timout", "--", "2"}}) {
+    auto r = ferry_cli(d, args);
+    INFO(args[2] << " " << args[3]);
+    CHECK(r.status == 2);
+    CHECK(r.out.empty());
+    CHECK_THAT(r.err, Catch::StartsWith("ferry: unknown option --timout (see ferry call --help)"));
+  }
+  // After --, "--timout" is an ARG: not JSON, and named as such.
+  auto after = ferry_cli(d, {"call", "demo.echo", "1", "--", "--timout"});
+  CHECK(after.status == 2);
+  CHECK_THAT(after.err, Catch::Contains("argument 2 is not JSON: --timout"));
+  // A JSON value may start with a single -.
+  CHECK(ferry_cli(d, {"call", "demo.echo", "-1.5e3"}).out == "-1500.0\n");
+  // The usage line names the ARGs.
+  auto help = ferry_cli(d, {"call", "--help"});
+  CHECK(help.status == 0);
+  CHECK_THAT(help.out, Catch::Contains("call [OPTIONS] FN [ARG ...]\n"));
+}
+
 TEST_CASE("ferry call - reads the JSON payload array from stdin", "[cli]") {
   FerrydProcess d({plugin_path("demo")});
   const std::string big(200000, 'x');  // far past what a shell would quote comfortably
@@ -66,8 +149,15 @@ TEST_CASE("ferry call - reads the JSON payload array from stdin", "[cli]") {
   INFO(r.err);
   CHECK(r.status == 0);
   CHECK(r.out == "\"" + big + "\"\n");
-  // Numbers are sent as read, with every digit.
   CHECK(ferry_cli(d, {"call", "demo.echo", "-"}, R"([{"n":[1, 2.5, "x,y"]}])").out == R"({"n":[1,2.5,"x,y"]})" "\n");
+  // The array is sent as read, byte for byte: echo_raw answers the payload's
+  // bytes, which ferry prints as they came, plus a newline.
+  const std::string exact = "[123456789012345678901234567890, 1.50,\t-0, 1E+2 ]";
+  auto digits = ferry_cli(d, {"call", "demo.echo_raw", "-"}, exact);
+  INFO(digits.err);
+  CHECK(digits.status == 0);
+  CHECK(digits.out == exact + "\n");
+  CHECK(digits.err.empty());  // stdin is a file, not a terminal: no hint
   auto object = ferry_cli(d, {"call", "demo.echo", "-"}, R"({"k":1})");
   CHECK(object.status == 2);
   CHECK_THAT(object.err, Catch::Contains("JSON array"));
@@ -75,6 +165,28 @@ TEST_CASE("ferry call - reads the JSON payload array from stdin", "[cli]") {
   CHECK(broken.status == 2);
   CHECK_THAT(broken.err, Catch::Contains("not JSON"));
   CHECK(ferry_cli(d, {"call", "demo.echo", "1", "-"}).status == 2);
+  // After --, - is an ARG (and not JSON): stdin is not read.
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"call", "demo.echo", "--", "-"},
+                                               {"call", "--", "demo.echo", "-"}}) {
+    auto dash = ferry_cli(d, args, "[1]");
+    CHECK(dash.status == 2);
+    CHECK(dash.out.empty());
+    CHECK_THAT(dash.err, Catch::Contains("argument 1 is not JSON: -"));
+  }
+}
+
+TEST_CASE("ferry call reading a terminal says how to end the payload", "[cli]") {
+  FerrydProcess d({plugin_path("demo")});
+  const std::string hint = "ferry: reading the payload from stdin; end with Ctrl-D\n";
+  auto r = ferry_cli_on_tty(d, {"call", "demo.echo", "-"}, "[7]\n\x04");
+  CHECK(r.status == 0);
+  CHECK(r.out == "7\n");
+  CHECK(r.err == hint);
+  auto raw = ferry_cli_on_tty(d, {"call", "--raw", "demo.echo_raw"}, "bytes\n\x04");
+  CHECK(raw.status == 0);
+  CHECK(raw.out == "bytes\n");
+  CHECK(raw.err == hint);
+  CHECK(ferry_cli_on_tty(d, {"call", "demo.echo", "7"}, "").err.empty());  // no stdin, no hint
 }
 
 TEST_CASE("ferry call --raw sends stdin's bytes and writes the raw reply", "[cli]") {

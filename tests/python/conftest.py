@@ -211,8 +211,10 @@ async def thread_client(ferryd_thread):
 
 # --- helpers ----------------------------------------------------------------------------
 
-async def until(probe: Callable[[], Awaitable[Any]], what: str, timeout: float = WAIT) -> Any:
-    """Calls probe() until it returns something truthy; fails naming `what` after timeout."""
+async def until(probe: Callable[[], Awaitable[Any]], what: str, timeout: float = WAIT,
+                seen: Callable[[], str] | None = None) -> Any:
+    """Calls probe() until it returns something truthy, and returns that; fails naming
+    `what` after timeout, with seen() (default: the last probe's value)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -220,7 +222,8 @@ async def until(probe: Callable[[], Awaitable[Any]], what: str, timeout: float =
         if last:
             return last
         await asyncio.sleep(0.005)  # a poll interval, not a synchronization
-    pytest.fail(f"never reached within {timeout} s: {what}; last probe: {last!r}")
+    pytest.fail(f"never reached within {timeout} s: {what}; "
+                f"{seen() if seen else f'last probe: {last!r}'}")
 
 
 async def plugin_status(c: ferry.Client, name: str) -> dict:
@@ -236,17 +239,13 @@ async def status_until(c: ferry.Client, name: str, pred: Callable[[dict], bool],
     """Polls ferry.status until pred(status of plugin `name`) holds; returns that status."""
     last: dict = {}
 
-    async def probe():
+    async def probe() -> bool:
         nonlocal last
         last = await plugin_status(c, name)
         return pred(last)
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await probe():
-            return last
-        await asyncio.sleep(0.005)
-    pytest.fail(f"never reached within {timeout} s: {what}; last status of {name}: {last}")
+    await until(probe, what, timeout, seen=lambda: f"last status of {name}: {last}")
+    return last
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,14 +1,17 @@
-"""ferry.Client against a real ferryd: results, every reachable error, raw calls, concurrency."""
+"""ferry.Client against a real ferryd: results, every reachable error, raw calls, priority,
+concurrency."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import pytest
 
 import ferry
-from conftest import is_prime, plugin_status, status_until
+from conftest import WAIT, demo_toml, is_prime, plugin, plugin_status, status_until
+from fake_server import FakeServer
 from ferry import _wire
 
 PRIMES = {112272535095293: True, 112582705942171: True, 115280095190773: True,
@@ -99,6 +102,35 @@ async def test_priorities_are_accepted(client):
         assert await client.call("primes.is_prime", 7, priority=prio) is True
     with pytest.raises(ValueError, match="priority"):
         await client.call("primes.is_prime", 7, priority="urgent")
+
+
+async def test_priority_is_sent_in_the_call_frame(tmp_path):
+    async with FakeServer(str(tmp_path / "s.sock")) as fake, ferry.connect(fake.path) as c:
+        conn = await fake.accept()
+        typed, raw = functools.partial(c.call, "x.y"), functools.partial(c.call_raw, "x.y", b"")
+        for prio, byte in (("normal", 0), ("high", 1), ("low", 2)):
+            for call in (typed, raw):
+                task = asyncio.create_task(call(priority=prio))
+                f = await conn.frame()
+                assert (f.type, f.body[4]) == (_wire.CALL, byte), prio  # docs/protocol.md §3.2
+                conn.send(_wire.encode_result(f.call_id, b"null"))
+                await task
+
+
+async def test_high_priority_calls_run_before_queued_lower_ones(make_ferryd):
+    d = make_ferryd(demo_toml("thread", workers=1), plugins=[plugin("demo")])
+    async with ferry.connect(d.socket) as c:
+        holder = asyncio.create_task(c.call("demo.sleep_ms", 30000))
+        await status_until(c, "demo", lambda s: s["running"] == 1, "the only thread busy")
+        finished: list[str] = []
+        calls = []
+        for prio in ("low", "normal", "high"):  # sent (and queued) in this order
+            calls.append(asyncio.create_task(c.call("demo.echo", prio, priority=prio)))
+            calls[-1].add_done_callback(lambda t: finished.append(t.result()))
+        await status_until(c, "demo", lambda s: s["queued"] == 3, "the three calls queued")
+        holder.cancel()
+        assert await asyncio.wait_for(asyncio.gather(*calls), WAIT) == ["low", "normal", "high"]
+        assert finished == ["high", "normal", "low"]
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -241,7 +273,8 @@ async def test_100000_calls_in_flight_complete(client):
     done = True
     await watcher
     assert got == payloads
-    assert peak < 8 << 20, f"the write buffer grew to {peak} bytes"
+    # The frames total about 4.1 MB; flow control keeps far less of them buffered.
+    assert peak < 1 << 20, f"the write buffer grew to {peak} bytes"
     assert client.in_flight == 0
     print(f"100,000 calls in {time.monotonic() - start:.2f} s; write buffer peak {peak} B")
 

@@ -74,6 +74,21 @@ async def test_flow_control_bounds_the_buffer_when_the_server_stops_reading(tmp_
             assert client.in_flight == 0
 
 
+async def test_aclose_returns_when_the_server_stops_reading(tmp_path):
+    # close() would wait for the write buffer to drain, which never happens here.
+    async with FakeServer(str(tmp_path / "fake.sock")) as fake:
+        client = await ferry.connect(fake.path)
+        conn = await fake.accept()  # and never reads
+        calls = [asyncio.create_task(client.call_raw("x.y", bytes(1000))) for _ in range(5000)]
+        await until(lambda: _paused(client), "the transport paused writing")
+        assert client._conn._transport.get_write_buffer_size() > 0
+        await asyncio.wait_for(client.aclose(), WAIT)
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+        assert all(isinstance(r, ferry.ConnectionLost) for r in results)
+        assert client.closed and client.in_flight == 0
+        conn.close()
+
+
 async def _next_frame_type(client, conn) -> int:
     """Sends a PING and returns the type of the next frame the server reads."""
     pong = asyncio.create_task(client.ping())

@@ -79,3 +79,12 @@ def test_connection_lost_is_a_ferry_error_and_a_connection_error():
 def test_errors_survive_pickling(number):
     err = pickle.loads(pickle.dumps(ferry.error_for(number, "msg")))
     assert (type(err), err.code_number, err.message) == (type(ferry.error_for(number)), number, "msg")
+
+
+def test_connection_lost_keeps_the_server_error_through_pickling():
+    lost = ferry.ConnectionLost("the server closed the connection: bad frame",
+                                server_error=ferry.error_for(2, "bad frame"))
+    err = pickle.loads(pickle.dumps(lost))
+    assert type(err) is ferry.ConnectionLost and str(err) == str(lost)
+    assert type(err.server_error) is ferry.BadRequest and str(err.server_error) == "bad frame"
+    assert pickle.loads(pickle.dumps(ferry.ConnectionLost("eof"))).server_error is None

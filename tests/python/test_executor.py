@@ -6,11 +6,13 @@ import asyncio
 import concurrent.futures
 import signal
 import threading
+import time
 
 import pytest
 
 import ferry
-from conftest import WAIT, plugin_status, status_until
+from conftest import WAIT, plugin_status, status_until, until
+from fake_server import FakeServer
 
 PRIMES = [112272535095293, 112582705942171, 115280095190773, 115797848077099, 1099726899285419]
 is_prime = ferry.fn("primes.is_prime")
@@ -78,25 +80,22 @@ async def test_cancelling_in_process_mode_replaces_the_worker(pool, client):
                        "the worker running the cancelled call replaced")
 
 
-def test_submit_returns_a_pending_future_until_the_result(ferryd):
+def test_submit_returns_a_future_with_the_result_or_the_error(ferryd):
     with ferry.FerryExecutor(ferryd.socket) as pool:
         f = pool.submit(sleep_ms, 200)
         assert isinstance(f, concurrent.futures.Future)
-        assert not f.running()  # PENDING while in flight: still cancellable
         assert f.result(WAIT) == 200
         assert pool.submit(ferry.fn("demo.echo"), {"a": 1}).result(WAIT) == {"a": 1}
         err = pool.submit(ferry.fn("demo.fail"), "nope").exception(WAIT)
         assert isinstance(err, ferry.PluginError) and str(err) == "nope"
 
 
-def test_cancel_on_the_concurrent_future_reaches_the_server(ferryd_thread):
-    async def status():
-        async with ferry.connect(ferryd_thread.socket) as c:
-            return await plugin_status(c, "demo")
-
+def test_a_running_call_stays_pending_and_cancel_reaches_the_server(ferryd_thread):
     with ferry.FerryExecutor(ferryd_thread.socket) as pool:
         f = pool.submit(sleep_ms, 30000)
         asyncio.run(_until_running(ferryd_thread.socket, 1))
+        # Running on the server, yet PENDING here (not RUNNING, not done): still cancellable.
+        assert not f.running() and not f.done()
         assert f.cancel()
         done, _ = concurrent.futures.wait([f], WAIT)
         assert done == {f} and f.cancelled()
@@ -124,6 +123,110 @@ def test_results_racing_cancels_never_break_the_executor(ferryd):
         assert all(not f.cancelled() for f in futures[1::2])
         assert pool.submit(is_prime, 3).result(WAIT) is True
     assert problems == []
+
+
+def test_a_shutdown_starting_during_submit_waits_for_its_hand_off(ferryd):
+    # The hand-off to the loop happens under the lock shutdown() takes to stop
+    # the loop: a shutdown begun in the middle of submit() cannot close the loop
+    # before the call is on it (which failed with 'Event loop is closed').
+    pool = ferry.FerryExecutor(ferryd.socket)
+    assert pool.submit(is_prime, 2).result(WAIT) is True  # the loop is running
+    stopper = threading.Thread(target=pool.shutdown)
+    real = pool._loop.call_soon_threadsafe
+
+    def hand_off(callback, *args):
+        if callback == pool._start and not stopper.is_alive():
+            stopper.start()
+            stopper.join(0.5)  # a shutdown in the gap would finish here
+        return real(callback, *args)
+
+    pool._loop.call_soon_threadsafe = hand_off
+    f = pool.submit(is_prime, 7)
+    assert f.result(WAIT) is True
+    stopper.join(WAIT)
+    assert not stopper.is_alive() and not pool._thread.is_alive()
+
+
+@pytest.mark.parametrize("cancel_futures", [False, True])
+def test_every_future_ends_when_shutdown_races_submitting_threads(ferryd, cancel_futures):
+    for _ in range(3):
+        pool = ferry.FerryExecutor(ferryd.socket)
+        futures: list[concurrent.futures.Future] = []
+        refusals: list[Exception] = []
+        started = threading.Barrier(9)
+        threads = [threading.Thread(target=_submit_until_refused,
+                                    args=(pool, futures, refusals, started)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        started.wait()
+        while len(futures) < 200:
+            time.sleep(0.001)
+        pool.shutdown(wait=True, cancel_futures=cancel_futures)
+        for t in threads:
+            t.join(WAIT)
+        assert len(refusals) == 8
+        for e in refusals:
+            assert isinstance(e, RuntimeError) and "after shutdown" in str(e), repr(e)
+        done, not_done = concurrent.futures.wait(futures, 0)  # shutdown waited for them
+        assert not not_done, f"{len(not_done)} of {len(futures)} futures left pending"
+        for f in done:
+            assert f.cancelled() or f.result() == "x"
+
+
+def _submit_until_refused(pool, futures, refusals, started) -> None:
+    started.wait()
+    try:
+        for _ in range(1_000_000):
+            futures.append(pool.submit(ferry.fn("demo.echo"), "x"))
+    except Exception as e:
+        refusals.append(e)
+
+
+async def test_shutdown_returns_when_the_server_stops_reading(tmp_path):
+    async with FakeServer(str(tmp_path / "s.sock")) as fake:
+        pool = ferry.FerryExecutor(fake.path)
+        futures = [pool.submit(ferry.fn("x.y", raw=True), bytes(1000)) for _ in range(5000)]
+        conn = await fake.accept()  # and never reads
+
+        async def paused():
+            client = pool._client  # the loop thread's objects, only read
+            return client is not None and client._conn._paused
+
+        await until(paused, "the executor's connection paused writing")
+        await _shut_down(pool, cancel_futures=True)
+        assert all(f.cancelled() for f in futures)
+        conn.close()
+
+
+async def test_shutdown_while_connecting_closes_the_socket(tmp_path):
+    # The only call is cancelled while the server has not answered the HELLO:
+    # the connect begun for it is abandoned, not left running past the loop.
+    accepted: asyncio.Queue = asyncio.Queue()
+    server = await asyncio.start_unix_server(lambda r, w: accepted.put_nowait((r, w)),
+                                             str(tmp_path / "s.sock"))
+    try:
+        pool = ferry.FerryExecutor(tmp_path / "s.sock")
+        f = pool.submit(is_prime, 7)
+        reader, writer = await asyncio.wait_for(accepted.get(), WAIT)  # never answers
+        await _shut_down(pool, cancel_futures=True)
+        assert f.cancelled()
+        # The client's HELLO, then end of file: the executor closed its socket.
+        assert await asyncio.wait_for(reader.read(), WAIT) == ferry._wire.encode_hello()
+        writer.close()
+    finally:
+        server.close()
+
+
+async def _shut_down(pool: ferry.FerryExecutor, **kwargs) -> None:
+    """pool.shutdown(**kwargs) on a thread of its own, so this loop keeps running;
+    fails the test if it has not returned within WAIT."""
+    stopper = threading.Thread(target=pool.shutdown, kwargs=kwargs, daemon=True)
+    stopper.start()
+
+    async def stopped():
+        return not stopper.is_alive()
+
+    await until(stopped, f"shutdown({kwargs}) returned")
 
 
 def test_map_returns_results_in_order(ferryd):

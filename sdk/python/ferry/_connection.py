@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 
 from . import _wire
 from .errors import BadRequest, ConnectionLost, Error, UnsupportedVersion, error_for
@@ -130,8 +131,11 @@ class Connection(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(self._lost_error())
         self._wake_writers()  # callers waiting to write: they see _lost
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
+        if self._transport is not None:
+            # abort(), not close(): close() waits for the write buffer to drain,
+            # forever if the server stopped reading, and nobody awaits what is
+            # still buffered (every call has just failed).
+            self._transport.abort()
 
     def _lost_error(self) -> ConnectionLost:
         """A fresh exception per caller, so tracebacks do not pile up on one object."""
@@ -149,14 +153,8 @@ class Connection(asyncio.Protocol):
         prio = _wire.priority_byte(priority)
         timeout_ms = _wire.timeout_ms(timeout)
         body_length = _wire.call_body_size(name_bytes, len(payload))
-        if body_length > self.max_frame_bytes:
-            self._too_large(body_length)
-        if self._paused or self._waiters or self._lost is not None:
-            await self._wait_writable(body_length)
-        call_id = self._next_id = self._next_id + 1
-        fut = self._loop.create_future()
-        self._pending[call_id] = fut
-        self._write(_wire.encode_call(call_id, name_bytes, payload, timeout_ms, prio))
+        call_id, fut = await self._send(body_length, _wire.encode_call, name_bytes, payload,
+                                        timeout_ms, prio)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -164,15 +162,25 @@ class Connection(asyncio.Protocol):
             raise
 
     async def ping(self, body: bytes) -> bytes:
-        if len(body) > self.max_frame_bytes:
-            self._too_large(len(body))
+        _, fut = await self._send(len(body), _wire.encode_ping, body)
+        return await fut  # a cancelled ping's PONG is dropped like a late reply
+
+    async def _send(self, body_length: int, encode: Callable[..., bytes],
+                    *fields: object) -> tuple[int, asyncio.Future]:
+        """Writes the frame encode(call_id, *fields) once flow control lets it; returns
+        its call id and the future its reply resolves.
+
+        CALL and PING take ids from one counter, so every reply names one request.
+        """
+        if body_length > self.max_frame_bytes:
+            self._too_large(body_length)
         if self._paused or self._waiters or self._lost is not None:
-            await self._wait_writable(len(body))
-        call_id = self._next_id = self._next_id + 1  # same counter: replies stay unambiguous
+            await self._wait_writable(body_length)
+        call_id = self._next_id = self._next_id + 1
         fut = self._loop.create_future()
         self._pending[call_id] = fut
-        self._write(_wire.encode_ping(call_id, body))
-        return await fut  # a cancelled ping's PONG is dropped like a late reply
+        self._write(encode(call_id, *fields))
+        return call_id, fut
 
     async def _wait_writable(self, size: int) -> None:
         """Flow control: waits in line while the transport is above its high-water mark.
@@ -244,7 +252,9 @@ class Connection(asyncio.Protocol):
         self._write(_wire.encode_hello(major, minor))
 
     def close(self, why: str) -> None:
-        self._flush()  # CANCELs and calls already issued still go out
+        # CANCELs and calls already issued go out if the socket takes them; the
+        # server cancels whatever the closed connection left running anyway.
+        self._flush()
         self._fail(why)
 
     @property

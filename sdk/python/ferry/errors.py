@@ -40,8 +40,10 @@ class Error(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
 
-    def __reduce__(self):  # keep code_number through pickling (e.g. across processes)
-        return (_rebuild, (type(self), self.message, self.code_number))
+    def __reduce__(self):
+        # Keeps code_number and the attributes of subclasses (ConnectionLost's
+        # server_error) through pickling, e.g. across processes.
+        return (_rebuild, (type(self), self.message, self.code_number), self.__dict__)
 
 
 def _rebuild(cls, message, code_number):

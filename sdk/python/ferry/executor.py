@@ -10,7 +10,13 @@ and any number of calls are in flight at once on that one connection.
 The returned concurrent.futures.Future stays PENDING (not RUNNING) while the
 call is in flight, so it can still be cancelled: cancel() sends CANCEL to the
 server. That is what makes cancelling the asyncio future of run_in_executor()
-cancel the call on the server (asyncio.wrap_future forwards the cancellation).
+cancel the call on the server: asyncio.wrap_future forwards the cancellation
+from a callback, so the CANCEL is sent once your event loop runs again (at
+your next await), not inside asyncio's fut.cancel().
+
+A lost connection fails the calls in flight with ferry.ConnectionLost; they are
+never retried (whether they ran is unknown). New submissions after that open a
+new connection.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ class fn:
     returns the decoded result; fn(name, raw=True) takes exactly one bytes
     argument and returns bytes (call_raw). timeout and priority are as in
     Client.call().
+
+    With loop.run_in_executor(pool, handle, ...), cancelling the asyncio future
+    cancels the call on the server; the CANCEL goes out once the event loop runs
+    again (asyncio forwards the cancellation from a callback).
 
     Calling the handle directly, e.g. fn("primes.is_prime")(7), makes a
     blocking call through a process-wide FerryExecutor on $FERRY_SOCKET. It
@@ -89,10 +99,13 @@ class FerryExecutor(concurrent.futures.Executor):
     """A concurrent.futures.Executor whose work items are Ferry calls (ferry.fn handles).
 
     Thread-safe: submit(), map() and shutdown() may be called from any thread
-    (shutdown(wait=True) not from a done-callback of its own futures). The
-    connection is opened at the first call, and opened again for new calls
-    after it was lost; calls that were in flight then fail with
-    ferry.ConnectionLost and are never retried.
+    (shutdown(wait=True) not from a done-callback of its own futures).
+
+    The connection is opened at the first call. Once it is lost, the calls in
+    flight fail with ferry.ConnectionLost and are never retried, while new
+    submissions reconnect (and get the connect error, e.g. an OSError, if the
+    server is still gone). Cancelling a run_in_executor() future sends CANCEL
+    once the caller's event loop runs again (see the module doc).
     """
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
@@ -122,10 +135,11 @@ class FerryExecutor(concurrent.futures.Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            loop = self._ensure_loop()
+            # Handed to the loop under _lock: shutdown() schedules _stop under it
+            # too, so _start always runs first and the loop is still open for it.
+            self._ensure_loop().call_soon_threadsafe(self._start, future, fn_handle, args)
             self._inflight.add(future)
         future.add_done_callback(self._forget)
-        loop.call_soon_threadsafe(self._start, future, fn_handle, args)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -135,16 +149,17 @@ class FerryExecutor(concurrent.futures.Executor):
         with self._lock:
             self._shutdown = True
             futures = list(self._inflight)
-            loop, thread = self._loop, self._thread
         if cancel_futures:
-            for future in futures:
+            for future in futures:  # not under _lock: their done-callbacks take it
                 future.cancel()
-        if loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(self._stop_when_idle)
-        except RuntimeError:
-            pass  # the loop is already closed: an earlier shutdown finished
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is None:
+                return
+            try:
+                loop.call_soon_threadsafe(self._stop_when_idle)
+            except RuntimeError:
+                pass  # the loop is already closed: an earlier shutdown finished
         if wait and thread is not threading.current_thread():
             thread.join()
 
@@ -181,7 +196,10 @@ class FerryExecutor(concurrent.futures.Executor):
     def _on_future_done(self, task: asyncio.Task, future: concurrent.futures.Future) -> None:
         # Any thread. Only a cancel() lands here before the task is done.
         if future.cancelled() and not task.done():
-            self._loop.call_soon_threadsafe(task.cancel)
+            try:
+                self._loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop closed in between: the task finished meanwhile
 
     def _settle(self, future: concurrent.futures.Future, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -223,6 +241,11 @@ class FerryExecutor(concurrent.futures.Executor):
         # has its task by now.
         if self._tasks:
             await asyncio.wait(list(self._tasks))
+        if self._connecting is not None and not self._connecting.done():
+            # Begun for calls that were cancelled since: nobody awaits it now,
+            # and it must not outlive the loop (its socket would stay open).
+            self._connecting.cancel()
+            await asyncio.wait([self._connecting])
         if self._client is not None:
             await self._client.aclose()
         self._loop.stop()
