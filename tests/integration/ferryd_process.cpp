@@ -19,6 +19,10 @@ extern char** environ;
 namespace ferry::test {
 namespace {
 
+// How long a polling wait goes on before the test fails: long enough for a
+// sanitizer build on a loaded machine, since it only matters on failure.
+constexpr std::int64_t kWaitCapMs = 20000;
+
 std::filesystem::path make_temp_dir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "ferry-test-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
@@ -190,12 +194,19 @@ nlohmann::json status_until(Client& c, const std::string& plugin,
                             const std::function<bool(const nlohmann::json&)>& pred, const char* what) {
   nlohmann::json st;
   const auto start = std::chrono::steady_clock::now();
-  while (ms_since(start) < 20000) {
+  while (ms_since(start) < kWaitCapMs) {
     st = plugin_status(c, plugin);
     if (!st.is_null() && pred(st)) return st;
   }
   FAIL("never reached: " << what << "; last status of " << plugin << ": " << st.dump());
   return st;
+}
+
+void wait_until(const std::function<bool()>& done, const char* what) {
+  const auto start = std::chrono::steady_clock::now();
+  while (!done()) {
+    if (ms_since(start) >= kWaitCapMs) FAIL("never reached within " << kWaitCapMs / 1000 << " s: " << what);
+  }
 }
 
 std::int64_t ms_since(std::chrono::steady_clock::time_point t) {

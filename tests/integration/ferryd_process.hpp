@@ -72,6 +72,11 @@ nlohmann::json plugin_status(Client& c, const std::string& plugin);
 nlohmann::json status_until(Client& c, const std::string& plugin,
                             const std::function<bool(const nlohmann::json&)>& pred, const char* what);
 
+// Calls `done` until it returns true, for at most 20 s; fails the test,
+// naming `what`, otherwise. The cap only matters on failure: make each call
+// a round trip to ferryd, so the wait needs no sleeps and ends at once.
+void wait_until(const std::function<bool()>& done, const char* what);
+
 // Milliseconds of the steady clock since t.
 std::int64_t ms_since(std::chrono::steady_clock::time_point t);
 

@@ -3,7 +3,6 @@
 // call runs on its caller's thread, so it never waits for pool capacity.
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <cstddef>
 #include <nlohmann/json.hpp>
 
@@ -19,22 +18,16 @@ using ferry::test::must_call;
 using ferry::test::reply_for;
 using ferry::test::plugin_status;
 using ferry::test::status_until;
-using ferry::test::ms_since;
+using ferry::test::wait_until;
 using ferry::test::plugin_path;
 using json = nlohmann::json;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-
 // Thread mode, or process mode under the real sandbox.
 std::string ops_config(const std::string& executor, int workers) {
   return "[plugins.ops]\nexecutor = \"" + executor + "\"\nworkers = " + std::to_string(workers) + "\n";
 }
-
-
-
 
 std::string recurse(int n) { return "[" + std::to_string(n) + "]"; }
 
@@ -62,11 +55,11 @@ TEST_CASE("thread pool of 2: recursion 50 deep completes, even with the pool ful
   // One thread held by a long call: the other recurses alone, in a full pool.
   const auto blocker = c->send_call("ops.cooperate", "[20000]");
   status_until(*c, "ops", [](const json& st) { return st["running"] == 1; }, "the blocker running");
-  const auto start = Clock::now();
-  r = must_call(*c, "ops.recurse", recurse(50), 5000);
+  r = must_call(*c, "ops.recurse", recurse(50));
   CHECK(r.code == FERRY_OK);
   CHECK(r.data == "50");
-  CHECK(ms_since(start) < 2000);
+  // The recursion never waited for the blocker's thread: that one is still
+  // running (had it ended, its reply would be true, not cancelled).
   REQUIRE(c->send_cancel(blocker));
   CHECK(reply_for(*c, blocker).code == FERRY_E_CANCELLED);
 }
@@ -82,11 +75,10 @@ TEST_CASE("thread mode: a nested call deeper than max_call_depth is refused", "[
   CHECK_THAT(r.data, Catch::Contains("call depth exceeded") && Catch::Contains("max_call_depth 10") &&
                          Catch::Contains("depth 11"));
   // A cycle (here ops.recurse -> ops.recurse, all but endless) re-enters on
-  // the same thread: bounded by the depth, never a hang or a stack overflow.
-  const auto start = Clock::now();
+  // the same thread: bounded by the depth (a hang would be answered timeout
+  // after 30 s), never a stack overflow (ferryd still serves).
   r = must_call(*c, "ops.call", nested("ops.recurse", json::array({1000000})));
   CHECK(r.code == FERRY_E_CALL_DEPTH_EXCEEDED);
-  CHECK(ms_since(start) < 2000);
   CHECK(must_call(*c, "ops.recurse", recurse(3)).data == "3");
 }
 
@@ -165,12 +157,9 @@ TEST_CASE("process mode: a nested call reaches only the worker's own plugin", "[
 TEST_CASE("a nested call runs under its caller's deadline", "[integration][nested][deadline]") {
   FerrydProcess d({fixture_path("fixture_ops_v1")}, ops_config("thread", 2));
   auto c = connect(d);
-  const auto start = Clock::now();
+  // The nested cooperate would run 20 s: a timeout comes from the caller's 100 ms.
   auto r = must_call(*c, "ops.call", nested("ops.cooperate", json::array({20000})), 100);
-  const auto elapsed = ms_since(start);
   CHECK(r.code == FERRY_E_TIMEOUT);
-  CHECK(elapsed >= 99);
-  CHECK(elapsed <= 150);
   // The nested cooperate itself saw the deadline and stopped.
   CHECK(must_call(*c, "ops.await_noticed", "[1]").data == "true");
   auto counts = json::parse(must_call(*c, "ops.counts", "[]").data);
@@ -184,10 +173,8 @@ TEST_CASE("cancelling a call cancels its nested calls", "[integration][nested][d
   const json inner = json::array({"ops.cooperate", json::array({20000})});
   const auto id = c->send_call("ops.call", nested("ops.call", inner));
   // Wait until the nested cooperate runs (ops.counts runs on the other thread).
-  const auto start = Clock::now();
-  while (json::parse(must_call(*c, "ops.counts", "[]").data)["started"] != 1) {
-    REQUIRE(ms_since(start) < 10000);
-  }
+  wait_until([&] { return json::parse(must_call(*c, "ops.counts", "[]").data)["started"] == 1; },
+             "the nested cooperate running");
   REQUIRE(c->send_cancel(id));
   CHECK(reply_for(*c, id).code == FERRY_E_CANCELLED);
   CHECK(must_call(*c, "ops.await_noticed", "[1]").data == "true");

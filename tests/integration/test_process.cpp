@@ -2,7 +2,6 @@
 // processes, real plugins (including a hostile one).
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -30,7 +29,7 @@ using ferry::test::must_call;
 using ferry::test::reply_for;
 using ferry::test::plugin_status;
 using ferry::test::status_until;
-using ferry::test::ms_since;
+using ferry::test::wait_until;
 using ferry::test::fixture_path;
 using ferry::test::plugin_path;
 using nlohmann::json;
@@ -49,20 +48,17 @@ namespace {
 
 const char* kDemoProcess = "[plugins.demo]\nexecutor = \"process\"\nworkers = 2\n";
 
-
-
 // Polls status (each poll a round trip, bounded) until every worker is idle.
 json wait_all_idle(Client& c, const std::string& plugin) {
-  json st;
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < give_up) {  // workers start slower on a loaded machine
-    st = plugin_status(c, plugin);
-    bool idle = true;
-    for (auto& w : st["processes"]) idle = idle && w["state"] == "idle";
-    if (idle) return st;
-  }
-  FAIL("workers of " << plugin << " never became idle: " << st.dump());
-  return st;
+  return status_until(
+      c, plugin,
+      [](const json& st) {
+        for (const auto& w : st["processes"]) {
+          if (w["state"] != "idle") return false;
+        }
+        return true;
+      },
+      "every worker idle");
 }
 
 std::set<int> worker_pids(const json& st) {
@@ -206,13 +202,13 @@ TEST_CASE("a worker that cannot start is retried with backoff; the server stays 
   auto r = must_call(*c, "demo.echo", "[1]", 300);
   CHECK(r.code == FERRY_E_TIMEOUT);  // queued until its deadline: no worker ever got ready
   CHECK(must_call(*c, "primes.is_prime", "[11]").data == "true");
-  std::string log;
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (log.find("crash loop") == std::string::npos && std::chrono::steady_clock::now() < give_up) {
-    REQUIRE(c->ping().has_value());
-    log = d.log();
-  }
-  CHECK_THAT(log, Catch::Contains("crash loop"));
+  wait_until(
+      [&] {
+        REQUIRE(c->ping().has_value());  // ferryd is up, and the poll is a round trip
+        return d.log().find("crash loop") != std::string::npos;
+      },
+      "\"crash loop\" in ferryd's log");
+  const std::string log = d.log();
   CHECK_THAT(log, Catch::Contains("/nonexistent/ferry/data"));  // the worker's own reason
   CHECK(plugin_status(*c, "demo")["processes"][0]["state"] != "idle");
 }

@@ -21,13 +21,14 @@ using ferry::test::FerrydProcess;
 using ferry::test::must_call;
 using ferry::test::fixture_path;
 using ferry::test::plugin_path;
+using ferry::test::status_until;
+using ferry::test::wait_until;
 
 namespace {
 
 std::vector<std::string> example_plugins() {
   return {plugin_path("primes"), plugin_path("demo"), fixture_path("fixture_latch")};
 }
-
 
 std::string header(std::uint32_t len, std::uint8_t type, std::uint64_t id) {
   std::string h(16, '\0');
@@ -77,8 +78,7 @@ TEST_CASE("calls on one connection are answered out of order", "[integration]") 
   CHECK(first->call_id == quick);  // the earlier call is still blocked
   CHECK(first->data == "5");
   // The blocked call is in latch.wait (not merely queued) before it is opened.
-  for (int i = 0; i < 100000 && must_call(*c, "latch.waiting", R"(["k"])").data != "1"; ++i) {
-  }
+  wait_until([&] { return must_call(*c, "latch.waiting", R"(["k"])").data == "1"; }, "the call in latch.wait");
   const auto opener = c->send_call("latch.open", R"(["k"])");
   std::map<std::uint64_t, std::string> rest;
   for (int i = 0; i < 2; ++i) {
@@ -246,23 +246,35 @@ TEST_CASE("a full plugin queue answers busy at once", "[integration]") {
 }
 
 TEST_CASE("SIGTERM drains calls in flight, answers each, and removes the socket", "[integration]") {
-  FerrydProcess d(example_plugins());
+  FerrydProcess d({fixture_path("fixture_ops_v1")}, "[plugins.ops]\nworkers = 4\n");
   auto c = connect(d);
+  // Six calls in flight, none able to finish before the drain: `trigger` and
+  // three waits hold the four threads, two more waits are queued. The waits
+  // end once a cooperate call (here `trigger`) notices a cancellation.
+  const auto trigger = c->send_call("ops.cooperate", "[20000]");
   std::vector<std::uint64_t> ids;
-  for (int i = 0; i < 6; ++i) ids.push_back(c->send_call("demo.sleep_ms", "[200]"));
-  auto pong = c->ping("sync");  // frames are handled in order: all six were admitted
-  REQUIRE(pong.has_value());
-  REQUIRE(pong->kind == ReplyKind::pong);
+  for (int i = 0; i < 5; ++i) ids.push_back(c->send_call("ops.await_noticed", "[1]"));
+  // Threads pick calls up asynchronously: `trigger` must be running, or its
+  // CANCEL would only take it off the queue.
+  const auto in_flight = [](const nlohmann::json& st) { return st["running"] == 4 && st["queued"] == 2; };
+  status_until(*c, "ops", in_flight, "4 running, 2 queued");  // (the first 4 sent run: one connection is FIFO)
   kill(d.pid(), SIGTERM);
-  int results = 0;
-  for (std::size_t i = 0; i < ids.size(); ++i) {
+  wait_until([&] { return must_call(*c, "ferry.status", "[]").code == FERRY_E_SHUTTING_DOWN; }, "draining");
+  REQUIRE(c->send_cancel(trigger));  // its cancellation releases the waits, queued ones included
+  std::map<std::uint64_t, ferry::Reply> replies;
+  for (std::size_t i = 0; i < ids.size() + 1; ++i) {
     auto r = c->read_reply();
     REQUIRE(r.has_value());
-    CHECK(r->code == FERRY_OK);
-    CHECK(r->data == "200");
-    results += r->code == FERRY_OK;
+    replies[r->call_id] = *r;
   }
-  CHECK(results == 6);
+  CHECK(replies[trigger].code == FERRY_E_CANCELLED);
+  int results = 0;
+  for (const auto id : ids) {
+    CHECK(replies[id].code == FERRY_OK);
+    CHECK(replies[id].data == "true");
+    results += replies[id].code == FERRY_OK;
+  }
+  CHECK(results == 5);
   CHECK_FALSE(c->read_reply().has_value());
   CHECK(d.wait() == 0);
   CHECK_FALSE(std::filesystem::exists(d.socket()));
@@ -278,13 +290,7 @@ TEST_CASE("calls arriving while draining are answered shutting_down", "[integrat
   REQUIRE(c->ping("sync").has_value());
   kill(d.pid(), SIGTERM);
   // The loop is draining (held is in flight); new calls are refused, not lost.
-  std::optional<ferry::Reply> late;
-  for (int i = 0; i < 1000; ++i) {
-    late = c->call("demo.echo", "[1]");
-    REQUIRE(late.has_value());
-    if (late->code == FERRY_E_SHUTTING_DOWN) break;
-  }
-  CHECK(late->code == FERRY_E_SHUTTING_DOWN);
+  wait_until([&] { return must_call(*c, "demo.echo", "[1]").code == FERRY_E_SHUTTING_DOWN; }, "demo.echo refused");
   auto opened = c->call("latch.open", R"(["drain"])");
   REQUIRE(opened.has_value());
   CHECK(opened->code == FERRY_E_SHUTTING_DOWN);
@@ -326,12 +332,14 @@ TEST_CASE("connections come and go without leaking fds or threads", "[integratio
     for (auto& c : clients) c->send_call("demo.echo", "[1]");
     for (auto& c : clients) REQUIRE(c->read_reply().has_value());
   }
-  // Closing is asynchronous on the server: poll with round trips, bounded.
-  std::size_t now = 0;
-  for (int i = 0; i < 500 && (now = count_entries(proc + "/fd")) != fds; ++i) {
-    REQUIRE(probe->ping().has_value());
-  }
-  CHECK(now == fds);  // back to the baseline: only the probe's connection
+  // Closing is asynchronous on the server: poll with round trips. Back to
+  // the baseline: only the probe's connection.
+  wait_until(
+      [&] {
+        REQUIRE(probe->ping().has_value());
+        return count_entries(proc + "/fd") == fds;
+      },
+      "fds back to baseline");
   CHECK(pool_threads(proc) == 2 + 3 + 1);
   CHECK(count_entries(proc + "/task") == threads);
 }
