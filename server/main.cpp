@@ -51,68 +51,86 @@ int check_config(const std::string& file) {
   return 0;
 }
 
-int serve(const Options& opt) {
-  auto parsed = ferry::config::parse_config_file(opt.config);
-  if (!parsed.ok()) {
-    spdlog::critical("{}", parsed.status().message());
-    return 1;
-  }
-  auto cfg_ptr = std::make_shared<const ferry::config::Config>(std::move(parsed).value());
-  const ferry::config::Config& cfg = *cfg_ptr;
-  spdlog::set_level(spdlog::level::from_str(cfg.server.log_level));
-  block_signals();
+// The parts that outlive the loop, built in this order and destroyed in
+// reverse: the launcher outlives the pools and the reloader that use it.
+struct Base {
+  std::shared_ptr<const ferry::config::Config> cfg;
   ferry::SystemClock clock;
-  // Declared early, destroyed late: pools and the reloader use it to the end.
-  const std::unique_ptr<ferry::Launcher> launcher = ferry::make_process_launcher(ferry::default_worker_path());
-  ferry::Invoker invoker(clock, int(cfg.server.max_call_depth));
+  std::unique_ptr<ferry::Launcher> launcher;
+  std::unique_ptr<ferry::Invoker> invoker;
   ferry::Registry registry;
   ferry::loop::Reactor reactor;
-  if (const ferry::Status st = reactor.init(1024); !st.ok()) {
-    spdlog::critical("cannot start: {}", st.message());
-    return 1;
-  }
+  std::unique_ptr<ferry::loop::CompletionQueue> completions;
+  std::unique_ptr<ferry::Reloader> reloader;
+};
+
+int cannot_start(const ferry::Status& st) {
+  spdlog::critical("cannot start: {}", st.message());
+  return 1;
+}
+
+// Config, clock, launcher, invoker, ring, completion queue, reloader.
+ferry::Status build_base(const std::string& config_file, Base* b) {
+  auto parsed = ferry::config::parse_config_file(config_file);
+  if (!parsed.ok()) return parsed.status();
+  b->cfg = std::make_shared<const ferry::config::Config>(std::move(parsed).value());
+  spdlog::set_level(spdlog::level::from_str(b->cfg->server.log_level));
+  auto launcher = ferry::make_process_launcher(ferry::default_worker_path());
+  if (!launcher.ok()) return launcher.status();
+  b->launcher = std::move(launcher).value();
+  b->invoker = std::make_unique<ferry::Invoker>(b->clock, int(b->cfg->server.max_call_depth));
+  FERRY_RETURN_IF_ERROR(b->reactor.init(1024));
   auto queue = ferry::loop::CompletionQueue::create();
-  if (!queue.ok()) {
-    spdlog::critical("cannot start: {}", queue.status().message());
-    return 1;
-  }
-  ferry::loop::CompletionQueue& completions = **queue;
-  auto made = ferry::Reloader::create(cfg_ptr, *launcher, clock, registry, reactor, completions);
-  if (!made.ok()) {
-    spdlog::critical("cannot start: {}", made.status().message());
-    return 1;
-  }
-  ferry::Reloader& reloader = **made;
-  const int loaded = reloader.load_initial();
-  spdlog::info("{} plugins loaded from {}", loaded, cfg.server.plugin_dir.string());
-  auto on_loop = [&](std::function<void()> task) { completions.post(std::move(task)); };
-  const auto factory = ferry::make_executor_factory({reactor, completions, *launcher, invoker, clock, on_loop});
-  ferry::Router router(cfg_ptr, registry, *factory, invoker, clock, on_loop,
-                       [&](std::function<void()> task) { reloader.run_off_loop(std::move(task)); });
-  ferry::Server server(cfg.server, reactor, router, completions, clock);
-  if (const ferry::Status st = server.start(); !st.ok()) {
-    spdlog::critical("cannot start: {}", st.message());
-    return 1;
-  }
-  reloader.set_apply([&](const std::shared_ptr<const ferry::config::Config>& next) {
+  if (!queue.ok()) return queue.status();
+  b->completions = std::move(queue).value();
+  auto reloader = ferry::Reloader::create(b->cfg, *b->launcher, b->clock, b->registry, b->reactor, *b->completions);
+  if (!reloader.ok()) return reloader.status();
+  b->reloader = std::move(reloader).value();
+  return ferry::Status::Ok();
+}
+
+// Reloads reach the server and the router; ferry.reload and SIGHUP reach the reloader.
+void connect_reloads(Base& b, ferry::Router& router, ferry::Server& server) {
+  b.reloader->set_apply([&](const std::shared_ptr<const ferry::config::Config>& next) {
     server.reconfigure(next->server);
     router.apply(next);
   });
-  router.set_reload_handler([&](const ferry::CallRef& ref) { reloader.request(true, ref); });
-  server.on_hangup([&] { reloader.request(true); });
-  if (const ferry::Status st = reloader.watch(); !st.ok()) {
+  router.set_reload_handler([&](const ferry::CallRef& ref) { b.reloader->request(true, ref); });
+  server.on_hangup([&] { b.reloader->request(true); });
+  if (const ferry::Status st = b.reloader->watch(); !st.ok()) {
     spdlog::warn("plugin_dir and config changes are not picked up automatically: {}", st.message());
   }
-  server.run(opt.ready_fd);
+}
+
+// After the loop: stop the lanes. Threads left in plugin code that ignores
+// cancellation would crash if their library were unloaded: exit under them.
+int finish(Base& b, ferry::Router& router) {
   if (const int left = router.stop(); left > 0) {
-    // Their plugin code ignores cancellation; unloading under them would crash.
     spdlog::warn("ferryd stopped; {} threads still in plugin code are ended by the exit", left);
-    reloader.remove_snapshots();
+    b.reloader->remove_snapshots();
     spdlog::shutdown();
     std::_Exit(0);
   }
   spdlog::info("ferryd stopped");
   return 0;
+}
+
+int serve(const Options& opt) {
+  block_signals();
+  Base b;
+  if (const ferry::Status st = build_base(opt.config, &b); !st.ok()) return cannot_start(st);
+  const int loaded = b.reloader->load_initial();
+  spdlog::info("{} plugins loaded from {}", loaded, b.cfg->server.plugin_dir.string());
+  auto on_loop = [&](std::function<void()> task) { b.completions->post(std::move(task)); };
+  const auto factory =
+      ferry::make_executor_factory({b.reactor, *b.completions, *b.launcher, *b.invoker, b.clock, on_loop});
+  ferry::Router router(b.cfg, b.registry, *factory, *b.invoker, b.clock, on_loop,
+                       [&](std::function<void()> task) { b.reloader->run_off_loop(std::move(task)); });
+  ferry::Server server(b.cfg->server, b.reactor, router, *b.completions, b.clock);
+  if (const ferry::Status st = server.start(); !st.ok()) return cannot_start(st);
+  connect_reloads(b, router, server);
+  server.run(opt.ready_fd);
+  return finish(b, router);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "reload.hpp"
 
+
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -10,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
+
+#include "common/json_text.hpp"
 
 namespace ferry {
 namespace {
@@ -272,7 +275,7 @@ void Reloader::finish(Outcome out) {
     report["config"] = out.cfg ? "reloaded" : "unchanged";
     apply_sync(out.sync, &report);
     if (apply_) apply_(cfg_);
-    message = report.dump();
+    message = json_text(report);
   }
   for (const CallRef& ref : replies_) loop_tasks_.complete(Completion{ref, code, message});
   replies_.clear();

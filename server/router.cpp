@@ -1,7 +1,10 @@
 #include "router.hpp"
 
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include "common/json_text.hpp"
 
 namespace ferry {
 namespace {
@@ -212,7 +215,7 @@ std::string Router::list_json() const {
   }
   nlohmann::json disabled = nlohmann::json::object();
   for (const auto& [name, why] : disabled_) disabled[name] = why;
-  return nlohmann::json{{"plugins", std::move(plugins)}, {"disabled", std::move(disabled)}}.dump();
+  return json_text(nlohmann::json{{"plugins", std::move(plugins)}, {"disabled", std::move(disabled)}});
 }
 
 }  // namespace ferry

@@ -4,7 +4,6 @@
 // thread-safe to share while one side mutates them.
 #pragma once
 
-#include <cassert>
 #include <cerrno>
 #include <string>
 #include <string_view>
@@ -41,7 +40,10 @@ template <class T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit, like a return value
-  Result(Status failed) : v_(std::move(failed)) { assert(!std::get<Status>(v_).ok()); }  // NOLINT
+  // From a failure. An OK status carries no value: that is a bug of the
+  // caller, kept visible as internal rather than as an empty Result.
+  Result(Status failed)  // NOLINT: implicit, like a return value
+      : v_(failed.ok() ? Status::Error("Result built from an OK Status") : std::move(failed)) {}
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   // OK when there is a value.

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "exec/process_pool.hpp"
 #include "exec/thread_pool.hpp"
 
@@ -10,7 +12,7 @@ namespace {
 
 class PoolFactory final : public ExecutorFactory {
  public:
-  explicit PoolFactory(ExecutorEnv env) : env_(std::move(env)), features_(sandbox::probe()) {}
+  explicit PoolFactory(ExecutorEnv env) : env_(std::move(env)) {}
 
   Result<std::unique_ptr<Executor>> make(const Plugin& plugin, const config::PluginConfig& pc,
                                          int max_call_depth) override {
@@ -25,26 +27,35 @@ class PoolFactory final : public ExecutorFactory {
     if (!plugin.library.is_loaded()) {  // registered for a process pool only: it could not be opened here
       return Status::Error("it is configured for the thread executor but could not be loaded into ferryd");
     }
-    return std::unique_ptr<Executor>(std::make_unique<ThreadPool>(
-        plugin.name, pc.workers, pc.queue_limit, env_.sink, env_.invoker, env_.clock, pc.max_stuck_threads));
+    auto pool = std::make_unique<ThreadPool>(plugin.name, pc.workers, pc.queue_limit, env_.sink, env_.invoker,
+                                             pc.max_stuck_threads);
+    if (pool->stats().workers == 0) return Status::Error("no thread of its pool could start");
+    return std::unique_ptr<Executor>(std::move(pool));
   }
 
   Result<std::unique_ptr<Executor>> process_pool(const Plugin& plugin, const config::PluginConfig& pc,
                                                  int max_call_depth) {
-    if (pc.sandbox.enabled && !features_.missing.empty()) {
+    const std::string& missing = missing_features();
+    if (pc.sandbox.enabled && !missing.empty()) {
       if (!pc.sandbox.allow_weaker) {
-        return Status::Error("its sandbox needs " + features_.missing +
-                             " (set sandbox.allow_weaker = true to run it anyway)");
+        return Status::Error("its sandbox needs " + missing + " (set sandbox.allow_weaker = true to run it anyway)");
       }
-      spdlog::warn("plugin {}: running with a weaker sandbox: this kernel lacks {}", plugin.name, features_.missing);
+      spdlog::warn("plugin {}: running with a weaker sandbox: this kernel lacks {}", plugin.name, missing);
     }
     ProcessPool::Options opt{plugin.name, plugin.path.string(), plugin.functions, &pc, max_call_depth, env_.post};
     return std::unique_ptr<Executor>(
         std::make_unique<ProcessPool>(std::move(opt), env_.reactor, env_.sink, env_.launcher, env_.clock));
   }
 
+  // What this kernel lacks for a full sandbox; probed (it forks) at the
+  // first process pool only.
+  const std::string& missing_features() {
+    if (!features_) features_ = sandbox::probe();
+    return features_->missing;
+  }
+
   ExecutorEnv env_;
-  const sandbox::Features features_;
+  std::optional<sandbox::Features> features_;
 };
 
 }  // namespace

@@ -43,7 +43,8 @@ struct ExecutorEnv {
   std::function<void(std::function<void()>)> post;
 };
 
-// Thread pools and process pools; probes the kernel's sandbox features once.
+// Thread pools and process pools; probes the kernel's sandbox features at
+// the first process pool.
 std::unique_ptr<ExecutorFactory> make_executor_factory(ExecutorEnv env);
 
 }  // namespace ferry

@@ -259,7 +259,10 @@ void ProcessPool::kill_worker(Worker& w) {
 void ProcessPool::on_exit(std::uint16_t i) {
   Worker& w = workers_[i];
   const std::optional<WorkerExit> exit = launcher_.try_reap(w.proc);
-  if (!exit) return;
+  if (!exit) {  // not gone after all (a spurious wake-up): keep watching
+    if (w.proc.pidfd >= 0) reactor_.ring().poll_once(w.proc.pidfd, loop::Reactor::tag(id_, kExit, i));
+    return;
+  }
   if (w.call) {
     finish(*w.call, death_code(w, exit->how, exit->status), death_message(w, exit->how, exit->status));
     w.call.reset();

@@ -16,9 +16,9 @@ constexpr std::int64_t kStuckAfterMs = 100;
 }  // namespace
 
 ThreadPool::ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink,
-                       const Invoker& invoker, const Clock& clock, int max_stuck)
+                       const Invoker& invoker, int max_stuck)
     : name_(std::move(name)), workers_(workers), max_stuck_(max_stuck), sink_(sink), invoker_(invoker),
-      clock_(clock), queue_(workers + queue_limit) {
+      clock_(invoker.clock()), queue_(workers + queue_limit) {
   std::lock_guard lock(mu_);
   threads_.reserve(std::size_t(workers));
   for (int i = 0; i < workers && start_thread(); ++i) {

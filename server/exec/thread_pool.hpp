@@ -28,10 +28,10 @@ namespace ferry {
 
 class ThreadPool final : public Executor {
  public:
-  // Calls run through `invoker`; `clock` times stuck threads. Both must
-  // outlive the pool.
+  // Calls run through `invoker`, whose clock also times stuck threads. It
+  // must outlive the pool.
   ThreadPool(std::string name, int workers, int queue_limit, CompletionSink& sink, const Invoker& invoker,
-             const Clock& clock, int max_stuck = 4);
+             int max_stuck = 4);
   ~ThreadPool() override;
 
   bool submit(Job&& job) override;

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 #include <algorithm>
+#include <cctype>
 #include <spdlog/spdlog.h>
 
 #include "worker/channel.hpp"
@@ -88,7 +89,13 @@ Result<SnapshotStore> SnapshotStore::create() {
 
 Result<std::filesystem::path> SnapshotStore::copy(const std::filesystem::path& source) {
   namespace fs = std::filesystem;
-  const fs::path out = dir_ / (source.stem().string() + "." + std::to_string(++count_) + ".so");
+  // Only safe bytes in the copy's name: it travels in the worker spec (JSON,
+  // UTF-8) and in logs, whatever the file in plugin_dir is called.
+  std::string stem = source.stem().string();
+  for (char& c : stem) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') c = '_';
+  }
+  const fs::path out = dir_ / (stem + "." + std::to_string(++count_) + ".so");
   std::error_code ec;
   fs::copy_file(source, out, fs::copy_options::overwrite_existing, ec);
   if (!ec) fs::permissions(out, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);

@@ -15,6 +15,7 @@
 #include <deque>
 #include <filesystem>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "worker/channel.hpp"
@@ -208,8 +209,12 @@ class ProcessLauncher final : public Launcher {
 
 }  // namespace
 
-std::unique_ptr<Launcher> make_process_launcher(std::string worker_path) {
-  return std::make_unique<ProcessLauncher>(std::move(worker_path));
+Result<std::unique_ptr<Launcher>> make_process_launcher(std::string worker_path) {
+  try {
+    return std::unique_ptr<Launcher>(std::make_unique<ProcessLauncher>(std::move(worker_path)));
+  } catch (const std::system_error& e) {
+    return Status::Error(std::string("the spawning thread: ") + e.what());
+  }
 }
 
 std::string default_worker_path() {

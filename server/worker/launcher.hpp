@@ -53,8 +53,8 @@ class Launcher {
 
 // The real thing: clone3 into the sandbox's namespaces, then execve() of
 // `worker_path` at once (no code of the multithreaded host runs in the child
-// beyond async-signal-safe setup).
-std::unique_ptr<Launcher> make_process_launcher(std::string worker_path);
+// beyond async-signal-safe setup). Fails when its spawning thread cannot start.
+Result<std::unique_ptr<Launcher>> make_process_launcher(std::string worker_path);
 
 // The ferry-worker executable installed next to the running ferryd.
 std::string default_worker_path();

@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/json_text.hpp"
 #include "worker/channel.hpp"
 #include "worker/spec.hpp"
 #include "plugins/invoke.hpp"
@@ -75,16 +76,14 @@ struct Loaded {
 // Loads the plugin through the same registry code ferryd uses. Its own
 // functions are all that nested calls can reach in here (caller-runs, as in
 // ferryd: docs/design.md, "Nested calls").
-std::string load(ferry::Registry& reg, const std::string& path, ferry::Invoker& invoker, Loaded* out) {
-  if (const ferry::Status st = reg.load(path); !st.ok()) return "plugin " + path + " refused: " + st.message();
+ferry::Status load(ferry::Registry& reg, const std::string& path, ferry::Invoker& invoker, Loaded* out) {
+  if (const ferry::Status st = reg.load(path); !st.ok()) return st.with_context("plugin " + path + " refused");
   const auto& plugin = *reg.plugins().front();
   for (const auto& name : plugin.functions) out->functions.push_back(reg.find(name));
   invoker.publish(ferry::directory_of(reg, plugin.name));
-  out->ready_json = nlohmann::json{{"name", plugin.name},
-                                   {"version", plugin.version},
-                                   {"functions", plugin.functions}}
-                        .dump();
-  return {};
+  out->ready_json = ferry::json_text(
+      nlohmann::json{{"name", plugin.name}, {"version", plugin.version}, {"functions", plugin.functions}});
+  return ferry::Status::Ok();
 }
 
 // Serves calls until the host closes the channel.
@@ -122,7 +121,9 @@ int main() {
   ferry::Invoker invoker(clock, int(std::min<std::uint32_t>(spec->max_call_depth, 1000)));
   ferry::Registry registry;
   Loaded loaded;
-  if (std::string why = load(registry, spec->plugin_path, invoker, &loaded); !why.empty()) return fail(why);
+  if (const ferry::Status st = load(registry, spec->plugin_path, invoker, &loaded); !st.ok()) {
+    return fail(st.message());
+  }
   if (sandbox.enabled) {
     auto st = ferry::sandbox::apply_after_load(sandbox, spec->plugin_path, report_violation);
     if (!st.ok()) return fail("sandbox step " + st.message());

@@ -1,7 +1,9 @@
 #include "worker/spec.hpp"
 
+
 #include <nlohmann/json.hpp>
 
+#include "common/json_text.hpp"
 #include "sandbox/fields.hpp"
 
 namespace ferry {
@@ -13,7 +15,7 @@ std::string encode_worker_spec(const WorkerSpec& spec) {
     if (f.number) j[f.key] = spec.sandbox.*f.number;
     if (f.paths) j[f.key] = spec.sandbox.*f.paths;
   }
-  return j.dump();
+  return json_text(j);
 }
 
 namespace {

@@ -1,6 +1,8 @@
 // The thread executor with a real plugin: admission, results, drain.
 #include <catch2/catch.hpp>
 
+#include "fake_clock.hpp"
+
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -66,7 +68,7 @@ struct Fixture {
 TEST_CASE("every submitted job completes exactly once with its own result", "[pool]") {
   Fixture f;
   Collector sink;
-  ThreadPool pool("good", 4, 1000, sink, f.invoker, f.clock);
+  ThreadPool pool("good", 4, 1000, sink, f.invoker);
   for (int i = 1; i <= 500; ++i) {
     REQUIRE(pool.submit(f.job(i, "good.add", "[" + std::to_string(i) + ",1]")));
   }
@@ -85,14 +87,14 @@ TEST_CASE("every submitted job completes exactly once with its own result", "[po
 TEST_CASE("a pool at capacity refuses at once and admits again when a slot frees", "[pool]") {
   Fixture f;
   Collector sink;
-  ThreadPool pool("latch", 2, 1, sink, f.invoker, f.clock);
+  ThreadPool pool("latch", 2, 1, sink, f.invoker);
   REQUIRE(pool.submit(f.job(1, "latch.wait", R"(["cap"])")));
   REQUIRE(pool.submit(f.job(2, "latch.wait", R"(["cap"])")));
   REQUIRE(pool.submit(f.job(3, "latch.wait", R"(["cap"])")));
   CHECK_FALSE(pool.submit(f.job(4, "latch.wait", R"(["cap"])")));  // 2 running + 1 queued
   CHECK(sink.size() == 0);
   // Release them through a second pool: the latch is shared by the library.
-  ThreadPool side("side", 1, 1, sink, f.invoker, f.clock);
+  ThreadPool side("side", 1, 1, sink, f.invoker);
   REQUIRE(side.submit(f.job(5, "latch.open", R"(["cap"])")));
   auto done = sink.wait_for(4);
   CHECK(done.size() == 4);
@@ -105,7 +107,7 @@ TEST_CASE("a pool at capacity refuses at once and admits again when a slot frees
 TEST_CASE("stop() finishes every admitted job before joining", "[pool]") {
   Fixture f;
   Collector sink;
-  ThreadPool pool("good", 2, 100, sink, f.invoker, f.clock);
+  ThreadPool pool("good", 2, 100, sink, f.invoker);
   for (int i = 1; i <= 50; ++i) REQUIRE(pool.submit(f.job(i, "good.add", "[1,1]")));
   pool.stop();
   CHECK(sink.size() == 50);
@@ -116,7 +118,7 @@ TEST_CASE("stop() finishes every admitted job before joining", "[pool]") {
 TEST_CASE("a job past its deadline is answered timeout without running", "[pool]") {
   Fixture f;
   Collector sink;
-  ThreadPool pool("good", 1, 10, sink, f.invoker, f.clock);
+  ThreadPool pool("good", 1, 10, sink, f.invoker);
   Job late = f.job(1, "good.add", "[1,1]");
   late.deadline_ms = f.clock.now_ms() - 1;
   REQUIRE(pool.submit(std::move(late)));
@@ -132,7 +134,7 @@ TEST_CASE("a job past its deadline is answered timeout without running", "[pool]
 TEST_CASE("queued jobs run highest priority first, in arrival order within a level", "[pool]") {
   Fixture f;
   Collector sink;
-  ThreadPool pool("latch", 1, 10, sink, f.invoker, f.clock);
+  ThreadPool pool("latch", 1, 10, sink, f.invoker);
   Job blocker = f.job(1, "latch.wait", R"(["prio"])");
   blocker.priority = 0;  // first among equals: always the first job the worker takes
   REQUIRE(pool.submit(std::move(blocker)));
@@ -142,7 +144,7 @@ TEST_CASE("queued jobs run highest priority first, in arrival order within a lev
     j.priority = priorities[i];
     REQUIRE(pool.submit(std::move(j)));
   }
-  ThreadPool side("side", 1, 1, sink, f.invoker, f.clock);
+  ThreadPool side("side", 1, 1, sink, f.invoker);
   REQUIRE(side.submit(f.job(2, "latch.open", R"(["prio"])")));
   auto done = sink.wait_for(8);
   std::vector<std::uint64_t> order;
@@ -157,7 +159,7 @@ TEST_CASE("blocking calls spread over every worker", "[pool]") {
   // are woken, one after the other, while work is queued.
   Fixture f;
   Collector sink;
-  ThreadPool pool("latch", 4, 0, sink, f.invoker, f.clock);
+  ThreadPool pool("latch", 4, 0, sink, f.invoker);
   for (int i = 1; i <= 3; ++i) REQUIRE(pool.submit(f.job(i, "latch.wait", R"(["spread"])")));
   REQUIRE(pool.submit(f.job(4, "latch.open", R"(["spread"])")));
   auto done = sink.wait_for(4);
@@ -183,7 +185,7 @@ ferry::ExecutorStats stats_until(ThreadPool& pool, Pred pred) {
 TEST_CASE("cancel: a queued job never runs; a running one sees ctx.cancelled()", "[pool]") {
   Fixture f;
   Collector done;
-  ThreadPool pool("latch", 1, 4, done, f.invoker, f.clock);
+  ThreadPool pool("latch", 1, 4, done, f.invoker);
   Job running = f.job(1, "latch.wait", R"(["never"])");
   running.ref.token = 1;
   Job queued = f.job(2, "ops.counts", "[]");
@@ -208,7 +210,7 @@ TEST_CASE("cancel: a queued job never runs; a running one sees ctx.cancelled()",
 TEST_CASE("a thread that ignores cancellation is stuck, replaced up to the cap, then leaves", "[pool]") {
   Fixture f;
   Collector done;
-  ThreadPool pool("ops", 1, 8, done, f.invoker, f.clock, /*max_stuck=*/1);
+  ThreadPool pool("ops", 1, 8, done, f.invoker, /*max_stuck=*/1);
   std::vector<ferry::CallRef> refs;
   for (std::uint64_t i = 1; i <= 2; ++i) {
     Job j = f.job(i, "ops.ignore", "[300]");
@@ -234,7 +236,7 @@ TEST_CASE("a thread that ignores cancellation is stuck, replaced up to the cap, 
 TEST_CASE("stuck threads anywhere in a larger pool get replacements", "[pool]") {
   Fixture f;
   Collector done;
-  ThreadPool pool("ops", 4, 8, done, f.invoker, f.clock, /*max_stuck=*/4);
+  ThreadPool pool("ops", 4, 8, done, f.invoker, /*max_stuck=*/4);
   std::vector<ferry::CallRef> refs;
   for (std::uint64_t i = 1; i <= 4; ++i) {
     Job j = f.job(i, "ops.ignore", "[300]");

@@ -68,6 +68,23 @@ TEST_CASE("ferry.list names every function with its plugin and executor", "[inte
   CHECK(by_name["demo"]["functions"].size() >= 5);
 }
 
+TEST_CASE("a plugin file whose name is not UTF-8 loads, and ferry.list still answers", "[integration]") {
+  // The name travels in the worker spec and in ferry.list (both JSON).
+  const std::filesystem::path aside = std::filesystem::temp_directory_path() / "ferry-name-test";
+  std::filesystem::create_directories(aside);
+  const std::filesystem::path odd = aside / "primes-\xff\xfe.so";
+  std::filesystem::remove(odd);
+  std::filesystem::create_symlink(plugin_path("primes"), odd);
+  FerrydProcess d({odd.string()});
+  auto c = connect(d);
+  CHECK(must_call(*c, "primes.is_prime", "[7]").data == "true");
+  const auto list = must_call(*c, "ferry.list", "[]");
+  REQUIRE(list.code == FERRY_OK);
+  const auto doc = nlohmann::json::parse(list.data);  // valid JSON (U+FFFD for the bad bytes)
+  CHECK(doc["plugins"][0]["name"] == "primes");
+  std::filesystem::remove_all(aside);
+}
+
 TEST_CASE("calls on one connection are answered out of order", "[integration]") {
   FerrydProcess d(example_plugins(), "[plugins.latch]\nworkers = 4\n");
   auto c = connect(d);

@@ -230,7 +230,7 @@ TEST_CASE("a body over max_body is refused, inline or in a memfd, and the channe
   check_in_step(p);
 }
 
-TEST_CASE("EOF reads as 0, an empty non-blocking channel as -EAGAIN, a closed peer as -EPIPE", "[channel]") {
+TEST_CASE("EOF reads as eof, an empty non-blocking channel as none, a closed peer as Broken pipe", "[channel]") {
   Pair p;
   Header h{};
   std::string body;
@@ -244,7 +244,7 @@ TEST_CASE("EOF reads as 0, an empty non-blocking channel as -EAGAIN, a closed pe
   CHECK(ch::send(p.host, Header{Type::call}, pattern(kInlineMax + 1)).message() == "send: Broken pipe");
 }
 
-TEST_CASE("short and inconsistent datagrams are -EBADMSG and never desynchronise", "[channel]") {
+TEST_CASE("short and inconsistent datagrams are malformed and never desynchronise", "[channel]") {
   Pair p;
   Header h{Type::reply};
   std::string body;
