@@ -137,3 +137,23 @@ TEST_CASE("a new version replaces a plugin; the old one unloads after its last c
   CHECK(reg.plugins().empty());
   CHECK_FALSE(mapped(fixture("fixture_ops_v2")));
 }
+
+TEST_CASE("two invokers in one process keep their own directory and depth limit", "[registry][invoke]") {
+  Registry reg;
+  REQUIRE(reg.load(fixture("fixture_ops_v1")).ok());
+  const auto fn = reg.find("ops.recurse");
+  REQUIRE(fn != nullptr);
+  const ferry::SystemClock clock;
+  ferry::Invoker deep(clock, 10), shallow(clock, 3), blind(clock, 64);
+  deep.publish(ferry::directory_of(reg));
+  shallow.publish(ferry::directory_of(reg));  // `blind` publishes nothing: nested calls find no function
+  const auto r_deep = deep.invoke(*fn, "[5]", 0);
+  REQUIRE(r_deep.ok());
+  CHECK(*r_deep == "5");
+  const auto r_shallow = shallow.invoke(*fn, "[5]", 0);
+  REQUIRE_FALSE(r_shallow.ok());
+  CHECK_THAT(r_shallow.status().message(), Catch::Contains("max_call_depth 3"));
+  const auto r_blind = blind.invoke(*fn, "[1]", 0);
+  REQUIRE_FALSE(r_blind.ok());
+  CHECK_THAT(r_blind.status().message(), Catch::Contains("unknown function 'ops.recurse'"));
+}
