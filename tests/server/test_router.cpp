@@ -1,0 +1,139 @@
+// Router against a fake ExecutorFactory: lookup, deadlines on the injected
+// clock, busy, a plugin the factory refuses, and lanes kept or replaced on
+// apply(). No sockets, no threads, no plugin code.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fake_clock.hpp"
+#include "router.hpp"
+
+namespace {
+
+using ferry::config::Config;
+
+// Admits up to `room` jobs and remembers them; cancel() records the ref.
+class FakeExecutor final : public ferry::Executor {
+ public:
+  explicit FakeExecutor(int room) : room_(room) {}
+  bool submit(ferry::Job&& job) override {
+    if (int(jobs.size()) >= room_) return false;
+    jobs.push_back(std::move(job));
+    return true;
+  }
+  void cancel(const ferry::CallRef& ref, ferry_code) override { cancelled.push_back(ref); }
+  void retire() override { retired = true; }
+  int stop() override { return 0; }
+  ferry::ExecutorStats stats() const override { return {}; }
+  const char* kind() const override { return "fake"; }
+  std::vector<ferry::Job> jobs;
+  std::vector<ferry::CallRef> cancelled;
+  bool retired = false;
+
+ private:
+  int room_;
+};
+
+class FakeFactory final : public ferry::ExecutorFactory {
+ public:
+  ferry::Result<std::unique_ptr<ferry::Executor>> make(const ferry::Plugin& plugin,
+                                                       const ferry::config::PluginConfig& pc, int) override {
+    if (refuse.count(plugin.name) != 0) return ferry::Status::Error(refuse[plugin.name]);
+    auto e = std::make_unique<FakeExecutor>(pc.workers + pc.queue_limit);
+    made.push_back(e.get());
+    return std::unique_ptr<ferry::Executor>(std::move(e));
+  }
+  void wait_idle() override {}
+  std::map<std::string, std::string> refuse;  // plugin -> why
+  std::vector<FakeExecutor*> made;
+};
+
+std::shared_ptr<const Config> config_with(int workers, int queue_limit, std::uint32_t timeout_ms) {
+  auto cfg = std::make_shared<Config>();
+  cfg->defaults.workers = workers;
+  cfg->defaults.queue_limit = queue_limit;
+  cfg->defaults.timeout_ms = timeout_ms;
+  return cfg;
+}
+
+ferry::proto::Call call_of(std::string_view name, std::uint32_t timeout_ms = 0) {
+  return ferry::proto::Call{timeout_ms, ferry::proto::Priority::normal, name, {}};
+}
+
+struct Fixture {
+  ferry::FakeClock clock{5000};
+  ferry::Invoker invoker{clock};
+  ferry::Registry registry;
+  FakeFactory factory;
+  Fixture() {
+    for (const char* name : {"a", "b"}) {
+      REQUIRE(registry.install(ferry::described_plugin("/p/" + std::string(name) + ".so", name, "1",
+                                                       {std::string(name) + ".f"}),
+                               false)
+                  .ok());
+    }
+  }
+  std::unique_ptr<ferry::Router> router(std::shared_ptr<const Config> cfg) {
+    auto now = [](std::function<void()> task) { task(); };
+    return std::make_unique<ferry::Router>(cfg, registry, factory, invoker, clock, now, now);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("router: a call goes to its plugin's lane with its deadline on the injected clock", "[router]") {
+  Fixture f;
+  auto r = f.router(config_with(1, 1, 1000));
+  REQUIRE(f.factory.made.size() == 2);
+  ferry::Route route;
+  CHECK_FALSE(r->dispatch({1, 1, 7, 70}, call_of("a.f"), &route).has_value());
+  CHECK(route.deadline_ms == 6000);  // clock 5000 + the plugin's 1000
+  CHECK_FALSE(r->dispatch({1, 1, 8, 80}, call_of("a.f", 200), &route).has_value());
+  CHECK(route.deadline_ms == 5200);  // a shorter client timeout wins
+  CHECK_FALSE(r->dispatch({1, 1, 9, 90}, call_of("b.f", 5000), &route).has_value());
+  CHECK(route.deadline_ms == 6000);  // a longer one is capped by the plugin's
+  const auto busy = r->dispatch({1, 1, 10, 100}, call_of("a.f"), &route);  // a: 1 worker + 1 queued
+  REQUIRE(busy.has_value());
+  CHECK(busy->code == FERRY_E_BUSY);
+  const auto unknown = r->dispatch({1, 1, 11, 110}, call_of("c.f"), &route);
+  REQUIRE(unknown.has_value());
+  CHECK(unknown->code == FERRY_E_UNKNOWN_FUNCTION);
+  r->stop();
+}
+
+TEST_CASE("router: a plugin the factory refuses answers unknown_function with the reason", "[router]") {
+  Fixture f;
+  f.factory.refuse["b"] = "its sandbox needs landlock";
+  auto r = f.router(config_with(1, 0, 1000));
+  ferry::Route route;
+  const auto reply = r->dispatch({1, 1, 1, 10}, call_of("b.f"), &route);
+  REQUIRE(reply.has_value());
+  CHECK(reply->code == FERRY_E_UNKNOWN_FUNCTION);
+  CHECK_THAT(reply->data, Catch::Contains("its sandbox needs landlock"));
+  CHECK_THAT(r->dispatch({1, 1, 2, 20}, call_of("ferry.status"), &route)->data,
+             Catch::Contains("its sandbox needs landlock"));
+  r->stop();
+}
+
+TEST_CASE("router: apply keeps unchanged lanes and retires changed ones after their calls", "[router]") {
+  Fixture f;
+  auto r = f.router(config_with(2, 0, 1000));
+  REQUIRE(f.factory.made.size() == 2);
+  ferry::Route route;
+  REQUIRE_FALSE(r->dispatch({1, 1, 1, 10}, call_of("a.f"), &route).has_value());
+  void* old_lane = route.lane;
+  r->apply(config_with(2, 0, 1000));  // same settings: same lanes
+  CHECK(f.factory.made.size() == 2);
+  r->apply(config_with(3, 0, 1000));  // changed: new lanes, the old ones retire
+  REQUIRE(f.factory.made.size() == 4);
+  CHECK(f.factory.made[0]->retired);
+  REQUIRE_FALSE(r->dispatch({1, 1, 2, 20}, call_of("a.f"), &route).has_value());
+  CHECK(route.lane != old_lane);
+  r->cancel(old_lane, {1, 1, 1, 10}, FERRY_E_CANCELLED);  // the old lane still owns its call
+  CHECK(f.factory.made[0]->cancelled.size() == 1);
+  r->finished(old_lane);  // its last call: the old lane is disposed of
+  r->stop();
+}
