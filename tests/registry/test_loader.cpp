@@ -1,0 +1,90 @@
+// describe_plugin through a scripted Launcher: what a describing worker says
+// decides whether a refusal blames the file or may pass (is_passing), which
+// decides when the file is tried again.
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <optional>
+#include <string>
+
+#include "plugins/loader.hpp"
+#include "worker/channel.hpp"
+
+namespace {
+
+namespace ch = ferry::channel;
+
+// Hands out a "worker" that is one end of a socketpair, on whose other end
+// the scripted first message is already waiting (or nothing, then EOF). With
+// `fail`, it cannot start anything.
+class ScriptedLauncher final : public ferry::Launcher {
+ public:
+  bool fail = false;
+  std::optional<std::pair<ch::Type, std::string>> says;  // the worker's first message
+  int reaped = 0;
+
+  ferry::Result<ferry::SpawnedWorker> spawn(const ferry::sandbox::Spec&, std::string_view) override {
+    if (fail) return ferry::Status::Errno("clone3", EAGAIN);
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    if (says) REQUIRE(ch::send(sv[1], ch::Header{says->first}, says->second).ok());
+    ::close(sv[1]);  // the worker is gone after its message
+    return ferry::SpawnedWorker{12345, -1, sv[0]};
+  }
+  void spawn_async(ferry::sandbox::Spec, std::string,
+                   std::function<void(ferry::Result<ferry::SpawnedWorker>)>) override {}
+  void wait_idle() override {}
+  void kill(const ferry::SpawnedWorker&) override {}
+  std::optional<ferry::WorkerExit> try_reap(const ferry::SpawnedWorker&) override { return std::nullopt; }
+  void kill_and_reap(ferry::SpawnedWorker* w) override {
+    ++reaped;
+    if (w->channel >= 0) ::close(w->channel);
+    *w = {};
+  }
+};
+
+ferry::Result<ferry::PluginDescription> describe(ScriptedLauncher& launcher) {
+  return ferry::describe_plugin(launcher, "/p/x.so", ferry::sandbox::Spec{});
+}
+
+}  // namespace
+
+TEST_CASE("a worker's description of the file is returned, and the worker reaped", "[loader]") {
+  ScriptedLauncher l;
+  l.says = {{ch::Type::ready, R"({"name":"x","version":"2","functions":["x.a","x.b"]})"}};
+  const auto d = describe(l);
+  REQUIRE(d.ok());
+  CHECK(d->name == "x");
+  CHECK(d->version == "2");
+  CHECK(d->functions == std::vector<std::string>{"x.a", "x.b"});
+  CHECK(l.reaped == 1);
+}
+
+TEST_CASE("a file the worker refuses blames the file; a worker that cannot start may pass", "[loader]") {
+  ScriptedLauncher refused;
+  refused.says = {{ch::Type::failed, "plugin /p/x.so refused: not a Ferry plugin"}};
+  const auto r = describe(refused);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("not a Ferry plugin"));
+  CHECK_FALSE(ferry::is_passing(r.status()));  // tried again once the file changes
+  CHECK(refused.reaped == 1);
+
+  ScriptedLauncher garbled;
+  garbled.says = {{ch::Type::ready, "not json"}};
+  CHECK_FALSE(ferry::is_passing(describe(garbled).status()));
+
+  ScriptedLauncher died;  // exits without a word while loading the file
+  const auto d = describe(died);
+  REQUIRE_FALSE(d.ok());
+  CHECK_THAT(d.status().message(), Catch::Contains("exited while loading"));
+  CHECK_FALSE(ferry::is_passing(d.status()));
+
+  ScriptedLauncher no_process;
+  no_process.fail = true;
+  const auto n = describe(no_process);
+  REQUIRE_FALSE(n.ok());
+  CHECK(ferry::is_passing(n.status()));  // tried again at every sync
+  CHECK(no_process.reaped == 0);
+}
