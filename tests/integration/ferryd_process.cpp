@@ -6,9 +6,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -156,6 +159,38 @@ Captured run_command(const std::vector<std::string>& argv_in, const std::string&
   c.err = read_file(dir / "err");
   std::filesystem::remove_all(dir);
   return c;
+}
+
+std::string header(std::uint32_t len, std::uint8_t type, std::uint64_t id) {
+  std::string h(16, '\0');
+  std::memcpy(h.data(), &len, 4);
+  h[4] = char(type);
+  std::memcpy(h.data() + 8, &id, 8);
+  return h;
+}
+
+RawAnswer raw_exchange(const FerrydProcess& d, const std::string& bytes, bool wait_close) {
+  RawAnswer a;
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, d.socket().c_str(), sizeof addr.sun_path - 1);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(write(fd, bytes.data(), bytes.size()) == ssize_t(bytes.size()));
+  unsigned char hdr[16];
+  REQUIRE(recv(fd, hdr, sizeof hdr, MSG_WAITALL) == 16);
+  std::uint32_t len;
+  std::memcpy(&len, hdr, 4);
+  a.body.assign(len, '\0');
+  REQUIRE(recv(fd, a.body.data(), len, MSG_WAITALL) == ssize_t(len));
+  a.type = hdr[4];
+  if (a.type == 4 && len >= 2) {
+    a.code = static_cast<unsigned char>(a.body[0]) | static_cast<unsigned char>(a.body[1]) << 8;
+  }
+  char extra;
+  a.closed = wait_close && recv(fd, &extra, 1, 0) == 0;
+  close(fd);
+  return a;
 }
 
 std::unique_ptr<Client> connect(const FerrydProcess& d) {

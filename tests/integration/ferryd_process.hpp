@@ -77,6 +77,20 @@ nlohmann::json status_until(Client& c, const std::string& plugin,
 // a round trip to ferryd, so the wait needs no sleeps and ends at once.
 void wait_until(const std::function<bool()>& done, const char* what);
 
+// A frame header as docs/protocol.md §2 lays it out (flags and reserved 0).
+std::string header(std::uint32_t len, std::uint8_t type, std::uint64_t id);
+
+// A raw connection with no handshake: sends `bytes`, returns the server's
+// first frame ({type, code from an ERROR body, its body}) and, when
+// `wait_close`, whether the server then closed the connection.
+struct RawAnswer {
+  int type = -1;
+  int code = -1;
+  std::string body;
+  bool closed = false;
+};
+RawAnswer raw_exchange(const FerrydProcess& d, const std::string& bytes, bool wait_close = true);
+
 // Milliseconds of the steady clock since t.
 std::int64_t ms_since(std::chrono::steady_clock::time_point t);
 

@@ -23,6 +23,8 @@ using ferry::test::fixture_path;
 using ferry::test::plugin_path;
 using ferry::test::status_until;
 using ferry::test::wait_until;
+using ferry::test::header;
+using ferry::test::raw_exchange;
 
 namespace {
 
@@ -30,13 +32,6 @@ std::vector<std::string> example_plugins() {
   return {plugin_path("primes"), plugin_path("demo"), fixture_path("fixture_latch")};
 }
 
-std::string header(std::uint32_t len, std::uint8_t type, std::uint64_t id) {
-  std::string h(16, '\0');
-  std::memcpy(h.data(), &len, 4);
-  h[4] = char(type);
-  std::memcpy(h.data() + 8, &id, 8);
-  return h;
-}
 
 }  // namespace
 
@@ -177,40 +172,6 @@ TEST_CASE("an oversize frame is refused before its body is read", "[integration]
   CHECK(must_call(*again, "demo.echo", "[1]").data == "1");
 }
 
-namespace {
-
-// A raw connection with no handshake: sends `bytes`, returns the server's
-// first frame as {type, code} (code from an ERROR body) and, when
-// `wait_close`, whether the server then closed the connection.
-struct RawAnswer {
-  int type = -1;
-  int code = -1;
-  bool closed = false;
-};
-
-RawAnswer raw_exchange(const FerrydProcess& d, const std::string& bytes, bool wait_close = true) {
-  RawAnswer a;
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, d.socket().c_str(), sizeof addr.sun_path - 1);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(write(fd, bytes.data(), bytes.size()) == ssize_t(bytes.size()));
-  unsigned char hdr[16];
-  REQUIRE(recv(fd, hdr, sizeof hdr, MSG_WAITALL) == 16);
-  std::uint32_t len;
-  std::memcpy(&len, hdr, 4);
-  std::string body(len, '\0');
-  REQUIRE(recv(fd, body.data(), len, MSG_WAITALL) == ssize_t(len));
-  a.type = hdr[4];
-  if (a.type == 4 && len >= 2) a.code = static_cast<unsigned char>(body[0]) | static_cast<unsigned char>(body[1]) << 8;
-  char extra;
-  a.closed = wait_close && recv(fd, &extra, 1, 0) == 0;
-  close(fd);
-  return a;
-}
-
-}  // namespace
 
 TEST_CASE("a frame before HELLO, a foreign protocol version and a second HELLO are refused",
           "[integration]") {
