@@ -26,14 +26,14 @@ CALL_IS_PRIME_7 = hexbytes("1a 00 00 00  02  00  00 00  01 00 00 00 00 00 00 00"
 RESULT_TRUE = hexbytes("04 00 00 00  03  00  00 00  01 00 00 00 00 00 00 00  74 72 75 65")
 ERROR_UNKNOWN = hexbytes("12 00 00 00  04  00  00 00  01 00 00 00 00 00 00 00  01 00"
                          "6e 6f 20 73 75 63 68 20 66 75 6e 63 74 69 6f 6e")
-CANCEL_42 = hexbytes("00000000 07 00 0000 2a00000000000000")
+CANCEL_42 = hexbytes("00 00 00 00  07  00  00 00  2a 00 00 00 00 00 00 00")
 CANCEL_1 = hexbytes("00 00 00 00  07  00  00 00  01 00 00 00 00 00 00 00")
 
 
 def test_examples_are_the_ones_in_the_protocol_doc():
     # Guards against the constants above drifting from the document.
     doc = (REPO / "docs" / "protocol.md").read_text()
-    assert "00000000 07 00 0000 2a00000000000000" in doc
+    assert "00 00 00 00  07  00  00 00  2a 00 00 00 00 00 00 00" in doc
     assert "6e 6f 20 73 75 63 68 20 66 75 6e 63 74 69 6f 6e" in doc
     assert re.search(r"70 72 69 6d 65 73 2e 69 73 5f 70 72 69 6d 65\s+\"primes.is_prime\"", doc)
 

@@ -208,7 +208,7 @@ TEST_CASE("body length limit") {
 TEST_CASE("CANCEL frames: type 7, empty body, the call id to give up on") {
   std::string out;
   encode_cancel(out, 42);
-  CHECK(bytes_of(out) == from_hex("00000000 07 00 0000 2a00000000000000"));
+  CHECK(bytes_of(out) == from_hex("00 00 00 00  07  00  00 00  2a 00 00 00 00 00 00 00"));  // §3.6
   Frame f{};
   std::size_t used = 0;
   REQUIRE(parse_frame(as_bytes(out), 1024, &f, &used, nullptr) == Parse::ok);
