@@ -214,27 +214,30 @@ void Reloader::start() {
   auto known = known_;
   std::lock_guard lock(mu_);
   jobs_.push_back([this, reread, cfg, known = std::move(known)] {
-    auto out = std::make_shared<Outcome>();
-    try {
-    const config::Config* use = cfg.get();
-    if (reread) {
-      auto parsed = config::parse_config_file(cfg->file);
-      if (!parsed.ok()) {
-        out->config_error = parsed.status().message();
-      } else {
-        parsed->server.plugin_dir = cfg->server.plugin_dir;  // a new plugin_dir needs a restart
-        out->cfg = std::make_shared<const config::Config>(std::move(parsed).value());
-        use = out->cfg.get();
-      }
-    }
-    if (out->config_error.empty()) out->sync = sync_plugins(*use, launcher_, snapshots_, known);
-    } catch (const std::exception& e) {  // e.g. a filesystem error: report it, keep reloading possible
-      out->cfg.reset();
-      out->config_error = std::string("reload failed: ") + e.what();
-    }
+    auto out = std::make_shared<Outcome>(sync_off_loop(reread, cfg, known));
     loop_tasks_.post([this, out] { finish(std::move(*out)); });
   });
   cv_.notify_one();
+}
+
+// The reloader's thread: re-reads the config (if asked) and syncs plugin_dir.
+Reloader::Outcome Reloader::sync_off_loop(bool reread, const std::shared_ptr<const config::Config>& cfg,
+                                          const KnownFiles& known) {
+  Outcome out;
+  try {
+    const config::Config* use = cfg.get();
+    if (reread) {
+      auto parsed = config::parse_config_file(cfg->file);
+      if (!parsed.ok()) return Outcome{nullptr, parsed.status().message(), {}};
+      parsed->server.plugin_dir = cfg->server.plugin_dir;  // a new plugin_dir needs a restart
+      out.cfg = std::make_shared<const config::Config>(std::move(parsed).value());
+      use = out.cfg.get();
+    }
+    out.sync = sync_plugins(*use, launcher_, snapshots_, known);
+  } catch (const std::exception& e) {  // e.g. a filesystem error: report it, keep reloading possible
+    return Outcome{nullptr, std::string("reload failed: ") + e.what(), {}};
+  }
+  return out;
 }
 
 void Reloader::run_off_loop(std::function<void()> task) {

@@ -70,6 +70,7 @@ class Reloader final : public loop::IoClient {
     SyncResult sync;
   };
   void start();
+  Outcome sync_off_loop(bool reread, const std::shared_ptr<const config::Config>& cfg, const KnownFiles& known);
   void run_worker();
   int apply_sync(SyncResult& sync, nlohmann::json* report);
   void finish(Outcome out);

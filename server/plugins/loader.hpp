@@ -51,7 +51,6 @@ class SnapshotStore {
   Result<std::filesystem::path> copy(const std::filesystem::path& source);
   // Deletes the directory and every copy in it.
   void remove_all();
-  const std::filesystem::path& dir() const { return dir_; }
 
  private:
   explicit SnapshotStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
