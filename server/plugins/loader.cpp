@@ -1,16 +1,14 @@
 #include "plugins/loader.hpp"
 
 #include <poll.h>
-#include <signal.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cctype>
-#include <spdlog/spdlog.h>
 
 #include "worker/channel.hpp"
 #include "worker/spec.hpp"
