@@ -12,6 +12,7 @@ namespace ferry {
 
 struct Function;  // plugins/registry.hpp
 class Invoker;    // plugins/invoke.hpp
+struct CallEnv;   // plugins/invoke.hpp
 
 struct Job {
   CallRef ref;
@@ -22,7 +23,7 @@ struct Job {
 };
 
 // Runs job.fn on this thread through `invoker` and returns its completion.
-// `cancelled` (optional) is what the function sees besides its deadline.
-Completion run_job(const Job& job, const Invoker& invoker, const std::atomic<bool>* cancelled = nullptr);
+// `env`: its cancellation and partial results (the call id is the job's).
+Completion run_job(const Job& job, const Invoker& invoker, CallEnv env);
 
 }  // namespace ferry

@@ -62,7 +62,7 @@ void ThreadPool::cancel(const CallRef& ref, ferry_code why) {
     if (queued) ++completed_;
     for (auto& t : threads_) {
       if (queued || !t->busy || t->cancelled_ms != 0 || !(t->ref == ref)) continue;
-      t->cancelled.store(true, std::memory_order_relaxed);
+      t->control.cancel();
       t->cancelled_ms = clock_.now_ms();
       ++cancelled_;
       break;
@@ -168,7 +168,7 @@ bool ThreadPool::next(Thread* self, Job* job) {
   ++running_;
   self->busy = true;
   self->ref = job->ref;
-  self->cancelled.store(false, std::memory_order_relaxed);
+  self->control.reset(job->deadline_ms);
   const bool wake = !queue_.empty() && wake_one();
   lock.unlock();
   if (wake) cv_.notify_one();
@@ -179,7 +179,7 @@ void ThreadPool::work(Thread* self) {
   Job job;
   bool leave = false;
   while (!leave && next(self, &job)) {
-    Completion c = run_job(job, invoker_, &self->cancelled);
+    Completion c = run_job(job, invoker_, CallEnv{0, &self->control, nullptr});
     job = Job{};  // drop the library reference before reporting
     {
       // Free the slot first, so a caller reacting to this completion is admitted.

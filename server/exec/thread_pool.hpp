@@ -43,7 +43,7 @@ class ThreadPool final : public Executor {
  private:
   struct Thread {
     std::thread thread;
-    std::atomic<bool> cancelled{false};  // what the running call's ctx.cancelled() reads
+    CallControl control;  // what the running call's ctx.cancelled() and cancel_fd() read
     CallRef ref;                         // the running call
     std::int64_t cancelled_ms = 0;       // when its call was cancelled (0: not)
     bool busy = false;

@@ -1,7 +1,5 @@
 #include "plugins/invoke.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <mutex>
 #include <new>
 
@@ -12,27 +10,27 @@ struct ferry_ctx {
   const ferry::Invoker* invoker;
   const ferry::Function* fn;
   std::int64_t deadline_ms;
-  const std::atomic<bool>* cancelled;  // a nested call shares its caller's
-  int depth = 0;                       // 0: a client's call; nested: caller's + 1
+  ferry::CallEnv env;  // a nested call shares its caller's
+  int depth = 0;       // 0: a client's call; nested: caller's + 1
   ferry_code code = FERRY_OK;
   std::string data;
   bool replied = false;
 };
 
-// The registrar lives in registry.cpp; log() only needs its plugin name.
+// The registrar lives in registry.cpp.
 struct ferry_registrar;
 namespace ferry {
-std::string_view registrar_plugin_name(const ferry_registrar* reg);
 int registrar_add(ferry_registrar* reg, const char* name, ferry_fn fn, void* user);
+ferry_instance* registrar_instance(ferry_registrar* reg);
+std::string_view registrar_settings(const ferry_registrar* reg);
+void registrar_refuse(ferry_registrar* reg, std::string_view why);
 }  // namespace ferry
 
 namespace ferry {
 namespace {
 
-spdlog::level::level_enum to_level(int level) {
-  if (level <= FERRY_LOG_TRACE) return spdlog::level::trace;
-  if (level >= FERRY_LOG_ERROR) return spdlog::level::err;
-  return spdlog::level::level_enum(level);  // debug, info, warn share numbering
+void instance_write(ferry_instance* inst, int level, std::uint64_t call_id, std::string_view text) {
+  inst->log->write(level, inst->plugin, call_id, text);
 }
 
 int host_register(ferry_registrar* reg, const char* name, ferry_fn fn, void* user) {
@@ -40,18 +38,63 @@ int host_register(ferry_registrar* reg, const char* name, ferry_fn fn, void* use
 }
 
 void host_log(ferry_registrar* reg, int level, const char* msg, std::size_t len) {
-  spdlog::log(to_level(level), "[{}] {}", registrar_plugin_name(reg), std::string_view(msg, len));
+  instance_write(registrar_instance(reg), level, 0, std::string_view(msg, len));
 }
 
 std::int64_t ctx_deadline(const ferry_ctx* ctx) { return ctx->deadline_ms; }
 
-int ctx_cancelled(const ferry_ctx* ctx) {
-  if (ctx->cancelled != nullptr && ctx->cancelled->load(std::memory_order_relaxed)) return 1;
-  return ctx->deadline_ms != 0 && ctx->invoker->clock().now_ms() >= ctx->deadline_ms;
+bool is_cancelled(const ferry_ctx& ctx) { return ctx.env.control != nullptr && ctx.env.control->cancelled(); }
+bool past_deadline(const ferry_ctx& ctx) {
+  return ctx.deadline_ms != 0 && ctx.invoker->clock().now_ms() >= ctx.deadline_ms;
 }
 
+int ctx_cancelled(const ferry_ctx* ctx) { return is_cancelled(*ctx) || past_deadline(*ctx); }
+
 void ctx_log(ferry_ctx* ctx, int level, const char* msg, std::size_t len) {
-  spdlog::log(to_level(level), "[{}] {}", ctx->fn->name, std::string_view(msg, len));
+  ctx->invoker->log().write(level, ctx->fn->plugin != nullptr ? std::string_view(ctx->fn->plugin->name) : ctx->fn->name,
+                            ctx->env.call_id, std::string_view(msg, len));
+}
+
+// ---- Minor 2 -------------------------------------------------------------
+
+const char* host_settings(ferry_registrar* reg, std::size_t* len) {
+  const std::string_view s = registrar_settings(reg);
+  if (len != nullptr) *len = s.size();
+  return s.data();
+}
+
+void host_init_error(ferry_registrar* reg, const char* msg, std::size_t len) {
+  registrar_refuse(reg, std::string_view(msg, msg != nullptr ? len : 0));
+}
+
+ferry_instance* host_instance(ferry_registrar* reg) { return registrar_instance(reg); }
+
+void host_instance_log(ferry_instance* inst, int level, const char* msg, std::size_t len) {
+  if (inst != nullptr && msg != nullptr) instance_write(inst, level, 0, std::string_view(msg, len));
+}
+
+// The code a call that is over ended with, or FERRY_OK while it runs.
+ferry_code ended(const ferry_ctx& ctx) {
+  if (is_cancelled(ctx)) return FERRY_E_CANCELLED;
+  return past_deadline(ctx) ? FERRY_E_TIMEOUT : FERRY_OK;
+}
+
+int ctx_emit(ferry_ctx* ctx, const std::uint8_t* data, std::size_t len) {
+  if (ctx == nullptr || (data == nullptr && len != 0)) return FERRY_E_BAD_REQUEST;
+  if (const ferry_code code = ended(*ctx); code != FERRY_OK) return code;
+  if (ctx->env.partials == nullptr) return FERRY_OK;
+  try {
+    return ctx->env.partials->emit(std::string_view(reinterpret_cast<const char*>(data), len), ctx->env.control);
+  } catch (const std::bad_alloc&) {
+    return FERRY_E_OUT_OF_MEMORY;
+  } catch (...) {
+    return FERRY_E_INTERNAL;
+  }
+}
+
+int ctx_cancel_fd(ferry_ctx* ctx) {
+  if (ctx == nullptr || ctx->env.control == nullptr) return -1;
+  return ctx->env.control->fd();
 }
 
 void set_result(ferry_ctx* ctx, const std::uint8_t* data, std::size_t len) {
@@ -70,12 +113,12 @@ void set_error(ferry_ctx* ctx, int code, const char* msg, std::size_t len) {
 // Runs `fn` on this thread unless `deadline_ms` already passed. Client calls
 // and nested calls alike.
 Result<std::string> run(const Invoker& invoker, const Function& fn, std::string_view payload,
-                        std::int64_t deadline_ms, const std::atomic<bool>* cancelled, int depth) {
+                        std::int64_t deadline_ms, const CallEnv& env, int depth) {
   const Clock& clock = invoker.clock();
   if (deadline_ms != 0 && clock.now_ms() >= deadline_ms) {
     return Status(FERRY_E_TIMEOUT, "deadline passed before the call started");
   }
-  ferry_ctx ctx{&invoker, &fn, deadline_ms, cancelled, depth, FERRY_OK, {}, false};
+  ferry_ctx ctx{&invoker, &fn, deadline_ms, env, depth, FERRY_OK, {}, false};
   const auto* in = reinterpret_cast<const std::uint8_t*>(payload.data());
   const int rc = fn.fn(fn.user, &ctx, in, payload.size());
   if (rc != 0 && (!ctx.replied || ctx.code == FERRY_OK)) {
@@ -125,7 +168,7 @@ Status admit(const ferry_ctx& parent, std::string_view name) {
                   "call depth exceeded: " + quoted(name) + " would run at depth " + std::to_string(depth) +
                       ", deeper than max_call_depth " + std::to_string(max));
   }
-  if (parent.cancelled != nullptr && parent.cancelled->load(std::memory_order_relaxed)) {
+  if (is_cancelled(parent)) {
     return Status(FERRY_E_CANCELLED, "not started: the calling call was cancelled");
   }
   return Status::Ok();
@@ -138,7 +181,7 @@ Result<std::string> nested_call(const ferry_ctx& parent, std::string_view name, 
   Result<std::shared_ptr<const Function>> fn = resolve(invoker, name);  // keeps its library loaded meanwhile
   if (!fn.ok()) return fn.status();
   FERRY_RETURN_IF_ERROR(admit(parent, name));
-  return run(invoker, **fn, payload, parent.deadline_ms, parent.cancelled, parent.depth + 1);
+  return run(invoker, **fn, payload, parent.deadline_ms, parent.env, parent.depth + 1);
 }
 
 using ReplyFn = void (*)(void* user, const std::uint8_t* data, std::size_t len);
@@ -166,18 +209,20 @@ int ctx_call(ferry_ctx* ctx, const char* fn, std::size_t fn_len, const std::uint
 const ferry_host_api kApi = {
     FERRY_ABI_MAJOR, FERRY_ABI_MINOR, sizeof(ferry_host_api), host_register, host_log,
     ctx_deadline,    ctx_cancelled,   ctx_log,                 set_result,    set_error,
-    ctx_call,
+    ctx_call,        host_settings,   host_init_error,         host_instance, host_instance_log,
+    ctx_emit,        ctx_cancel_fd,
 };
 
 }  // namespace
 
 const ferry_host_api* host_api() { return &kApi; }
 
-Invoker::Invoker(const Clock& clock, int max_call_depth) : clock_(clock), max_depth_(max_call_depth) {}
+Invoker::Invoker(const Clock& clock, int max_call_depth, LogSink* log)
+    : clock_(clock), log_(log != nullptr ? log : &default_sink_), max_depth_(max_call_depth) {}
 
 Result<std::string> Invoker::invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
-                                    const std::atomic<bool>* cancelled) const {
-  return run(*this, fn, payload, deadline_ms, cancelled, 0);
+                                    const CallEnv& env) const {
+  return run(*this, fn, payload, deadline_ms, env, 0);
 }
 
 void Invoker::publish(std::shared_ptr<const CallDirectory> dir) {

@@ -15,7 +15,9 @@
 #include "common/clock.hpp"
 #include "common/status.hpp"
 #include "ferry/plugin.h"
+#include "plugins/call_control.hpp"
 #include "plugins/registry.hpp"
+#include "plugins/sinks.hpp"
 
 namespace ferry {
 
@@ -37,16 +39,25 @@ struct CallDirectory {
   std::string only_plugin;
 };
 
+// What one client call brings besides its function and payload. Nested
+// calls share their caller's.
+struct CallEnv {
+  std::uint64_t call_id = 0;        // the client's id, for log lines
+  CallControl* control = nullptr;   // cancellation and cancel_fd; null: only the deadline
+  PartialSink* partials = nullptr;  // null: the caller did not ask for partials (dropped)
+};
+
 class Invoker {
  public:
-  explicit Invoker(const Clock& clock, int max_call_depth = 64);
+  // `log` (optional, must outlive the invoker) takes the calls' log lines;
+  // without it they go to spdlog.
+  explicit Invoker(const Clock& clock, int max_call_depth = 64, LogSink* log = nullptr);
 
   // Runs a client's call of `fn` on this thread unless `deadline_ms`
   // (Clock ms, 0 = none) already passed: the result payload, or the error
-  // the function (or its deadline) gave. `cancelled` (optional) is what
-  // ctx_cancelled reports besides the deadline.
+  // the function (or its deadline) gave.
   Result<std::string> invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
-                             const std::atomic<bool>* cancelled = nullptr) const;
+                             const CallEnv& env = {}) const;
 
   // Nested calls use `dir` from now on (ones already running keep their target).
   void publish(std::shared_ptr<const CallDirectory> dir);
@@ -55,11 +66,14 @@ class Invoker {
 
   // For the C callbacks of a call in progress.
   const Clock& clock() const { return clock_; }
+  LogSink& log() const { return *log_; }
   int max_call_depth() const { return max_depth_.load(std::memory_order_relaxed); }
   std::shared_ptr<const CallDirectory> directory() const;
 
  private:
   const Clock& clock_;
+  SpdlogSink default_sink_;
+  LogSink* log_;
   std::atomic<int> max_depth_;
   mutable std::mutex mu_;  // guards dir_ (read only by nested calls: cheap)
   std::shared_ptr<const CallDirectory> dir_ = std::make_shared<CallDirectory>();

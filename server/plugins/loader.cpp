@@ -54,7 +54,7 @@ Status load_copy(const config::Config& cfg, Launcher& launcher, const std::files
   probe.allow_weaker = true;  // describing needs no more than this kernel offers
   Result<PluginDescription> d = describe_plugin(launcher, copy, probe);
   if (!d.ok()) return d.status();
-  if (cfg.plugin(d->name).executor == config::ExecutorKind::thread) return open_plugin(copy, out);
+  if (cfg.plugin(d->name).executor == config::ExecutorKind::thread) return open_plugin(copy, OpenOptions{}, out);
   *out = described_plugin(copy, d->name, d->version, d->functions);
   return Status::Ok();
 }

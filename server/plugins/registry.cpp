@@ -13,6 +13,9 @@ struct ferry_registrar {
   std::string plugin;
   std::vector<ferry::Function> functions;
   std::string error;  // first registration problem, if any
+  std::string settings = "{}";
+  std::string refusal;  // why init refused (init_error), if it said
+  ferry_instance* instance = nullptr;
 };
 
 namespace ferry {
@@ -41,7 +44,7 @@ std::string version_text(std::uint32_t major, std::uint32_t minor) {
 Status refused(std::string why) { return Status(FERRY_E_BAD_REQUEST, std::move(why)); }
 
 // Opens the library and checks it is a Ferry plugin of our ABI major.
-Status open(const std::filesystem::path& file, Plugin* p, const ferry_plugin_info** info) {
+Status open(const std::filesystem::path& file, Plugin* p, const ferry_plugin_info_t** info) {
   namespace dll = boost::dll;
   try {
     p->library.load(file, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
@@ -51,7 +54,7 @@ Status open(const std::filesystem::path& file, Plugin* p, const ferry_plugin_inf
   if (!p->library.has(FERRY_PLUGIN_INFO_SYMBOL) || !p->library.has(FERRY_PLUGIN_INIT_SYMBOL)) {
     return refused("not a Ferry plugin: it does not export ferry_plugin_info and ferry_plugin_init");
   }
-  *info = p->library.get<const ferry_plugin_info*()>(FERRY_PLUGIN_INFO_SYMBOL)();
+  *info = p->library.get<const ferry_plugin_info_t*()>(FERRY_PLUGIN_INFO_SYMBOL)();
   if (*info == nullptr) return refused("ferry_plugin_info() returned null");
   if ((*info)->abi_major != FERRY_ABI_MAJOR) {
     return Status(FERRY_E_UNSUPPORTED_VERSION,
@@ -68,7 +71,9 @@ Status open(const std::filesystem::path& file, Plugin* p, const ferry_plugin_inf
 
 }  // namespace
 
-std::string_view registrar_plugin_name(const ferry_registrar* reg) { return reg->plugin; }
+ferry_instance* registrar_instance(ferry_registrar* reg) { return reg->instance; }
+std::string_view registrar_settings(const ferry_registrar* reg) { return reg->settings; }
+void registrar_refuse(ferry_registrar* reg, std::string_view why) { reg->refusal.assign(why.substr(0, 4096)); }
 
 int registrar_add(ferry_registrar* reg, const char* name, ferry_fn fn, void* user) {
   const std::string_view n = name != nullptr ? name : "";
@@ -103,19 +108,27 @@ Plugin::~Plugin() {
   std::filesystem::remove(snapshot, ec);
 }
 
-Status open_plugin(const std::filesystem::path& file, Prepared* out) {
+Status open_plugin(const std::filesystem::path& file, const OpenOptions& options, Prepared* out) {
+  static SpdlogSink spdlog_sink;  // stateless
   auto plugin = std::make_shared<Plugin>();
   plugin->path = std::filesystem::absolute(file);
   plugin->source = plugin->path;
-  const ferry_plugin_info* info = nullptr;
+  const ferry_plugin_info_t* info = nullptr;
   FERRY_RETURN_IF_ERROR(open(plugin->path, plugin.get(), &info));
   ferry_registrar reg;
   plugin->name = info->name;
   plugin->version = info->version != nullptr ? info->version : "";
+  plugin->instance = std::make_unique<ferry_instance>(
+      ferry_instance{plugin->name, options.log != nullptr ? options.log : &spdlog_sink});
   reg.plugin = plugin->name;
+  reg.instance = plugin->instance.get();
+  if (options.settings != nullptr) {
+    if (auto it = options.settings->find(plugin->name); it != options.settings->end()) reg.settings = it->second;
+  }
   auto init = plugin->library.get<int(const ferry_host_api*, ferry_registrar*)>(FERRY_PLUGIN_INIT_SYMBOL);
   const int rc = init(host_api(), &reg);
   if (!reg.error.empty()) return refused("registration failed: " + reg.error);
+  if (rc != 0 && !reg.refusal.empty()) return refused("init refused: " + reg.refusal);
   if (rc != 0) return refused("ferry_plugin_init failed (returned " + std::to_string(rc) + ")");
   for (const auto& f : reg.functions) plugin->functions.push_back(f.name);
   std::sort(plugin->functions.begin(), plugin->functions.end());
@@ -136,9 +149,9 @@ Prepared described_plugin(const std::filesystem::path& file, const std::string& 
   return p;
 }
 
-Status Registry::load(const std::filesystem::path& file) {
+Status Registry::load(const std::filesystem::path& file, const OpenOptions& options) {
   Prepared p;
-  Status st = open_plugin(file, &p);
+  Status st = open_plugin(file, options, &p);
   if (st.ok()) st = install(std::move(p), false);
   if (!st.ok()) spdlog::error("plugin {} refused: {}", file.string(), st.message());
   return st;

@@ -6,6 +6,7 @@
 #include <boost/dll/shared_library.hpp>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,6 +15,13 @@
 
 #include "common/status.hpp"
 #include "ferry/plugin.h"
+#include "plugins/sinks.hpp"
+
+// The host's side of the opaque ferry_instance: one load of a plugin.
+struct ferry_instance {
+  std::string plugin;
+  ferry::LogSink* log;  // where instance_log writes; outlives the load
+};
 
 namespace ferry {
 
@@ -30,6 +38,9 @@ struct Plugin {
   std::filesystem::path source;  // the file in plugin_dir it came from
   std::string loaded_at;         // UTC, ISO 8601
   std::filesystem::path snapshot;  // a private copy of source this owns, or empty
+  // What the plugin's Logger writes through (loaded here only); declared
+  // before `library`, so it outlives the unload.
+  std::unique_ptr<ferry_instance> instance;
   boost::dll::shared_library library;
   std::vector<std::string> functions;  // full names, sorted
 };
@@ -53,10 +64,20 @@ struct Prepared {
   std::vector<Function> functions;
 };
 
+// Plugin name -> its settings, the text of a JSON object.
+using SettingsMap = std::map<std::string, std::string, std::less<>>;
+
+// What ferry_plugin_init gets besides the host table.
+struct OpenOptions {
+  const SettingsMap* settings = nullptr;  // a plugin not listed gets "{}"
+  LogSink* log = nullptr;                 // for the plugin's Logger; null: spdlog. Must outlive the load
+};
+
 // Opens `file` and runs its ferry_plugin_init. Thread-safe: it touches no
 // registry. A file that is not a usable plugin: bad_request, or
-// unsupported_version when built against another ABI major; the message says why.
-Status open_plugin(const std::filesystem::path& file, Prepared* out);
+// unsupported_version when built against another ABI major; the message says
+// why (for an init that refuses, the plugin's own reason).
+Status open_plugin(const std::filesystem::path& file, const OpenOptions& options, Prepared* out);
 // A plugin that is never loaded here (its process pool runs it): its
 // functions route to that pool; their entry points stay null.
 Prepared described_plugin(const std::filesystem::path& file, const std::string& name, const std::string& version,
@@ -69,7 +90,7 @@ std::vector<std::filesystem::path> plugin_files(const std::filesystem::path& dir
 class Registry {
  public:
   // Loads one library (open_plugin, then install); a refusal is logged.
-  Status load(const std::filesystem::path& file);
+  Status load(const std::filesystem::path& file, const OpenOptions& options = {});
 
   // Publishes a prepared plugin; with `replace`, in place of a loaded plugin
   // of the same name. A refusal (bad_request) changes nothing.

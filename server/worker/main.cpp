@@ -90,11 +90,13 @@ ferry::Status load(ferry::Registry& reg, const std::string& path, ferry::Invoker
 int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
   Header h;
   std::string body;
+  ferry::CallControl control;  // no cancel message exists: only the deadline
   while (true) {
     const auto got = ferry::channel::recv(kChannel, &h, &body, kMaxBody);
     if (got.ok() && *got == ferry::channel::Received::eof) return 0;  // ferryd closed the channel: done
     if (!got.ok() || h.type != Type::call || h.code >= loaded.functions.size()) return 4;
-    const ferry::Result<std::string> r = invoker.invoke(*loaded.functions[h.code], body, h.deadline_ms);
+    control.reset(h.deadline_ms);
+    const ferry::Result<std::string> r = invoker.invoke(*loaded.functions[h.code], body, h.deadline_ms, ferry::CallEnv{h.id, &control, nullptr});
     const ferry_code code = r.ok() ? FERRY_OK : r.status().code();
     Header reply{Type::reply, 0, h.id, 0, std::uint32_t(code)};
     if (!ferry::channel::send(kChannel, reply, r.ok() ? *r : r.status().message()).ok()) return 5;

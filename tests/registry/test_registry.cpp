@@ -119,7 +119,7 @@ TEST_CASE("a new version replaces a plugin; the old one unloads after its last c
   auto old_fn = reg.find("ops.version");
   CHECK_FALSE(reg.load(fixture("fixture_ops_v2")).ok());  // without replace: a duplicate
   ferry::Prepared v2;
-  REQUIRE(ferry::open_plugin(fixture("fixture_ops_v2"), &v2).ok());
+  REQUIRE(ferry::open_plugin(fixture("fixture_ops_v2"), {}, &v2).ok());
   v2.plugin->source = "/plugins/ops.so";
   REQUIRE(reg.install(std::move(v2), /*replace=*/true).ok());
   REQUIRE(reg.plugins().size() == 1);

@@ -30,10 +30,6 @@ struct ferry_ctx {
   std::vector<std::pair<int, std::string>> logs;
 };
 
-extern "C" {
-const ferry_plugin_info* sdktest_info(void) __asm__("ferry_plugin_info");
-int ferry_plugin_init(const ferry_host_api* api, ferry_registrar* reg);
-}
 
 namespace {
 
@@ -66,7 +62,9 @@ void set_error(ferry_ctx* ctx, int code, const char* msg, size_t len) {
 const ferry_host_api kApi = {FERRY_ABI_MAJOR, FERRY_ABI_MINOR, sizeof(ferry_host_api),
                              register_fn,     log,             ctx_deadline_ms,
                              ctx_cancelled,   ctx_log,         set_result,
-                             set_error,       nullptr};  // ctx_call: not used by these tests
+                             set_error,       nullptr,  // ctx_call: not used by these tests
+                             nullptr,         nullptr,         nullptr,  // settings, init_error, instance
+                             nullptr,         nullptr,         nullptr};  // instance_log, ctx_emit, ctx_cancel_fd
 
 // The plugin, initialized once for the whole test binary.
 const ferry_registrar& plugin() {
@@ -112,7 +110,7 @@ std::string fails(int code, const std::string& name, const std::string& payload)
 }  // namespace
 
 TEST_CASE("ferry_plugin_info describes the plugin", "[sdk]") {
-  const ferry_plugin_info* info = sdktest_info();
+  const ferry_plugin_info_t* info = ferry_plugin_info();
   REQUIRE(info != nullptr);
   CHECK(info->abi_major == FERRY_ABI_MAJOR);
   CHECK(info->abi_minor == FERRY_ABI_MINOR);

@@ -5,6 +5,9 @@
 //     plugin.raw("noop", [](std::string_view) { return std::string("null"); });
 //   }
 //
+// Per-plugin state: create it in the block (from plugin.settings()), capture
+// a shared_ptr to it in the functions, release it in plugin.on_shutdown().
+//
 // def(): the request is a JSON array of the arguments, the reply the JSON of the
 // result. raw(): bytes in, bytes out. A thrown ferry::Error replies with its
 // code; any other exception becomes plugin_error (bad_alloc: out_of_memory).
@@ -14,10 +17,17 @@
 #ifndef FERRY_PLUGIN_HPP
 #define FERRY_PLUGIN_HPP
 
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <new>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -42,8 +52,31 @@ class Error : public std::runtime_error {
   ferry_code code_;
 };
 
-// One call's view of the host: deadline, cancellation, logging, nested calls.
-// Valid only while the call runs; all methods are thread-safe.
+// A plugin's own log, for any thread (its background threads too), valid
+// until its shutdown hook returns. Copyable. Lines are tagged with the plugin
+// (and, in process mode, the worker's pid). A default-constructed Logger, or
+// one from a host older than ABI 1.2, drops every line.
+class Logger {
+ public:
+  Logger() noexcept = default;
+  Logger(const ferry_host_api* api, ferry_instance* inst) noexcept : api_(api), inst_(inst) {}
+
+  void log(int level, std::string_view msg) const noexcept {
+    if (inst_ != nullptr) api_->instance_log(inst_, level, msg.data(), msg.size());
+  }
+  void debug(std::string_view msg) const noexcept { log(FERRY_LOG_DEBUG, msg); }
+  void info(std::string_view msg) const noexcept { log(FERRY_LOG_INFO, msg); }
+  void warn(std::string_view msg) const noexcept { log(FERRY_LOG_WARN, msg); }
+  void error(std::string_view msg) const noexcept { log(FERRY_LOG_ERROR, msg); }
+
+ private:
+  const ferry_host_api* api_ = nullptr;
+  ferry_instance* inst_ = nullptr;
+};
+
+// One call's view of the host: deadline, cancellation, logging, partial
+// results, nested calls. Valid only while the call runs; all methods are
+// thread-safe.
 class Context {
  public:
   Context(const ferry_host_api* api, ferry_ctx* ctx) noexcept : api_(api), ctx_(ctx) {}
@@ -75,10 +108,52 @@ class Context {
     }
   }
 
+  // Sends a partial result to the caller before the final reply (protocol
+  // 1.2 PARTIAL frames; dropped when the caller did not ask for them).
+  // Blocks while too many of this call's partials wait for a slow caller.
+  // Throws ferry::Error (cancelled or timeout) once the call is over: let it
+  // propagate. A host older than ABI 1.2: unsupported_version.
+  void emit(const nlohmann::json& part) const { emit_raw(part.dump()); }
+  void emit_raw(std::string_view part) const {
+    if (!FERRY_HOST_API_HAS(api_, ctx_emit) || api_->ctx_emit == nullptr)
+      throw Error(FERRY_E_UNSUPPORTED_VERSION, "partial results need a host with plugin ABI 1.2 or later");
+    const int rc = api_->ctx_emit(ctx_, reinterpret_cast<const std::uint8_t*>(part.data()), part.size());
+    if (rc == FERRY_OK) return;
+    const bool known = rc > FERRY_OK && rc < FERRY_CODE_COUNT;
+    throw Error(known ? ferry_code(rc) : FERRY_E_CANCELLED, "the call ended while it was sending partial results");
+  }
+
   // CLOCK_MONOTONIC milliseconds, or 0 when the call has no deadline.
   std::int64_t deadline_ms() const noexcept { return api_->ctx_deadline_ms(ctx_); }
   // True once the call was cancelled or passed its deadline: stop and return.
   bool cancelled() const noexcept { return api_->ctx_cancelled(ctx_) != 0; }
+  // An fd that turns readable when cancelled() turns true, for poll() next
+  // to the fds the function waits on. The host owns it: never read or close
+  // it. -1 on a host older than ABI 1.2 (or when none could be made).
+  int cancel_fd() const noexcept {
+    if (!FERRY_HOST_API_HAS(api_, ctx_cancel_fd) || api_->ctx_cancel_fd == nullptr) return -1;
+    return api_->ctx_cancel_fd(ctx_);
+  }
+  // Sleeps for `d`, or less: true when it slept the whole time, false as
+  // soon as the call is cancelled or passes its deadline.
+  bool sleep_for(std::chrono::milliseconds d) const noexcept {
+    using clock = std::chrono::steady_clock;
+    const auto until = clock::now() + d;
+    const int fd = cancel_fd();
+    while (!cancelled()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now());
+      if (left.count() <= 0) return true;
+      if (fd < 0) {  // no fd: poll the flag every 10 ms at most
+        std::this_thread::sleep_for(std::min(left, std::chrono::milliseconds(10)));
+        continue;
+      }
+      pollfd p{fd, POLLIN, 0};
+      const int n = ::poll(&p, 1, int(std::min<std::int64_t>(left.count(), 1 << 30)));
+      if (n > 0) return false;
+      if (n < 0 && errno != EINTR) std::this_thread::sleep_for(std::min(left, std::chrono::milliseconds(10)));
+    }
+    return false;
+  }
 
   void log(int level, std::string_view msg) const noexcept {
     api_->ctx_log(ctx_, level, msg.data(), msg.size());
@@ -123,7 +198,31 @@ namespace ferry {
 // Not thread-safe: use it only inside that block (during ferry_plugin_init).
 class Plugin {
  public:
-  Plugin(const ferry_host_api* api, ferry_registrar* reg) noexcept : api_(api), reg_(reg) {}
+  // Reads the settings the host hands over (an empty object before ABI 1.2).
+  Plugin(const ferry_host_api* api, ferry_registrar* reg)
+      : api_(api), reg_(reg), settings_(detail::read_settings(api, reg)) {
+    if (FERRY_HOST_API_HAS(api, instance) && api->instance != nullptr) {
+      detail::logger() = Logger(api, api->instance(reg));
+    }
+  }
+
+  // This plugin's [plugins.NAME.settings] table from server.toml, as JSON:
+  // always an object, empty when there is no table. Valid during the block;
+  // copy what the functions need.
+  const nlohmann::json& settings() const noexcept { return settings_; }
+
+  // Runs `hook` once when this version of the plugin is retired (after its
+  // last call) or ferryd stops; in process mode, in each worker before it
+  // exits normally, never after a kill. Hooks run in reverse order of
+  // registration; one that throws is logged and the next still runs. If the
+  // block throws, the hooks registered so far run at once.
+  Plugin& on_shutdown(std::function<void()> hook) {
+    detail::hooks().push_back(std::move(hook));
+    return *this;
+  }
+
+  // The plugin's log, for any thread until the shutdown hooks return.
+  Logger logger() const noexcept { return detail::logger(); }
 
   // Typed function: f(Args...) or f(ferry::Context&, Args...), with Args read
   // from the request's JSON array and the result returned as JSON.
@@ -163,11 +262,13 @@ class Plugin {
     return *this;
   }
 
-  // Logs through the host, tagged with the plugin name.
+  // Logs through the host, tagged with the plugin name. During the block
+  // only; logger() works from anywhere.
   void log(int level, std::string_view msg) const noexcept {
     api_->log(reg_, level, msg.data(), msg.size());
   }
   const ferry_host_api* api() const noexcept { return api_; }
+  ferry_registrar* registrar() const noexcept { return reg_; }
 
  private:
   template <class F>
@@ -186,16 +287,44 @@ class Plugin {
 
   const ferry_host_api* api_;
   ferry_registrar* reg_;
+  nlohmann::json settings_;
 };
 
 namespace detail {
 
+// Runs the shutdown hooks, newest first, each at most once.
+inline void run_hooks() noexcept {
+  auto& hooks = detail::hooks();
+  while (!hooks.empty()) {
+    std::function<void()> hook = std::move(hooks.back());
+    hooks.pop_back();
+    try {
+      hook();
+    } catch (const std::exception& e) {
+      logger().error(std::string("shutdown hook failed: ") + e.what());
+    } catch (...) {
+      logger().error("shutdown hook failed: unknown exception");
+    }
+  }
+}
+
+// The body of ferry_plugin_fini.
+inline void run_fini() noexcept {
+  run_hooks();
+  logger() = Logger();  // its instance is no longer valid
+}
+
 inline int init_failed(const ferry_host_api* api, ferry_registrar* reg, int code,
                        const char* why) noexcept {
-  char buf[512];
-  const int n = std::snprintf(buf, sizeof buf, "plugin init failed: %s", why);
-  const std::size_t len = n < 0 ? 0 : (n < int(sizeof buf) ? std::size_t(n) : sizeof buf - 1);
-  api->log(reg, FERRY_LOG_ERROR, buf, len);
+  run_fini();  // release what the block set up before it threw
+  if (FERRY_HOST_API_HAS(api, init_error) && api->init_error != nullptr) {
+    api->init_error(reg, why, std::char_traits<char>::length(why));
+  } else {
+    char buf[512];
+    const int n = std::snprintf(buf, sizeof buf, "plugin init failed: %s", why);
+    const std::size_t len = n < 0 ? 0 : (n < int(sizeof buf) ? std::size_t(n) : sizeof buf - 1);
+    api->log(reg, FERRY_LOG_ERROR, buf, len);
+  }
   return code > FERRY_OK ? code : FERRY_E_PLUGIN_ERROR;
 }
 
@@ -225,23 +354,21 @@ inline int run_init(const ferry_host_api* api, ferry_registrar* reg,
 }  // namespace detail
 }  // namespace ferry
 
-// Defines and exports the plugin's two entry points; the block that follows
-// is its registration function, receiving `ferry::Plugin& plugin`. Use once
-// per plugin library. ferry_plugin_info is defined under another C++ name
-// (asm label) because the name is also plugin.h's struct typedef.
+// Defines and exports the plugin's three entry points (<ferry/plugin.h>);
+// the block that follows is its registration function, receiving
+// `ferry::Plugin& plugin`. Use once per plugin library.
 #define FERRY_PLUGIN(NAME, VERSION)                                                        \
   static_assert(::ferry::detail::valid_name(NAME), "FERRY_PLUGIN: name must match [A-Za-z0-9_]+"); \
   static void ferry_detail_register(::ferry::Plugin& plugin);                              \
-  extern "C" {                                                                             \
-  FERRY_EXPORT const ferry_plugin_info* ferry_detail_info(void) __asm__("ferry_plugin_info"); \
-  FERRY_EXPORT int ferry_plugin_init(const ferry_host_api* api, ferry_registrar* reg);     \
+  static constexpr ferry_plugin_info_t ferry_detail_info_data = {FERRY_ABI_MAJOR, FERRY_ABI_MINOR, \
+                                                                 NAME, VERSION};           \
+  extern "C" const struct ferry_plugin_info* ferry_plugin_info(void) {                     \
+    return &ferry_detail_info_data;                                                        \
   }                                                                                        \
-  static constexpr ferry_plugin_info ferry_detail_info_data = {FERRY_ABI_MAJOR, FERRY_ABI_MINOR, \
-                                                               NAME, VERSION};             \
-  const ferry_plugin_info* ferry_detail_info(void) { return &ferry_detail_info_data; }     \
-  int ferry_plugin_init(const ferry_host_api* api, ferry_registrar* reg) {                 \
+  extern "C" int ferry_plugin_init(const ferry_host_api* api, ferry_registrar* reg) {      \
     return ::ferry::detail::run_init(api, reg, &ferry_detail_register);                    \
   }                                                                                        \
+  extern "C" void ferry_plugin_fini(void) { ::ferry::detail::run_fini(); }                 \
   static void ferry_detail_register([[maybe_unused]] ::ferry::Plugin& plugin)
 
 #endif  // FERRY_PLUGIN_HPP

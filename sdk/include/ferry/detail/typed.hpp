@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <new>
 #include <string>
@@ -45,6 +46,30 @@ using Slot = std::unique_ptr<void, void (*)(void*)>;
 inline std::vector<Slot>& storage() {
   static std::vector<Slot> slots;
   return slots;
+}
+
+// The shutdown hooks (Plugin::on_shutdown): written during init, run once by
+// ferry_plugin_fini (or when init throws).
+inline std::vector<std::function<void()>>& hooks() {
+  static std::vector<std::function<void()>> all;
+  return all;
+}
+
+// The plugin's Logger (Plugin::logger): set during init, cleared by fini.
+inline Logger& logger() {
+  static Logger instance;
+  return instance;
+}
+
+// The settings the host hands to init, parsed; an empty object before ABI 1.2.
+inline nlohmann::json read_settings(const ferry_host_api* api, ferry_registrar* reg) {
+  if (!FERRY_HOST_API_HAS(api, settings) || api->settings == nullptr) return nlohmann::json::object();
+  std::size_t len = 0;
+  const char* text = api->settings(reg, &len);
+  if (text == nullptr || len == 0) return nlohmann::json::object();
+  nlohmann::json j = nlohmann::json::parse(std::string_view(text, len));
+  if (!j.is_object()) throw Error(FERRY_E_BAD_REQUEST, "the host's settings are not a JSON object");
+  return j;
 }
 
 inline int reply_error(const Context& c, int code, const char* msg) noexcept {

@@ -1,0 +1,23 @@
+#include "plugins/sinks.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "ferry/plugin.h"
+
+namespace ferry {
+namespace {
+
+spdlog::level::level_enum to_level(int level) {
+  if (level <= FERRY_LOG_TRACE) return spdlog::level::trace;
+  if (level >= FERRY_LOG_ERROR) return spdlog::level::err;
+  return spdlog::level::level_enum(level);  // debug, info, warn share numbering
+}
+
+}  // namespace
+
+void SpdlogSink::write(int level, std::string_view plugin, std::uint64_t call_id, std::string_view text) {
+  if (call_id == 0) return spdlog::log(to_level(level), "[{}] {}", plugin, text);
+  spdlog::log(to_level(level), "[{}] call {}: {}", plugin, call_id, text);
+}
+
+}  // namespace ferry
