@@ -20,6 +20,10 @@ enum class Type : std::uint32_t {
   reply = 5,      // worker -> host: id, code (ferry_code); body result or message
   violation = 6,  // worker -> host: code = syscall number (from the SIGSYS handler)
   fatal = 7,      // worker -> host: code = signal number; the worker exits next
+  // Since plugin ABI 1.2 (docs/worker-channel.md):
+  log = 8,        // worker -> host: id = the call's (0: none), code = FERRY_LOG_* level; body the line
+  partial = 9,    // worker -> host: id = the running call's; body one partial result
+  cancel = 10,    // host -> worker: id = the running call's; it should stop (it is killed soon after)
 };
 
 inline constexpr std::uint32_t kFlagMemfd = 1;  // body is in the attached memfd
