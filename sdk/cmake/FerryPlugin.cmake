@@ -2,7 +2,7 @@
 #
 # Builds a Ferry plugin: a MODULE library named exactly <target>.so, linked to
 # Ferry::sdk. Symbols are hidden and a version script exports only
-# ferry_plugin_info and ferry_plugin_init (NO_VERSION_SCRIPT: export whatever
+# ferry_plugin_info, ferry_plugin_init and ferry_plugin_fini (NO_VERSION_SCRIPT: export whatever
 # has default visibility). -fno-gnu-unique keeps the library unloadable, so a
 # reloaded plugin really runs its new code. OUTPUT_DIR: where the .so goes.
 include_guard(GLOBAL)

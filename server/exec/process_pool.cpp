@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "plugins/registry.hpp"
@@ -160,6 +161,9 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
     case kRespawn:
       if (!stopping_ && w.state == State::backoff) spawn(i);
       return;
+    case kKill:
+      if (cqe.res == -ETIME) on_kill_timer(i);  // not -ECANCELED: the call returned in time
+      return;
     default: return;
   }
 }
@@ -223,7 +227,13 @@ void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::strin
     spdlog::error("plugin {}: worker {} sent an unexpected reply", opt_.plugin, w.proc.pid);
     return kill_worker(w);
   }
-  finish(*w.call, ferry_code(h.code), std::move(body));
+  if (w.cancel_code != FERRY_OK) {  // it stopped in time: keep the worker
+    reactor_.ring().cancel(loop::Reactor::tag(id_, kKill, i), loop::Reactor::tag(id_, kIgnore, i));
+    finish(*w.call, w.cancel_code, "cancelled; the call returned");
+    w.cancel_code = FERRY_OK;
+  } else {
+    finish(*w.call, ferry_code(h.code), std::move(body));
+  }
   w.call.reset();
   w.state = State::idle;
   after_call(i);
@@ -324,12 +334,31 @@ void ProcessPool::finish(Job& job, ferry_code code, std::string data) {
 void ProcessPool::cancel(const CallRef& ref, ferry_code why) {
   Job job;
   if (queue_.take(ref, &job)) return finish(job, why, "cancelled before it started");
-  for (auto& w : workers_) {
+  for (std::uint16_t i = 0; i < workers_.size(); ++i) {
+    Worker& w = workers_[i];
     if (w.state != State::busy || !w.call || !(w.call->ref == ref) || w.killed) continue;
-    w.cancel_code = why;
-    kill_worker(w);  // the exit handler completes the call
-    return;
+    return cancel_running(i, why);
   }
+}
+
+// Tells the worker (its control thread cancels the call's CallControl) and
+// kills it if the call has not returned within kCancelGraceMs.
+void ProcessPool::cancel_running(std::uint16_t i, ferry_code why) {
+  Worker& w = workers_[i];
+  if (w.cancel_code != FERRY_OK) return;  // already told
+  w.cancel_code = why;
+  const Status sent = channel::send(w.proc.channel, channel::Header{channel::Type::cancel, 0, w.calls}, {});
+  if (!sent.ok()) return kill_worker(w);  // the exit handler completes the call
+  w.kill_ts = loop::at_ms(clock_.now_ms() + kCancelGraceMs);
+  reactor_.ring().timeout_at(&w.kill_ts, loop::Reactor::tag(id_, kKill, i));
+}
+
+void ProcessPool::on_kill_timer(std::uint16_t i) {
+  Worker& w = workers_[i];
+  if (w.state != State::busy || w.cancel_code == FERRY_OK || w.killed) return;  // it returned in time
+  spdlog::warn("plugin {}: worker {} ignored its call's cancellation for {} ms; killing it", opt_.plugin,
+               w.proc.pid, kCancelGraceMs);
+  kill_worker(w);  // the exit handler completes the call
 }
 
 int ProcessPool::stop() {

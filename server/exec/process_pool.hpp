@@ -2,8 +2,9 @@
 // ferry-worker processes, one call per worker at a time. Supervised from the
 // event loop: channel polls, pidfd exit polls and respawn timers are all
 // io_uring operations. Deadlines are the loop's (server/calls.hpp): at a
-// call's deadline it calls cancel(), which drops a queued call and kills the
-// worker of a running one. A dead worker fails only its own call and is
+// call's deadline it calls cancel(), which drops a queued call and tells the
+// worker of a running one (its ctx.cancelled() and cancel_fd() see it); a
+// worker that has not replied kCancelGraceMs later is killed. A dead worker fails only its own call and is
 // replaced (with backoff when it dies before becoming ready). Loop thread only.
 #pragma once
 
@@ -53,7 +54,11 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void on_io(std::uint8_t sub, std::uint16_t index, const io_uring_cqe& cqe) override;
 
  private:
-  enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore };
+  // How long a cancelled call may take to return before its worker is
+  // killed: the thread executor's "stuck" threshold.
+  static constexpr std::int64_t kCancelGraceMs = 100;
+
+  enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill };
   enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
   struct Worker {
     SpawnedWorker proc;
@@ -62,7 +67,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::uint64_t calls = 0;
     int violation = -1;  // syscall reported by the SIGSYS handler
     int fatal_signal = 0;  // signal the worker reported before exiting
-    ferry_code cancel_code = FERRY_OK;  // killed because its call was cancelled (or timed out)
+    ferry_code cancel_code = FERRY_OK;  // its call was cancelled (or timed out)
+    __kernel_timespec kill_ts{};         // when it is killed if that call has not returned
     bool killed = false;  // SIGKILL sent: gets no more calls, whatever it still sends
     Backoff backoff;         // consecutive deaths before ready
     std::string failure;     // last `failed` message
@@ -88,6 +94,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
   ferry_code death_code(const Worker& w, int how, int status) const;
   int busy() const;
   void kill_worker(Worker& w);
+  void cancel_running(std::uint16_t i, ferry_code why);
+  void on_kill_timer(std::uint16_t i);
 
   Options opt_;
   loop::Reactor& reactor_;

@@ -15,7 +15,7 @@
 #include "common/clock.hpp"
 #include "common/status.hpp"
 #include "ferry/plugin.h"
-#include "plugins/call_control.hpp"
+#include "common/call_control.hpp"
 #include "plugins/registry.hpp"
 #include "plugins/sinks.hpp"
 

@@ -16,6 +16,7 @@
 
 #include "common/json_text.hpp"
 #include "worker/channel.hpp"
+#include "worker/control.hpp"
 #include "worker/spec.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
@@ -86,22 +87,21 @@ ferry::Status load(ferry::Registry& reg, const std::string& path, ferry::Invoker
   return ferry::Status::Ok();
 }
 
-// Serves calls until the host closes the channel.
+// Serves calls until the host closes the channel: the control thread reads
+// it, this (main) thread runs the calls one at a time.
 int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
-  Header h;
-  std::string body;
-  ferry::CallControl control;  // no cancel message exists: only the deadline
-  while (true) {
-    const auto got = ferry::channel::recv(kChannel, &h, &body, kMaxBody);
-    if (got.ok() && *got == ferry::channel::Received::eof) return 0;  // ferryd closed the channel: done
-    if (!got.ok() || h.type != Type::call || h.code >= loaded.functions.size()) return 4;
-    control.reset(h.deadline_ms);
-    const ferry::Result<std::string> r = invoker.invoke(*loaded.functions[h.code], body, h.deadline_ms, ferry::CallEnv{h.id, &control, nullptr});
+  ferry::worker::Control control(kChannel, kMaxBody);
+  ferry::worker::Control::Call call;
+  while (control.next(&call)) {
+    const Header& h = call.header;
+    if (h.code >= loaded.functions.size()) return 4;  // ferryd and this worker disagree: give up
+    const ferry::CallEnv env{h.id, control.control(), nullptr};
+    const ferry::Result<std::string> r = invoker.invoke(*loaded.functions[h.code], call.payload, h.deadline_ms, env);
     const ferry_code code = r.ok() ? FERRY_OK : r.status().code();
     Header reply{Type::reply, 0, h.id, 0, std::uint32_t(code)};
     if (!ferry::channel::send(kChannel, reply, r.ok() ? *r : r.status().message()).ok()) return 5;
-    body.clear();
   }
+  return control.exit_status();
 }
 
 }  // namespace

@@ -11,6 +11,14 @@
 //                         level adding 1 to what the level below returned
 //   call(fn, args)     -> the result of the nested call fn(args...); its
 //                         error propagates with the callee's code
+//   poll_cancel(ms)    -> true once poll() on ctx.cancel_fd() returns readable
+//                         (recording when), false after ms
+//   last_wake()        -> CLOCK_MONOTONIC microseconds of poll_cancel's last
+//                         wake, 0 before any
+#include <poll.h>
+#include <time.h>
+
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -81,6 +89,25 @@ nlohmann::json call(ferry::Context& ctx, const std::string& fn, const nlohmann::
   return ctx.call(fn, args);
 }
 
+std::atomic<std::int64_t> last_wake_us{0};
+
+std::int64_t monotonic_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+// Blocks in poll() alone: only the cancel fd can end it early.
+bool poll_cancel(ferry::Context& ctx, std::int64_t ms) {
+  bump(&Counts::started);
+  pollfd p{ctx.cancel_fd(), POLLIN, 0};
+  if (p.fd < 0) throw ferry::Error(FERRY_E_INTERNAL, "no cancel fd");
+  if (::poll(&p, 1, int(ms)) != 1) return false;
+  last_wake_us.store(monotonic_us());
+  bump(&Counts::noticed);
+  return true;
+}
+
 }  // namespace
 
 FERRY_PLUGIN("ops", OPS_VERSION) {
@@ -91,6 +118,8 @@ FERRY_PLUGIN("ops", OPS_VERSION) {
   plugin.def("await_noticed", await_noticed);
   plugin.def("recurse", recurse);
   plugin.def("call", call);
+  plugin.def("poll_cancel", poll_cancel);
+  plugin.def("last_wake", [] { return last_wake_us.load(); });
   plugin.def("counts", [] {
     auto& c = counts();
     std::lock_guard lock(c.mu);

@@ -1,4 +1,4 @@
-#include "plugins/call_control.hpp"
+#include "common/call_control.hpp"
 
 #include <sys/timerfd.h>
 #include <unistd.h>

@@ -1,0 +1,73 @@
+#include "worker/control.hpp"
+
+#include <sys/socket.h>
+
+namespace ferry::worker {
+
+Control::Control(int channel, std::size_t max_body)
+    : channel_(channel), max_body_(max_body), reader_([this] { read_loop(); }) {}
+
+Control::~Control() {
+  // A worker that gives up with the channel still open: end the read first.
+  if (!closed()) shutdown(channel_, SHUT_RD);
+  if (reader_.joinable()) reader_.join();
+}
+
+bool Control::closed() {
+  std::lock_guard lock(mu_);
+  return closed_;
+}
+
+void Control::read_loop() {
+  channel::Header h;
+  std::string body;
+  while (true) {
+    const Result<channel::Received> got = channel::recv(channel_, &h, &body, max_body_);
+    if (got.ok() && *got == channel::Received::eof) return close(0);  // ferryd is done with us
+    if (!got.ok() || *got != channel::Received::message) return close(4);
+    if (h.type == channel::Type::cancel) {
+      on_cancel(h.id);
+      continue;
+    }
+    if (h.type != channel::Type::call) return close(4);
+    std::lock_guard lock(mu_);
+    calls_.push_back(Call{h, std::move(body)});
+    body = {};
+    cv_.notify_one();
+  }
+}
+
+// ferryd sends at most one call at a time, so a cancel names the running
+// call, or the next one when it overtook the main thread.
+void Control::on_cancel(std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  cancelled_ = id;
+  if (running_ == id) control_.cancel();
+}
+
+void Control::close(int status) {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  status_ = status;
+  cv_.notify_one();
+}
+
+bool Control::next(Call* call) {
+  std::unique_lock lock(mu_);
+  running_ = 0;
+  cv_.wait(lock, [&] { return !calls_.empty() || closed_; });
+  if (calls_.empty()) return false;
+  *call = std::move(calls_.front());
+  calls_.pop_front();
+  running_ = call->header.id;
+  control_.reset(call->header.deadline_ms);
+  if (cancelled_ == running_) control_.cancel();
+  return true;
+}
+
+int Control::exit_status() {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+}  // namespace ferry::worker

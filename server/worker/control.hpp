@@ -1,0 +1,59 @@
+// The worker's control thread: the only reader of the channel once the
+// worker is ready. It hands calls to the main thread (which runs them one at
+// a time) and acts on `cancel` messages at once, while a call runs, through
+// that call's CallControl (so ctx.cancelled() and ctx.cancel_fd() see it).
+// Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/call_control.hpp"
+#include "worker/channel.hpp"
+
+namespace ferry::worker {
+
+class Control {
+ public:
+  struct Call {
+    channel::Header header;
+    std::string payload;
+  };
+
+  // Starts reading `channel` on a thread of its own.
+  Control(int channel, std::size_t max_body);
+  ~Control();  // ends the reading (shutdown) and joins the thread
+
+  // Waits for the next call and makes it the running one (its CallControl
+  // reset to its deadline, cancelled at once if a cancel came first). False
+  // once the channel is done: exit_status() says how.
+  bool next(Call* call);
+  // The running call's control, for CallEnv.
+  CallControl* control() { return &control_; }
+  // 0 when ferryd closed the channel (a normal end), else why reading failed.
+  int exit_status();
+
+ private:
+  void read_loop();
+  void on_cancel(std::uint64_t id);
+  void close(int status);
+  bool closed();
+
+  const int channel_;
+  const std::size_t max_body_;
+  CallControl control_;
+  std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  std::deque<Call> calls_;
+  std::uint64_t running_ = 0;    // id of the call the main thread runs
+  std::uint64_t cancelled_ = 0;  // id of the last call ferryd cancelled
+  bool closed_ = false;
+  int status_ = 0;
+  std::thread reader_;  // last: starts once the fields above exist
+};
+
+}  // namespace ferry::worker
