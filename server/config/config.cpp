@@ -3,6 +3,7 @@
 // (the caller decides whether a bad config is fatal or a refused reload).
 #include "config/config.hpp"
 
+#include "config/settings.hpp"
 #include "sandbox/fields.hpp"
 
 #include <sys/un.h>
@@ -177,6 +178,7 @@ const Field<ServerConfig> kServerFields[] = {
 };
 
 bool read_sandbox(Ctx& c, const toml::node& n, const std::string& key, sandbox::Spec& out);
+bool read_settings(Ctx& c, const toml::node& n, const std::string& key, std::string& out);
 
 const Field<PluginConfig> kPluginFields[] = {
     {"executor", [](Ctx& c, const Node& n, const Key& k, PC& p) {
@@ -195,6 +197,8 @@ const Field<PluginConfig> kPluginFields[] = {
        return read_int(c, n, k, 0, 1024, p.max_stuck_threads); }},
     {"sandbox", [](Ctx& c, const Node& n, const Key& k, PC& p) {
        return read_sandbox(c, n, k, p.sandbox); }},
+    {"settings", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_settings(c, n, k, p.settings); }},
 };
 
 template <class T>
@@ -240,6 +244,16 @@ bool read_sandbox(Ctx& c, const toml::node& n, const std::string& key, sandbox::
     if (f == std::end(fields)) return fail(c, node, full, "unknown key");
     if (!read_spec_field(c, node, full, *f, out)) return false;
   }
+  return true;
+}
+
+bool read_settings(Ctx& c, const toml::node& n, const std::string& key, std::string& out) {
+  const toml::table* t = as_table(c, n, key);
+  if (!t) return false;
+  Unrepresentable bad;
+  std::optional<std::string> json = settings_json(*t, key, &bad);
+  if (!json) return fail(c, *bad.node, bad.key, "must be a finite number (JSON has no inf or nan)");
+  out = std::move(*json);
   return true;
 }
 
@@ -291,14 +305,29 @@ bool read_plugins(Ctx& c, const toml::table& root, Config& cfg) {
   if (!n) return true;
   const toml::table* t = as_table(c, *n, "plugins");
   if (!t) return false;
-  for (auto&& [name, node] : *t)
+  std::size_t settings_bytes = 0;
+  for (auto&& [name, node] : *t) {
     if (!read_plugin(c, name.str(), node, cfg)) return false;
+    settings_bytes += cfg.plugins.at(std::string(name.str())).settings.size();
+    if (settings_bytes > kMaxSettingsBytes)
+      return fail(c, node, join("plugins", name.str()) + ".settings",
+                  "the settings of all plugins together exceed 512 KiB as JSON");
+  }
   return true;
+}
+
+// Settings belong to one plugin: [defaults] would hand every plugin the same.
+bool check_defaults(Ctx& c, const toml::table& root) {
+  const toml::node* n = root.get("defaults");
+  const toml::node* s = n && n->is_table() ? n->as_table()->get("settings") : nullptr;
+  if (!s) return true;
+  return fail(c, *s, "defaults.settings", "settings are per plugin: put them in [plugins.NAME.settings]");
 }
 
 bool read_root(Ctx& c, const toml::table& root, Config& cfg) {
   return check_top_level(c, root) &&
          read_section<ServerConfig>(c, root, "server", kServerFields, cfg.server) &&
+         check_defaults(c, root) &&
          read_section<PluginConfig>(c, root, "defaults", kPluginFields, cfg.defaults) &&
          read_plugins(c, root, cfg);
 }
@@ -337,6 +366,12 @@ std::optional<toml::table> parse_toml(Ctx& c, std::string_view text) {
 const PluginConfig& Config::plugin(const std::string& name) const {
   auto it = plugins.find(name);
   return it == plugins.end() ? defaults : it->second;
+}
+
+SettingsMap Config::settings() const {
+  SettingsMap out;
+  for (const auto& [name, p] : plugins) out.emplace(name, p.settings);
+  return out;
 }
 
 Result<Config> parse_config_text(std::string_view text, const std::filesystem::path& file) {

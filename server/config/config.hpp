@@ -30,6 +30,9 @@ struct PluginConfig {
   std::uint64_t max_calls_per_worker = 0;  // Default: 0 (never recycle); 0..1000000000
   std::uint64_t max_rss_mb = 0;            // Default: 0 (no RSS check); 0..1048576
   sandbox::Spec sandbox;                   // [plugins.NAME.sandbox]
+  // [plugins.NAME.settings], any TOML, as the text of a JSON object: what the
+  // plugin's init gets (plugin.settings()). Per plugin: [defaults] has none.
+  std::string settings = "{}";  // Default: "{}" (no table)
 
   friend bool operator==(const PluginConfig&, const PluginConfig&) = default;
 };
@@ -48,6 +51,9 @@ struct ServerConfig {
   std::uint32_t max_call_depth = 64;  // Default: 64; 1..1000
 };
 
+// Plugin name -> its settings (PluginConfig::settings).
+using SettingsMap = std::map<std::string, std::string, std::less<>>;
+
 struct Config {
   std::filesystem::path file;  // the file it came from (absolute)
   ServerConfig server;
@@ -56,6 +62,8 @@ struct Config {
 
   // The effective settings for a plugin: its section, or the defaults.
   const PluginConfig& plugin(const std::string& name) const;
+  // Every [plugins.NAME] section's settings, by NAME.
+  SettingsMap settings() const;
 };
 
 // A Config, or bad_request with one message naming file, line and key path,
