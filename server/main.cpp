@@ -16,6 +16,7 @@
 #include "exec/factory.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
+#include "plugins/finalizer.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
 #include "reload.hpp"
@@ -52,10 +53,12 @@ int check_config(const std::string& file) {
 }
 
 // The parts that outlive the loop, built in this order and destroyed in
-// reverse: the launcher outlives the pools and the reloader that use it.
+// reverse: the launcher outlives the pools and the reloader that use it, the
+// finalizer every plugin version.
 struct Base {
   std::shared_ptr<const ferry::config::Config> cfg;
   ferry::SystemClock clock;
+  std::unique_ptr<ferry::Finalizer> finalizer;
   std::unique_ptr<ferry::Launcher> launcher;
   std::unique_ptr<ferry::Invoker> invoker;
   ferry::Registry registry;
@@ -69,12 +72,15 @@ int cannot_start(const ferry::Status& st) {
   return 1;
 }
 
-// Config, clock, launcher, invoker, ring, completion queue, reloader.
+// Config, clock, finalizer, launcher, invoker, ring, completion queue, reloader.
 ferry::Status build_base(const std::string& config_file, Base* b) {
   auto parsed = ferry::config::parse_config_file(config_file);
   if (!parsed.ok()) return parsed.status();
   b->cfg = std::make_shared<const ferry::config::Config>(std::move(parsed).value());
   spdlog::set_level(spdlog::level::from_str(b->cfg->server.log_level));
+  auto finalizer = ferry::Finalizer::create();
+  if (!finalizer.ok()) return finalizer.status();
+  b->finalizer = std::move(finalizer).value();
   auto launcher = ferry::make_process_launcher(ferry::default_worker_path());
   if (!launcher.ok()) return launcher.status();
   b->launcher = std::move(launcher).value();
@@ -83,7 +89,10 @@ ferry::Status build_base(const std::string& config_file, Base* b) {
   auto queue = ferry::loop::CompletionQueue::create();
   if (!queue.ok()) return queue.status();
   b->completions = std::move(queue).value();
-  auto reloader = ferry::Reloader::create(b->cfg, *b->launcher, b->clock, b->registry, b->reactor, *b->completions);
+  ferry::OpenOptions open;
+  open.finalizer = b->finalizer.get();
+  auto reloader =
+      ferry::Reloader::create(b->cfg, *b->launcher, b->clock, b->registry, b->reactor, *b->completions, open);
   if (!reloader.ok()) return reloader.status();
   b->reloader = std::move(reloader).value();
   return ferry::Status::Ok();
@@ -102,11 +111,15 @@ void connect_reloads(Base& b, ferry::Router& router, ferry::Server& server) {
   }
 }
 
-// After the loop: stop the lanes. Threads left in plugin code that ignores
-// cancellation would crash if their library were unloaded: exit under them.
+// After the loop: stop the lanes (process workers end, running their
+// plugins' shutdown hooks), then wait for thread plugins' hooks. Threads
+// left in plugin code that ignores cancellation, or a hook that does not
+// return, would crash if their library were unloaded: exit under them.
 int finish(Base& b, ferry::Router& router) {
-  if (const int left = router.stop(); left > 0) {
-    spdlog::warn("ferryd stopped; {} threads still in plugin code are ended by the exit", left);
+  const int left = router.stop();
+  const bool finalized = b.finalizer->drain(ferry::Finalizer::kStopWait);
+  if (left > 0 || !finalized) {
+    if (left > 0) spdlog::warn("ferryd stopped; {} threads still in plugin code are ended by the exit", left);
     b.reloader->remove_snapshots();
     spdlog::shutdown();
     std::_Exit(0);

@@ -26,12 +26,12 @@ config::ExecutorKind kind_of(const Plugin& p) {
 
 Result<std::unique_ptr<Reloader>> Reloader::create(std::shared_ptr<const config::Config> cfg, Launcher& launcher,
                                                     const Clock& clock, Registry& registry, loop::Reactor& reactor,
-                                                    loop::CompletionQueue& loop_tasks) {
+                                                    loop::CompletionQueue& loop_tasks, const OpenOptions& open) {
   Result<SnapshotStore> snapshots = SnapshotStore::create();
   if (!snapshots.ok()) return snapshots.status().with_context("plugin snapshots");
   try {
     return std::unique_ptr<Reloader>(new Reloader(std::move(cfg), launcher, clock, std::move(snapshots).value(),
-                                                  registry, reactor, loop_tasks));
+                                                  registry, reactor, loop_tasks, open));
   } catch (const std::system_error& e) {  // the thread could not start
     return Status::Error(std::string("reloader thread: ") + e.what());
   }
@@ -39,13 +39,14 @@ Result<std::unique_ptr<Reloader>> Reloader::create(std::shared_ptr<const config:
 
 Reloader::Reloader(std::shared_ptr<const config::Config> cfg, Launcher& launcher, const Clock& clock,
                    SnapshotStore snapshots, Registry& registry, loop::Reactor& reactor,
-                   loop::CompletionQueue& loop_tasks)
+                   loop::CompletionQueue& loop_tasks, const OpenOptions& open)
     : cfg_(std::move(cfg)),
       launcher_(launcher),
       clock_(clock),
       registry_(registry),
       reactor_(reactor),
       loop_tasks_(loop_tasks),
+      open_(open),
       id_(reactor.add(this)),
       snapshots_(std::move(snapshots)) {
   try {
@@ -72,7 +73,7 @@ Reloader::~Reloader() {
 void Reloader::remove_snapshots() { snapshots_.remove_all(); }
 
 int Reloader::load_initial() {
-  SyncResult sync = sync_plugins(*cfg_, launcher_, snapshots_, known_);
+  SyncResult sync = sync_plugins(*cfg_, launcher_, snapshots_, known_, open_);
   return apply_sync(sync, nullptr);
 }
 
@@ -113,7 +114,7 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
       continue;
     }
     if (!previous.empty() && previous != name) registry_.remove(previous);
-    known_[r.source] = KnownFile{r.stamp, name, "", kind};
+    known_[r.source] = KnownFile{r.stamp, name, "", kind, settings_key(*cfg_, name)};
     loaded.push_back({{"plugin", name}, {"version", version}, {"file", r.source.string()}});
     ++installed;
   }
@@ -124,6 +125,7 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
     // that could not be examined (no worker could start, ...) at every sync.
     known_[file].stamp = sync.transient.count(file) != 0 ? FileStamp{} : sync.seen_refused[file];
     known_[file].refused = why;
+    known_[file].settings = settings_key(*cfg_, known_[file].plugin);  // new settings: tried again
   }
   if (report != nullptr) {
     // What changed in this sync, then the state after it (a change the
@@ -233,7 +235,7 @@ Reloader::Outcome Reloader::sync_off_loop(bool reread, const std::shared_ptr<con
       out.cfg = std::make_shared<const config::Config>(std::move(parsed).value());
       use = out.cfg.get();
     }
-    out.sync = sync_plugins(*use, launcher_, snapshots_, known);
+    out.sync = sync_plugins(*use, launcher_, snapshots_, known, open_);
   } catch (const std::exception& e) {  // e.g. a filesystem error: report it, keep reloading possible
     return Outcome{nullptr, std::string("reload failed: ") + e.what(), {}};
   }

@@ -40,9 +40,11 @@ class Reloader final : public loop::IoClient {
   using Apply = std::function<void(const std::shared_ptr<const config::Config>&)>;
 
   // Fails when the snapshot directory or the reloader's thread cannot be made.
+  // Thread plugins are opened with `open` (its finalizer and log sink must
+  // outlive every plugin; settings come from the config).
   static Result<std::unique_ptr<Reloader>> create(std::shared_ptr<const config::Config> cfg, Launcher& launcher,
                                                   const Clock& clock, Registry& registry, loop::Reactor& reactor,
-                                                  loop::CompletionQueue& loop_tasks);
+                                                  loop::CompletionQueue& loop_tasks, const OpenOptions& open = {});
   ~Reloader() override;
 
   // Before the loop: loads plugin_dir (blocking). Returns how many plugins joined.
@@ -62,7 +64,7 @@ class Reloader final : public loop::IoClient {
 
  private:
   Reloader(std::shared_ptr<const config::Config> cfg, Launcher& launcher, const Clock& clock, SnapshotStore snapshots,
-           Registry& registry, loop::Reactor& reactor, loop::CompletionQueue& loop_tasks);
+           Registry& registry, loop::Reactor& reactor, loop::CompletionQueue& loop_tasks, const OpenOptions& open);
   enum Sub : std::uint8_t { kInotify = 1, kSettle };
   struct Outcome {
     std::shared_ptr<const config::Config> cfg;  // null: the config was not (validly) re-read
@@ -83,6 +85,7 @@ class Reloader final : public loop::IoClient {
   loop::Reactor& reactor_;
   loop::CompletionQueue& loop_tasks_;
   Apply apply_;
+  OpenOptions open_;  // settings left null: sync_plugins takes them from the config
   std::uint32_t id_;
   SnapshotStore snapshots_;  // touched by the reloader's thread only (and by remove_snapshots at the end)
   KnownFiles known_;

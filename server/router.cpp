@@ -1,5 +1,7 @@
 #include "router.hpp"
 
+#include <algorithm>
+
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -18,6 +20,20 @@ nlohmann::json procs_json(const ExecutorStats& st) {
 
 int priority_rank(proto::Priority p) {
   return p == proto::Priority::high ? 0 : p == proto::Priority::low ? 2 : 1;
+}
+
+// Whether a lane may keep its executor under `next`. Settings belong to the
+// plugin version (Plugin::settings): new ones come as a new Plugin, and
+// refused ones must not restart the version that keeps serving.
+bool same_pool(const config::PluginConfig& running, config::PluginConfig next) {
+  next.settings = running.settings;
+  return running == next;
+}
+
+std::string what_changed(const Plugin& old, const Plugin& now) {
+  if (&old == &now) return "its config changed,";
+  if (old.source == now.source && old.version == now.version && old.settings != now.settings) return "new settings,";
+  return "new version " + now.version + ",";
 }
 }  // namespace
 
@@ -57,7 +73,7 @@ void Router::apply(std::shared_ptr<const config::Config> cfg) {
   for (const auto& plugin : registry_.plugins()) {
     const config::PluginConfig& pc = cfg_->plugin(plugin->name);
     auto old = lanes_.find(plugin->name);
-    if (old != lanes_.end() && old->second->plugin == plugin && old->second->cfg == pc &&
+    if (old != lanes_.end() && old->second->plugin == plugin && same_pool(old->second->cfg, pc) &&
         old->second->max_call_depth == cfg_->server.max_call_depth) {
       next.emplace(plugin->name, std::move(old->second));
       lanes_.erase(old);
@@ -67,8 +83,7 @@ void Router::apply(std::shared_ptr<const config::Config> cfg) {
     auto lane = make_lane(plugin, pc);
     if (old != lanes_.end()) {
       spdlog::info("plugin {}: {} lane replaced ({} calls still finish on the old one)", plugin->name,
-                   old->second->plugin == plugin ? "settings changed," : "new version " + plugin->version + ",",
-                   old->second->outstanding);
+                   what_changed(*old->second->plugin, *plugin), old->second->outstanding);
     }
     if (lane) next.emplace(plugin->name, std::move(lane));
   }
@@ -97,10 +112,11 @@ void Router::retire(std::shared_ptr<Lane> lane) {
 }
 
 // Stops a lane with no calls left and drops it. Off the loop where that can
-// be slow: a thread pool is joined, and its plugin's library unloaded (its
-// static destructors run), on the reloader's thread; a process pool kills
-// and reaps its workers here (ring operations belong to the loop), and is
-// freed after the loop's next turn has submitted whatever it queued.
+// be slow: a thread pool is joined on the reloader's thread (its plugin's
+// fini and unload follow on the finalizer's, once the last reference goes);
+// a process pool first ends its workers normally (Executor::end, on the
+// loop, without blocking it), then is stopped here and freed after the
+// loop's next turn has submitted whatever it queued.
 void Router::dispose(std::shared_ptr<Lane> lane) {
   auto finish = [](const std::shared_ptr<Lane>& l) {
     // Threads left running in plugin code still use their pool: keep it.
@@ -113,14 +129,25 @@ void Router::dispose(std::shared_ptr<Lane> lane) {
     return;
   }
   if (std::string_view(lane->executor->kind()) == "process") {
-    lane->executor->stop();
-    defer_([this, lane]() mutable { off_loop_([lane]() mutable { lane.reset(); }); });
+    Lane* raw = lane.get();
+    ending_.push_back(std::move(lane));
+    raw->executor->end([this, raw] { ended(raw); });
     return;
   }
   off_loop_([lane, finish]() mutable {
     finish(lane);
     lane.reset();
   });
+}
+
+// A process lane's workers have all ended (Executor::end).
+void Router::ended(Lane* raw) {
+  auto it = std::find_if(ending_.begin(), ending_.end(), [&](const auto& l) { return l.get() == raw; });
+  if (it == ending_.end()) return;  // stop() took it meanwhile
+  std::shared_ptr<Lane> lane = std::move(*it);
+  ending_.erase(it);
+  lane->executor->stop();
+  defer_([this, lane]() mutable { off_loop_([lane]() mutable { lane.reset(); }); });
 }
 
 std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call, Route* route) {
@@ -178,6 +205,8 @@ int Router::stop() {
   factory_.wait_idle();  // a late spawn result must not be posted to a queue that is gone
   for (auto& [_, lane] : lanes_) retire(std::move(lane));
   lanes_.clear();
+  for (auto& lane : ending_) retired_.push_back(std::move(lane));  // stop() ends them, bounded
+  ending_.clear();
   for (auto& lane : retired_) {
     const int left = lane->executor->stop();
     abandoned_threads_ += left;
@@ -195,6 +224,7 @@ std::string Router::list_json() const {
     const ExecutorStats st = lane->executor->stats();
     int old_lanes = 0;
     for (const auto& r : retired_) old_lanes += r->plugin->name == name;
+    for (const auto& r : ending_) old_lanes += r->plugin->name == name;  // its workers still end
     plugins.push_back({{"name", name},
                        {"version", lane->plugin->version},
                        {"path", lane->plugin->source.string()},

@@ -89,6 +89,7 @@ class Router {
   std::shared_ptr<Lane> make_lane(const std::shared_ptr<const Plugin>& plugin, const config::PluginConfig& pc);
   void retire(std::shared_ptr<Lane> lane);
   void dispose(std::shared_ptr<Lane> lane);
+  void ended(Lane* lane);
   std::string list_json() const;
 
   std::shared_ptr<const config::Config> cfg_;
@@ -98,6 +99,7 @@ class Router {
   const Clock& clock_;
   std::map<std::string, std::shared_ptr<Lane>, std::less<>> lanes_;  // by plugin name
   std::vector<std::shared_ptr<Lane>> retired_;  // replaced, finishing their calls
+  std::vector<std::shared_ptr<Lane>> ending_;   // process lanes with no calls left, workers ending
   std::map<std::string, std::string, std::less<>> disabled_;  // plugin name -> why
   bool shutting_down_ = false;
   int abandoned_threads_ = 0;

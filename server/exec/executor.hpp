@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,11 @@ class Executor {
   // No new jobs will come: finish the admitted ones with as few workers as
   // needed (a process pool does not replace workers that exit).
   virtual void retire() {}
+  // Retired with no admitted job left: ends the workers normally (a process
+  // pool's run their plugin's shutdown hook, or are killed past a bound)
+  // without blocking; `done` runs on the loop once they are gone, perhaps
+  // before end() returns. stop() is still called after. Default: at once.
+  virtual void end(std::function<void()> done) { done(); }
   // Finishes every admitted job (each reaches the sink), then joins workers.
   // Returns how many threads were left running plugin code that ignores its
   // cancellation (they are detached; the process should exit soon).

@@ -42,7 +42,8 @@ class PoolFactory final : public ExecutorFactory {
       }
       spdlog::warn("plugin {}: running with a weaker sandbox: this kernel lacks {}", plugin.name, missing);
     }
-    ProcessPool::Options opt{plugin.name, plugin.path.string(), plugin.functions, &pc, max_call_depth, env_.post};
+    ProcessPool::Options opt{plugin.name, plugin.path.string(), plugin.functions, &pc, max_call_depth, env_.post,
+                             plugin.settings};
     return std::unique_ptr<Executor>(
         std::make_unique<ProcessPool>(std::move(opt), env_.reactor, env_.sink, env_.launcher, env_.clock));
   }

@@ -82,7 +82,8 @@ void ProcessPool::spawn(std::uint16_t i) {
   std::weak_ptr<int> alive = alive_;
   auto post = opt_.post;
   Launcher* launcher = &launcher_;
-  const WorkerSpec spec{opt_.plugin_path, opt_.cfg->sandbox, std::uint32_t(opt_.max_call_depth)};
+  WorkerSpec spec{opt_.plugin_path, opt_.cfg->sandbox, std::uint32_t(opt_.max_call_depth)};
+  spec.settings = {{opt_.plugin, opt_.settings}};
   launcher_.spawn_async(spec.sandbox, encode_worker_spec(spec),
                         [this, alive, post, launcher, i, generation](Result<SpawnedWorker> proc) {
                           post([this, alive, launcher, i, generation, proc = std::move(proc)]() mutable {
@@ -104,6 +105,7 @@ void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, Result<S
   if (!proc.ok()) {
     spdlog::error("plugin {}: cannot spawn a worker: {}", opt_.plugin, proc.status().message());
     w.backoff.failed();
+    if (ending_all_) return w.state = State::empty, check_ended();
     return schedule_respawn(i);
   }
   w.proc = *proc;
@@ -111,6 +113,7 @@ void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, Result<S
   auto& ring = reactor_.ring();
   ring.poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));
   ring.poll_once(w.proc.pidfd, loop::Reactor::tag(id_, kExit, i));
+  if (ending_all_) end_worker(i);  // its init gets its fini too
 }
 
 bool ProcessPool::submit(Job&& job) {
@@ -126,7 +129,7 @@ int ProcessPool::busy() const {
 
 void ProcessPool::dispatch() {
   for (std::uint16_t i = 0; i < workers_.size() && !queue_.empty(); ++i) {
-    if (workers_[i].state != State::idle || workers_[i].killed) continue;
+    if (workers_[i].state != State::idle || workers_[i].killed || workers_[i].ending) continue;
     Job job;
     while (queue_.pop(&job)) {
       if (job.deadline_ms == 0 || clock_.now_ms() < job.deadline_ms) break;
@@ -159,11 +162,12 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
     case kChannel: return on_channel(i, cqe);
     case kExit: return on_exit(i);
     case kRespawn:
-      if (!stopping_ && w.state == State::backoff) spawn(i);
+      if (!stopping_ && !ending_all_ && w.state == State::backoff) spawn(i);
       return;
     case kKill:
       if (cqe.res == -ETIME) on_kill_timer(i);  // not -ECANCELED: the call returned in time
       return;
+    case kEndGrace: return on_end_grace(i);
     default: return;
   }
 }
@@ -193,7 +197,9 @@ void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe) {
 void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::string& body) {
   Worker& w = workers_[i];
   switch (h.type) {
-    case channel::Type::ready: return on_ready(w, body), dispatch();
+    case channel::Type::ready:
+      if (w.ending) return;  // ended while it started: it reads EOF next
+      return on_ready(w, body), dispatch();
     case channel::Type::reply: return on_reply(i, h, body);
     // A dying worker's last words: anything after them gets it killed.
     case channel::Type::violation: w.violation = int(h.code); return kill_worker(w);
@@ -244,21 +250,20 @@ void ProcessPool::after_call(std::uint16_t i) {
   Worker& w = workers_[i];
   const auto& cfg = *opt_.cfg;
   if (cfg.max_calls_per_worker != 0 && w.calls >= cfg.max_calls_per_worker) {
-    return retire(w, "served " + std::to_string(w.calls) + " calls (max_calls_per_worker)");
+    return retire(i, "served " + std::to_string(w.calls) + " calls (max_calls_per_worker)");
   }
   if (cfg.max_rss_mb != 0) {
     const std::uint64_t kb = rss_kb(w.proc.pid);
     if (kb > cfg.max_rss_mb * 1024) {
-      return retire(w, "RSS " + std::to_string(kb / 1024) + " MB over max_rss_mb " + std::to_string(cfg.max_rss_mb));
+      return retire(i, "RSS " + std::to_string(kb / 1024) + " MB over max_rss_mb " + std::to_string(cfg.max_rss_mb));
     }
   }
   dispatch();
 }
 
-void ProcessPool::retire(Worker& w, const std::string& why) {
-  spdlog::info("plugin {}: recycling worker {}: {}", opt_.plugin, w.proc.pid, why);
-  w.state = State::retiring;
-  kill_worker(w);
+void ProcessPool::retire(std::uint16_t i, const std::string& why) {
+  spdlog::info("plugin {}: recycling worker {}: {}", opt_.plugin, workers_[i].proc.pid, why);
+  end_worker(i);  // replaced once it exited
 }
 
 void ProcessPool::kill_worker(Worker& w) {
@@ -283,11 +288,14 @@ void ProcessPool::on_exit(std::uint16_t i) {
     spdlog::error("plugin {}: worker {} died before it was ready ({})", opt_.plugin, w.proc.pid,
                   death_message(w, exit->how, exit->status));
   }
+  if (w.ending) log_end(w, exit->how, exit->status);
   reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
+  if (w.ending) reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kEndGrace, i), loop::Reactor::tag(id_, kIgnore, i));
   close(w.proc.channel);
   close(w.proc.pidfd);
   w.proc = SpawnedWorker{};
   w.state = State::empty;
+  if (ending_all_) return check_ended();
   if (stopping_ || (retiring_ && queue_.empty())) return;
   ++restarts_;
   if (started) return spawn(i), void();
@@ -359,21 +367,6 @@ void ProcessPool::on_kill_timer(std::uint16_t i) {
   spdlog::warn("plugin {}: worker {} ignored its call's cancellation for {} ms; killing it", opt_.plugin,
                w.proc.pid, kCancelGraceMs);
   kill_worker(w);  // the exit handler completes the call
-}
-
-int ProcessPool::stop() {
-  if (stopping_) return 0;
-  stopping_ = true;
-  // Kill every worker first, then reap: they die in parallel. The channel
-  // polls are cancelled, so the ring lets go of the sockets.
-  for (auto& w : workers_) launcher_.kill(w.proc);
-  for (std::uint16_t i = 0; i < workers_.size(); ++i) {
-    Worker& w = workers_[i];
-    if (w.proc.pidfd < 0) continue;
-    reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
-    launcher_.kill_and_reap(&w.proc);
-  }
-  return 0;
 }
 
 ExecutorStats ProcessPool::stats() const {

@@ -5,7 +5,10 @@
 // call's deadline it calls cancel(), which drops a queued call and tells the
 // worker of a running one (its ctx.cancelled() and cancel_fd() see it); a
 // worker that has not replied kCancelGraceMs later is killed. A dead worker fails only its own call and is
-// replaced (with backoff when it dies before becoming ready). Loop thread only.
+// replaced (with backoff when it dies before becoming ready). Workers
+// recycled, retired with their pool or stopped with ferryd end normally
+// (process_pool_end.cpp): their channel is closed, they run their plugin's
+// shutdown hook and exit; only past a bound are they killed. Loop thread only.
 #pragma once
 
 #include <linux/time_types.h>
@@ -38,6 +41,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     // Runs a task on the loop thread at its next turn (thread-safe): how a
     // worker spawned off the loop reaches the pool.
     std::function<void(std::function<void()>)> post;
+    std::string settings = "{}";  // the version's settings (Plugin::settings), for the workers' init
   };
   // Workers come from `launcher`; `clock` times backoff. Both, the reactor
   // and the sink must outlive the pool.
@@ -47,18 +51,25 @@ class ProcessPool final : public Executor, public loop::IoClient {
   bool submit(Job&& job) override;
   void cancel(const CallRef& ref, ferry_code why) override;
   void retire() override { retiring_ = true; }
-  // Kills and reaps every worker (nothing of it is in flight any more).
+  // Ends every worker (Executor::end): each gets kEndGraceMs after its
+  // channel closes, then is killed.
+  void end(std::function<void()> done) override;
+  // Ends every worker and reaps it, waiting synchronously (all at once, up to
+  // kEndGraceMs); a worker still running a call is killed at once.
   int stop() override;
   ExecutorStats stats() const override;
   const char* kind() const override { return "process"; }
   void on_io(std::uint8_t sub, std::uint16_t index, const io_uring_cqe& cqe) override;
+
+  // How long a worker asked to end (its shutdown hook) may take.
+  static constexpr int kEndGraceMs = 5000;
 
  private:
   // How long a cancelled call may take to return before its worker is
   // killed: the thread executor's "stuck" threshold.
   static constexpr std::int64_t kCancelGraceMs = 100;
 
-  enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill };
+  enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill, kEndGrace };
   enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
   struct Worker {
     SpawnedWorker proc;
@@ -70,6 +81,9 @@ class ProcessPool final : public Executor, public loop::IoClient {
     ferry_code cancel_code = FERRY_OK;  // its call was cancelled (or timed out)
     __kernel_timespec kill_ts{};         // when it is killed if that call has not returned
     bool killed = false;  // SIGKILL sent: gets no more calls, whatever it still sends
+    bool ending = false;  // asked to end (channel closed): gets no more calls
+    std::int64_t end_by_ms = 0;  // killed if still running then
+    __kernel_timespec end_ts{};
     Backoff backoff;         // consecutive deaths before ready
     std::string failure;     // last `failed` message
     std::int64_t spawned_ms = 0;
@@ -85,7 +99,11 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void on_reply(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_exit(std::uint16_t i);
   void after_call(std::uint16_t i);
-  void retire(Worker& w, const std::string& why);
+  void retire(std::uint16_t i, const std::string& why);
+  void end_worker(std::uint16_t i);
+  void on_end_grace(std::uint16_t i);
+  void log_end(const Worker& w, int how, int status) const;
+  void check_ended();
   void schedule_respawn(std::uint16_t i);
   void dispatch();
   void start_call(std::uint16_t i, Job&& job);
@@ -110,6 +128,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
   bool stopping_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // spawn results check it: the pool may be gone
   bool retiring_ = false;  // replaced: a worker that exits is replaced only while calls are queued
+  std::function<void()> ended_;  // end(): runs once every worker is gone
+  bool ending_all_ = false;      // end() was called: nothing is replaced any more
 };
 
 }  // namespace ferry

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/json_text.hpp"
 #include "worker/channel.hpp"
 #include "worker/spec.hpp"
 
@@ -17,6 +18,7 @@ namespace ferry {
 namespace {
 
 constexpr int kDescribeTimeoutMs = 10000;
+constexpr int kDescribeEndMs = 2000;  // for its shutdown hook
 
 // The file itself is at fault: tried again once it changes (is_passing).
 Status refused_file(std::string why) { return Status(FERRY_E_BAD_REQUEST, std::move(why)); }
@@ -47,24 +49,42 @@ FileStamp stamp_of(const std::filesystem::path& file) {
                    std::uint64_t(st.st_ino)};
 }
 
+// Ends a worker that described its file: normally (its init gets its fini),
+// or by a kill when it does not end in time.
+void end_describing(Launcher& launcher, SpawnedWorker* w, const std::filesystem::path& file) {
+  launcher.end(*w);
+  SpawnedWorker* const one[] = {w};
+  if (launcher.reap_within(one, kDescribeEndMs) > 0) {
+    spdlog::warn("plugin {}: its describing worker did not end within {} ms (a slow shutdown hook?); killed",
+                 file.string(), kDescribeEndMs);
+  }
+}
+
 // Describes the private copy of a file, then opens it (thread executor) or
 // only registers it (process executor).
-Status load_copy(const config::Config& cfg, Launcher& launcher, const std::filesystem::path& copy, Prepared* out) {
+Status load_copy(const config::Config& cfg, Launcher& launcher, const OpenOptions& open,
+                 const std::filesystem::path& copy, Prepared* out) {
   sandbox::Spec probe = cfg.defaults.sandbox;
   probe.allow_weaker = true;  // describing needs no more than this kernel offers
-  Result<PluginDescription> d = describe_plugin(launcher, copy, probe);
+  const config::SettingsMap settings = cfg.settings();
+  Result<PluginDescription> d = describe_plugin(launcher, copy, probe, settings);
   if (!d.ok()) return d.status();
-  if (cfg.plugin(d->name).executor == config::ExecutorKind::thread) return open_plugin(copy, OpenOptions{}, out);
-  *out = described_plugin(copy, d->name, d->version, d->functions);
+  const config::PluginConfig& pc = cfg.plugin(d->name);
+  if (pc.executor == config::ExecutorKind::thread) {
+    OpenOptions options = open;
+    options.settings = &settings;
+    return open_plugin(copy, options, out);
+  }
+  *out = described_plugin(copy, d->name, d->version, d->functions, pc.settings);
   return Status::Ok();
 }
 
 // Copies one file of plugin_dir and loads the copy.
-Status prepare(const config::Config& cfg, Launcher& launcher, SnapshotStore& snapshots,
+Status prepare(const config::Config& cfg, Launcher& launcher, const OpenOptions& open, SnapshotStore& snapshots,
                const std::filesystem::path& source, Prepared* out) {
   Result<std::filesystem::path> copy = snapshots.copy(source);
   if (!copy.ok()) return copy.status();  // e.g. the file went away meanwhile, or the disk is full
-  if (const Status st = load_copy(cfg, launcher, *copy, out); !st.ok()) {
+  if (const Status st = load_copy(cfg, launcher, open, *copy, out); !st.ok()) {
     std::error_code ec;
     std::filesystem::remove(*copy, ec);
     return st;
@@ -74,7 +94,17 @@ Status prepare(const config::Config& cfg, Launcher& launcher, SnapshotStore& sna
   return Status::Ok();
 }
 
+bool unchanged(const KnownFile& k, const FileStamp& stamp, const config::Config& cfg) {
+  if (!(k.stamp == stamp) || k.settings != settings_key(cfg, k.plugin)) return false;
+  return k.plugin.empty() || cfg.plugin(k.plugin).executor == k.executor;
+}
+
 }  // namespace
+
+std::string settings_key(const config::Config& cfg, const std::string& plugin) {
+  if (!plugin.empty()) return cfg.plugin(plugin).settings;
+  return json_text(nlohmann::json(cfg.settings()));
+}
 
 Result<SnapshotStore> SnapshotStore::create() {
   std::string templ = (std::filesystem::temp_directory_path() / "ferryd-plugins-XXXXXX").string();
@@ -110,27 +140,32 @@ void SnapshotStore::remove_all() {
 }
 
 Result<PluginDescription> describe_plugin(Launcher& launcher, const std::filesystem::path& file,
-                                          const sandbox::Spec& spec) {
-  Result<SpawnedWorker> w = launcher.spawn(spec, encode_worker_spec(WorkerSpec{file.string(), spec}));
+                                          const sandbox::Spec& spec, const config::SettingsMap& settings) {
+  WorkerSpec ws{file.string(), spec};
+  ws.settings = settings;
+  Result<SpawnedWorker> w = launcher.spawn(spec, encode_worker_spec(ws));
   if (!w.ok()) return w.status();
   Result<PluginDescription> d = read_description(w->channel);
-  launcher.kill_and_reap(&w.value());
+  if (d.ok()) {
+    end_describing(launcher, &w.value(), file);
+  } else {
+    launcher.kill_and_reap(&w.value());  // it failed (no init to end) or hangs
+  }
   return d;
 }
 
 SyncResult sync_plugins(const config::Config& cfg, Launcher& launcher, SnapshotStore& snapshots,
-                        const KnownFiles& known) {
+                        const KnownFiles& known, const OpenOptions& open) {
   SyncResult out;
   const auto files = plugin_files(cfg.server.plugin_dir);
   for (const auto& file : files) {
     const FileStamp stamp = stamp_of(file);
     auto k = known.find(file);
-    if (k != known.end() && k->second.stamp == stamp &&
-        (k->second.plugin.empty() || cfg.plugin(k->second.plugin).executor == k->second.executor)) {
-      continue;  // unchanged (a refused file is retried once it changes)
+    if (k != known.end() && unchanged(k->second, stamp, cfg)) {
+      continue;  // a refused file is retried once it (or what it depends on) changes
     }
     Prepared p;
-    if (const Status st = prepare(cfg, launcher, snapshots, file, &p); !st.ok()) {
+    if (const Status st = prepare(cfg, launcher, open, snapshots, file, &p); !st.ok()) {
       spdlog::error("plugin {} refused: {}", file.string(), st.message());
       out.refused.emplace_back(file, st.message());
       out.seen_refused[file] = stamp;

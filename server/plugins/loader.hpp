@@ -35,9 +35,13 @@ inline bool is_passing(const Status& st) {
 }
 
 // Has a worker launched under `spec` load `file` and waits (up to 10 s) for
-// its description, or says why the file was refused (see is_passing).
+// its description, or says why the file was refused (see is_passing). The
+// worker's init gets its plugin's entry of `settings` (it learns the name by
+// loading); an init that refuses them refuses the file, with its reason.
+// Described, the worker is asked to end normally (its plugin's shutdown hook
+// runs), and killed if it has not within 2 s.
 Result<PluginDescription> describe_plugin(Launcher& launcher, const std::filesystem::path& file,
-                                          const sandbox::Spec& spec);
+                                          const sandbox::Spec& spec, const config::SettingsMap& settings = {});
 
 // ferryd's private copies of plugin files, one per version loaded, so a file
 // of plugin_dir may be replaced or rewritten at any time and every version
@@ -70,8 +74,15 @@ struct KnownFile {
   std::string plugin;  // the plugin it provides ("" if it was refused)
   std::string refused;  // why its current contents were refused ("" if not)
   config::ExecutorKind executor = config::ExecutorKind::thread;
+  std::string settings;  // settings_key() when it was last loaded or refused
 };
 using KnownFiles = std::map<std::filesystem::path, KnownFile>;
+
+// What a file's load depends on besides its bytes and executor: its
+// plugin's settings, or, while its plugin is unknown (the file was refused
+// before it joined), every plugin's. When it changes, the file is loaded
+// again: new settings make a new version, as new bytes do.
+std::string settings_key(const config::Config& cfg, const std::string& plugin);
 
 // The outcome of comparing plugin_dir with what is loaded.
 struct SyncResult {
@@ -88,11 +99,11 @@ struct SyncResult {
 };
 
 // Prepares every *.so of cfg.server.plugin_dir that is new or changed since
-// `known` (or whose plugin's executor kind differs in cfg): copies it into
-// `snapshots`, has a sandboxed worker describe the copy, and opens
-// thread-executor plugins. Blocking; touches no registry. A refused file is
-// logged with its reason.
+// `known` (or whose plugin's executor kind or settings_key differs in cfg):
+// copies it into `snapshots`, has a sandboxed worker describe the copy, and
+// opens thread-executor plugins with `open` (their settings come from cfg).
+// Blocking; touches no registry. A refused file is logged with its reason.
 SyncResult sync_plugins(const config::Config& cfg, Launcher& launcher, SnapshotStore& snapshots,
-                        const KnownFiles& known);
+                        const KnownFiles& known, const OpenOptions& open = {});
 
 }  // namespace ferry

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <set>
 
+#include "plugins/finalizer.hpp"
 #include "plugins/invoke.hpp"
 
 // What ferry_plugin_init registers into; lives only during init.
@@ -102,10 +103,33 @@ std::vector<std::filesystem::path> plugin_files(const std::filesystem::path& dir
   return {files.begin(), files.end()};
 }
 
+namespace {
+
+// What ends a version once its Plugin is gone, handed to the finalizer.
+struct Ending {
+  ferry_plugin_fini_fn fini;
+  boost::dll::shared_library library;
+  std::unique_ptr<ferry_instance> instance;  // valid until fini returned
+  void run() {
+    if (fini != nullptr) fini();
+    library.unload();
+    instance.reset();
+  }
+};
+
+}  // namespace
+
 Plugin::~Plugin() {
-  if (snapshot.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove(snapshot, ec);
+  if (!snapshot.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(snapshot, ec);
+  }
+  if (finalizer == nullptr || !library.is_loaded()) {
+    if (fini != nullptr) fini();  // the members unload the library next
+    return;
+  }
+  auto ending = std::make_shared<Ending>(Ending{fini, std::move(library), std::move(instance)});
+  finalizer->post(name + " " + version, [ending] { ending->run(); });
 }
 
 Status open_plugin(const std::filesystem::path& file, const OpenOptions& options, Prepared* out) {
@@ -113,6 +137,7 @@ Status open_plugin(const std::filesystem::path& file, const OpenOptions& options
   auto plugin = std::make_shared<Plugin>();
   plugin->path = std::filesystem::absolute(file);
   plugin->source = plugin->path;
+  plugin->finalizer = options.finalizer;
   const ferry_plugin_info_t* info = nullptr;
   FERRY_RETURN_IF_ERROR(open(plugin->path, plugin.get(), &info));
   ferry_registrar reg;
@@ -127,6 +152,12 @@ Status open_plugin(const std::filesystem::path& file, const OpenOptions& options
   }
   auto init = plugin->library.get<int(const ferry_host_api*, ferry_registrar*)>(FERRY_PLUGIN_INIT_SYMBOL);
   const int rc = init(host_api(), &reg);
+  if (rc == 0) {  // every successful init gets its fini, even if refused below
+    plugin->settings = reg.settings;
+    if (plugin->library.has(FERRY_PLUGIN_FINI_SYMBOL)) {
+      plugin->fini = plugin->library.get<void()>(FERRY_PLUGIN_FINI_SYMBOL);
+    }
+  }
   if (!reg.error.empty()) return refused("registration failed: " + reg.error);
   if (rc != 0 && !reg.refusal.empty()) return refused("init refused: " + reg.refusal);
   if (rc != 0) return refused("ferry_plugin_init failed (returned " + std::to_string(rc) + ")");
@@ -137,8 +168,9 @@ Status open_plugin(const std::filesystem::path& file, const OpenOptions& options
 }
 
 Prepared described_plugin(const std::filesystem::path& file, const std::string& name, const std::string& version,
-                          const std::vector<std::string>& functions) {
+                          const std::vector<std::string>& functions, const std::string& settings) {
   Prepared p{std::make_shared<Plugin>(), {}};
+  p.plugin->settings = settings;
   p.plugin->path = std::filesystem::absolute(file);
   p.plugin->source = p.plugin->path;
   p.plugin->name = name;

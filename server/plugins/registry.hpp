@@ -25,12 +25,17 @@ struct ferry_instance {
 
 namespace ferry {
 
-// One loaded library. Unloaded when the last Function referring to it goes.
+class Finalizer;
+
+// One loaded library (or, for a process plugin, its description). When the
+// last reference goes, a version whose init succeeded gets its
+// ferry_plugin_fini, then its library unloads: on `finalizer`'s thread when
+// it has one, else right there (ferry-worker, tests).
 struct Plugin {
   Plugin() = default;
   Plugin(const Plugin&) = delete;
   Plugin& operator=(const Plugin&) = delete;
-  ~Plugin();  // removes `snapshot` (the mapping, if any, stays valid)
+  ~Plugin();  // removes `snapshot` (the mapping, if any, stays valid); see above
 
   std::string name;
   std::string version;
@@ -38,6 +43,11 @@ struct Plugin {
   std::filesystem::path source;  // the file in plugin_dir it came from
   std::string loaded_at;         // UTC, ISO 8601
   std::filesystem::path snapshot;  // a private copy of source this owns, or empty
+  // The settings its init accepted (a process plugin: its describing
+  // worker's init); its workers get the same. Part of what makes a version.
+  std::string settings = "{}";
+  ferry_plugin_fini_fn fini = nullptr;  // set once init succeeded, if exported
+  Finalizer* finalizer = nullptr;       // must outlive this
   // What the plugin's Logger writes through (loaded here only); declared
   // before `library`, so it outlives the unload.
   std::unique_ptr<ferry_instance> instance;
@@ -67,10 +77,11 @@ struct Prepared {
 // Plugin name -> its settings, the text of a JSON object.
 using SettingsMap = std::map<std::string, std::string, std::less<>>;
 
-// What ferry_plugin_init gets besides the host table.
+// What ferry_plugin_init gets besides the host table, and who ends the load.
 struct OpenOptions {
   const SettingsMap* settings = nullptr;  // a plugin not listed gets "{}"
   LogSink* log = nullptr;                 // for the plugin's Logger; null: spdlog. Must outlive the load
+  Finalizer* finalizer = nullptr;         // see Plugin; null: fini runs where the last reference goes
 };
 
 // Opens `file` and runs its ferry_plugin_init. Thread-safe: it touches no
@@ -79,9 +90,10 @@ struct OpenOptions {
 // why (for an init that refuses, the plugin's own reason).
 Status open_plugin(const std::filesystem::path& file, const OpenOptions& options, Prepared* out);
 // A plugin that is never loaded here (its process pool runs it): its
-// functions route to that pool; their entry points stay null.
+// functions route to that pool; their entry points stay null. `settings`:
+// what its describing worker's init accepted.
 Prepared described_plugin(const std::filesystem::path& file, const std::string& name, const std::string& version,
-                          const std::vector<std::string>& functions);
+                          const std::vector<std::string>& functions, const std::string& settings = "{}");
 
 // The plugin files of `dir`: its regular *.so files, absolute, in name order.
 // An unreadable directory is logged and yields none.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -9,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -17,6 +20,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "worker/channel.hpp"
 
@@ -207,7 +211,49 @@ class ProcessLauncher final : public Launcher {
   SpawnThread spawner_;  // last: its thread may run spawn() once started
 };
 
+// Polls the workers' pidfds until every one is readable (the worker exited)
+// or `ms` passed. Returns, per worker, whether it exited (no pidfd: yes).
+std::vector<bool> wait_exits(std::span<SpawnedWorker* const> workers, int ms) {
+  std::vector<bool> exited(workers.size(), true);
+  std::vector<pollfd> fds;
+  std::vector<std::size_t> index;  // fds[k] is workers[index[k]]
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i]->pidfd < 0) continue;
+    fds.push_back(pollfd{workers[i]->pidfd, POLLIN, 0});
+    index.push_back(i);
+    exited[i] = false;
+  }
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!fds.empty()) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    const int n = poll(fds.data(), fds.size(), int(std::max<std::int64_t>(left.count(), 0)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // time is up (or poll failed: stop waiting)
+    for (std::size_t k = fds.size(); k-- > 0;) {
+      if (fds[k].revents == 0) continue;
+      exited[index[k]] = true;
+      fds.erase(fds.begin() + std::ptrdiff_t(k));
+      index.erase(index.begin() + std::ptrdiff_t(k));
+    }
+  }
+  return exited;
+}
+
 }  // namespace
+
+void Launcher::end(const SpawnedWorker& w) {
+  if (w.channel >= 0) shutdown(w.channel, SHUT_WR);
+}
+
+int Launcher::reap_within(std::span<SpawnedWorker* const> workers, int grace_ms) {
+  const std::vector<bool> exited = wait_exits(workers, grace_ms);
+  int killed = 0;
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    killed += exited[i] ? 0 : 1;
+    kill_and_reap(workers[i]);  // SIGKILL to one that exited is harmless
+  }
+  return killed;
+}
 
 Result<std::unique_ptr<Launcher>> make_process_launcher(std::string worker_path) {
   try {

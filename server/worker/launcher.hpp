@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -49,6 +50,16 @@ class Launcher {
   virtual std::optional<WorkerExit> try_reap(const SpawnedWorker& w) = 0;
   // Kills the worker, waits for its end and closes its fds (*w is reset).
   virtual void kill_and_reap(SpawnedWorker* w) = 0;
+
+  // Asks the worker to end normally: ferryd stops sending on its channel, so
+  // the worker reads EOF, runs its plugin's shutdown hook and exits 0. It may
+  // still send (log lines). Harmless on a worker that is gone.
+  virtual void end(const SpawnedWorker& w);
+  // Waits up to `grace_ms` for the workers to exit (all at once, e.g. after
+  // end()), then kills those still running, and reaps every one through
+  // kill_and_reap (each *w is reset). Returns how many had to be killed.
+  // Blocking: not for the loop thread.
+  virtual int reap_within(std::span<SpawnedWorker* const> workers, int grace_ms);
 };
 
 // The real thing: clone3 into the sandbox's namespaces, then execve() of

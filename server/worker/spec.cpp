@@ -9,7 +9,7 @@
 namespace ferry {
 
 std::string encode_worker_spec(const WorkerSpec& spec) {
-  nlohmann::json j{{"plugin", spec.plugin_path}, {"max_call_depth", spec.max_call_depth}};
+  nlohmann::json j{{"plugin", spec.plugin_path}, {"max_call_depth", spec.max_call_depth}, {"settings", spec.settings}};
   for (const sandbox::SpecField& f : sandbox::kSpecFields) {
     if (f.flag) j[f.key] = spec.sandbox.*f.flag;
     if (f.number) j[f.key] = spec.sandbox.*f.number;
@@ -36,6 +36,7 @@ Result<WorkerSpec> decode_worker_spec(std::string_view json) {
   try {
     spec.plugin_path = j.at("plugin").get<std::string>();
     spec.max_call_depth = j.value("max_call_depth", std::uint32_t(64));
+    if (j.contains("settings")) j.at("settings").get_to(spec.settings);
     for (const sandbox::SpecField& f : sandbox::kSpecFields) read_field(j, f, &spec.sandbox);
   } catch (const nlohmann::json::exception& e) {
     return Status(FERRY_E_BAD_REQUEST, std::string("worker spec: ") + e.what());

@@ -20,6 +20,7 @@ WorkerSpec unusual_spec() {
   WorkerSpec w;
   w.plugin_path = "/srv/ferry/plugins/p.so";
   w.max_call_depth = 7;
+  w.settings = {{"p", R"({"model":{"path":"/m.bin"},"n":[1,2.5,"x"]})"}, {"q", "{}"}, {"\u00fcml", R"({"k":"\u2713"})"}};
   ferry::sandbox::Spec& s = w.sandbox;
   s.enabled = false;
   s.network = true;
@@ -44,14 +45,16 @@ TEST_CASE("a worker spec survives encode and decode, every field", "[spec]") {
   CHECK(*back == w);
 }
 
-TEST_CASE("the spec's JSON has exactly the table's keys, plus plugin and max_call_depth", "[spec]") {
+TEST_CASE("the spec's JSON has exactly the table's keys, plus plugin, max_call_depth and settings", "[spec]") {
   const auto j = nlohmann::json::parse(ferry::encode_worker_spec(unusual_spec()));
   std::set<std::string> keys;
   for (const auto& [k, _] : j.items()) keys.insert(k);
-  std::set<std::string> expected = {"plugin", "max_call_depth"};
+  std::set<std::string> expected = {"plugin", "max_call_depth", "settings"};
   for (const auto& f : ferry::sandbox::kSpecFields) expected.insert(std::string(f.key));
   CHECK(keys == expected);
-  CHECK(expected.size() == 2 + std::size(ferry::sandbox::kSpecFields));  // no key twice
+  CHECK(expected.size() == 3 + std::size(ferry::sandbox::kSpecFields));  // no key twice
+  // Settings travel as the exact text the plugin's init gets.
+  CHECK(j["settings"]["p"] == R"({"model":{"path":"/m.bin"},"n":[1,2.5,"x"]})");
 }
 
 TEST_CASE("every field of the table is a key of [plugins.NAME.sandbox]", "[spec]") {
@@ -75,6 +78,19 @@ TEST_CASE("a broken spec is bad_request, and a missing max_call_depth means 64",
   REQUIRE(back.ok());
   CHECK(back->max_call_depth == 64);
   j["memory_mb"] = "lots";
+  CHECK(ferry::decode_worker_spec(j.dump()).status().code() == FERRY_E_BAD_REQUEST);
+}
+
+TEST_CASE("a spec from an older ferryd (no settings) decodes with none; bad settings are bad_request", "[spec]") {
+  auto j = nlohmann::json::parse(ferry::encode_worker_spec(unusual_spec()));
+  j.erase("settings");
+  const auto old = ferry::decode_worker_spec(j.dump());
+  REQUIRE(old.ok());
+  CHECK(old->settings.empty());
+  CHECK(old->plugin_path == unusual_spec().plugin_path);
+  j["settings"] = {{"p", 3}};
+  CHECK(ferry::decode_worker_spec(j.dump()).status().code() == FERRY_E_BAD_REQUEST);
+  j["settings"] = "{}";
   CHECK(ferry::decode_worker_spec(j.dump()).status().code() == FERRY_E_BAD_REQUEST);
 }
 
