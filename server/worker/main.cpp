@@ -74,11 +74,15 @@ struct Loaded {
   std::string ready_json;
 };
 
-// Loads the plugin through the same registry code ferryd uses. Its own
-// functions are all that nested calls can reach in here (caller-runs, as in
-// ferryd: docs/design.md, "Nested calls").
-ferry::Status load(ferry::Registry& reg, const std::string& path, ferry::Invoker& invoker, Loaded* out) {
-  if (const ferry::Status st = reg.load(path); !st.ok()) return st.with_context("plugin " + path + " refused");
+// Loads the plugin through the same registry code ferryd uses; its init gets
+// its entry of the spec's settings. Its own functions are all that nested
+// calls can reach in here (caller-runs, as in ferryd: docs/design.md,
+// "Nested calls").
+ferry::Status load(ferry::Registry& reg, const ferry::WorkerSpec& spec, ferry::Invoker& invoker, Loaded* out) {
+  const std::string& path = spec.plugin_path;
+  ferry::OpenOptions options;
+  options.settings = &spec.settings;
+  if (const ferry::Status st = reg.load(path, options); !st.ok()) return st.with_context("plugin " + path + " refused");
   const auto& plugin = *reg.plugins().front();
   for (const auto& name : plugin.functions) out->functions.push_back(reg.find(name));
   invoker.publish(ferry::directory_of(reg, plugin.name));
@@ -123,7 +127,7 @@ int main() {
   ferry::Invoker invoker(clock, int(std::min<std::uint32_t>(spec->max_call_depth, 1000)));
   ferry::Registry registry;
   Loaded loaded;
-  if (const ferry::Status st = load(registry, spec->plugin_path, invoker, &loaded); !st.ok()) {
+  if (const ferry::Status st = load(registry, *spec, invoker, &loaded); !st.ok()) {
     return fail(st.message());
   }
   if (sandbox.enabled) {
@@ -132,5 +136,10 @@ int main() {
   }
   report_aborts();
   if (!ferry::channel::send(kChannel, Header{Type::ready}, loaded.ready_json).ok()) return 5;
-  return serve(loaded, invoker);
+  const int status = serve(loaded, invoker);
+  // The last references: ~Plugin runs the plugin's ferry_plugin_fini (its
+  // shutdown hook) now, as the worker ends normally. A kill never gets here.
+  loaded.functions.clear();
+  registry.clear();
+  return status;
 }
