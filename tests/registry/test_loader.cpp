@@ -11,6 +11,7 @@
 
 #include "plugins/loader.hpp"
 #include "worker/channel.hpp"
+#include "worker/spec.hpp"
 
 namespace {
 
@@ -24,8 +25,11 @@ class ScriptedLauncher final : public ferry::Launcher {
   bool fail = false;
   std::optional<std::pair<ch::Type, std::string>> says;  // the worker's first message
   int reaped = 0;
+  int ended = 0;         // asked to end normally (end())
+  std::string spec;      // the first message it was given
 
-  ferry::Result<ferry::SpawnedWorker> spawn(const ferry::sandbox::Spec&, std::string_view) override {
+  ferry::Result<ferry::SpawnedWorker> spawn(const ferry::sandbox::Spec&, std::string_view first) override {
+    spec = first;
     if (fail) return ferry::Status::Errno("clone3", EAGAIN);
     int sv[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
@@ -38,6 +42,7 @@ class ScriptedLauncher final : public ferry::Launcher {
   void wait_idle() override {}
   void kill(const ferry::SpawnedWorker&) override {}
   std::optional<ferry::WorkerExit> try_reap(const ferry::SpawnedWorker&) override { return std::nullopt; }
+  void end(const ferry::SpawnedWorker&) override { ++ended; }
   void kill_and_reap(ferry::SpawnedWorker* w) override {
     ++reaped;
     if (w->channel >= 0) ::close(w->channel);
@@ -59,7 +64,35 @@ TEST_CASE("a worker's description of the file is returned, and the worker reaped
   CHECK(d->name == "x");
   CHECK(d->version == "2");
   CHECK(d->functions == std::vector<std::string>{"x.a", "x.b"});
-  CHECK(l.reaped == 1);
+  CHECK(l.ended == 1);  // described: asked to end normally (its init gets its fini) ...
+  CHECK(l.reaped == 1);  // ... and reaped
+}
+
+TEST_CASE("the describing worker's spec carries every plugin's settings: it learns its name by loading",
+          "[loader][settings]") {
+  ScriptedLauncher l;
+  l.says = {{ch::Type::ready, R"({"name":"x","version":"2","functions":["x.a"]})"}};
+  const ferry::config::SettingsMap settings{{"x", R"({"model":"/m.bin"})"}, {"y", "{}"}};
+  REQUIRE(ferry::describe_plugin(l, "/p/x.so", ferry::sandbox::Spec{}, settings).ok());
+  const auto spec = ferry::decode_worker_spec(l.spec);
+  REQUIRE(spec.ok());
+  CHECK(spec->plugin_path == "/p/x.so");
+  CHECK(spec->settings == settings);
+}
+
+TEST_CASE("settings_key: a known plugin's own settings, an unknown file's every plugin's", "[loader][settings]") {
+  auto cfg = ferry::config::parse_config_text("[plugins.x.settings]\nn = 1\n[plugins.y.settings]\nn = 2\n",
+                                              "/etc/ferry/server.toml");
+  REQUIRE(cfg.ok());
+  CHECK(ferry::settings_key(*cfg, "x") == R"({"n":1})");
+  CHECK(ferry::settings_key(*cfg, "unlisted") == "{}");
+  const std::string all = ferry::settings_key(*cfg, "");
+  CHECK_THAT(all, Catch::Contains(R"("x")") && Catch::Contains(R"("y")"));
+  auto changed = ferry::config::parse_config_text("[plugins.x.settings]\nn = 1\n[plugins.y.settings]\nn = 3\n",
+                                                  "/etc/ferry/server.toml");
+  REQUIRE(changed.ok());
+  CHECK(ferry::settings_key(*changed, "x") == ferry::settings_key(*cfg, "x"));  // y's change: not x's business
+  CHECK(ferry::settings_key(*changed, "") != all);  // but an unknown file may be y: tried again
 }
 
 TEST_CASE("a file the worker refuses blames the file; a worker that cannot start may pass", "[loader]") {
@@ -70,6 +103,7 @@ TEST_CASE("a file the worker refuses blames the file; a worker that cannot start
   CHECK_THAT(r.status().message(), Catch::Contains("not a Ferry plugin"));
   CHECK_FALSE(ferry::is_passing(r.status()));  // tried again once the file changes
   CHECK(refused.reaped == 1);
+  CHECK(refused.ended == 0);  // its init failed: nothing to end normally
 
   ScriptedLauncher garbled;
   garbled.says = {{ch::Type::ready, "not json"}};

@@ -26,12 +26,17 @@ class FakeExecutor final : public ferry::Executor {
   }
   void cancel(const ferry::CallRef& ref, ferry_code) override { cancelled.push_back(ref); }
   void retire() override { retired = true; }
-  int stop() override { return 0; }
+  void end(std::function<void()> done) override { ending = std::move(done); }
+  int stop() override { return ++stopped, ++*stops, 0; }
   ferry::ExecutorStats stats() const override { return {}; }
-  const char* kind() const override { return "fake"; }
+  const char* kind() const override { return kind_name; }
   std::vector<ferry::Job> jobs;
   std::vector<ferry::CallRef> cancelled;
   bool retired = false;
+  std::function<void()> ending;  // end()'s `done`, until the test runs it
+  int stopped = 0;
+  int* stops = &stopped;  // the factory's count, which outlives this
+  const char* kind_name = "fake";
 
  private:
   int room_;
@@ -43,12 +48,16 @@ class FakeFactory final : public ferry::ExecutorFactory {
                                                        const ferry::config::PluginConfig& pc, int) override {
     if (refuse.count(plugin.name) != 0) return ferry::Status::Error(refuse[plugin.name]);
     auto e = std::make_unique<FakeExecutor>(pc.workers + pc.queue_limit);
+    e->kind_name = kind;
+    e->stops = &stops;
     made.push_back(e.get());
     return std::unique_ptr<ferry::Executor>(std::move(e));
   }
   void wait_idle() override {}
   std::map<std::string, std::string> refuse;  // plugin -> why
   std::vector<FakeExecutor*> made;
+  const char* kind = "fake";
+  int stops = 0;  // stop() calls of every executor made
 };
 
 std::shared_ptr<const Config> config_with(int workers, int queue_limit, std::uint32_t timeout_ms) {
@@ -136,4 +145,60 @@ TEST_CASE("router: apply keeps unchanged lanes and retires changed ones after th
   CHECK(f.factory.made[0]->cancelled.size() == 1);
   r->finished(old_lane);  // its last call: the old lane is disposed of
   r->stop();
+}
+
+TEST_CASE("router: settings belong to the version: a settings change alone keeps the lane", "[router][settings]") {
+  Fixture f;
+  auto cfg = config_with(2, 0, 1000);
+  auto r = f.router(cfg);
+  REQUIRE(f.factory.made.size() == 2);
+  // The loader refused the new settings (no new Plugin): the serving lane stays.
+  auto changed = std::make_shared<Config>(*cfg);
+  changed->plugins["a"] = changed->defaults;
+  changed->plugins["a"].settings = R"({"n":2})";
+  r->apply(changed);
+  CHECK(f.factory.made.size() == 2);
+  CHECK_FALSE(f.factory.made[0]->retired);
+  // Accepted, they come as a new version of the plugin: a new lane.
+  REQUIRE(f.registry.install(ferry::described_plugin("/p/a.so", "a", "1", {"a.f"}, R"({"n":2})"), true).ok());
+  r->apply(changed);
+  REQUIRE(f.factory.made.size() == 3);
+  CHECK(f.factory.made[0]->retired);
+  r->stop();
+}
+
+TEST_CASE("router: a retired process lane is stopped and dropped only once its workers ended", "[router][lifecycle]") {
+  Fixture f;
+  f.factory.kind = "process";
+  auto r = f.router(config_with(1, 0, 1000));
+  ferry::Route route;
+  REQUIRE_FALSE(r->dispatch({1, 1, 1, 10}, call_of("a.f"), &route).has_value());
+  r->apply(config_with(2, 0, 1000));  // a's lane retires with a call left
+  FakeExecutor* old = f.factory.made[0];
+  CHECK(old->retired);
+  CHECK_FALSE(old->ending);
+  r->finished(route.lane);  // its last call: its workers are asked to end
+  REQUIRE(old->ending);
+  CHECK(old->stopped == 0);
+  CHECK(r->dispatch({1, 1, 2, 20}, call_of("ferry.status"), &route)->data.find("\"draining_versions\":1") !=
+        std::string::npos);
+  auto done = std::move(old->ending);
+  const int stops = f.factory.stops;
+  done();  // they all ended: stopped, and (with the inline runners) dropped
+  CHECK(f.factory.stops == stops + 1);
+  CHECK(r->dispatch({1, 1, 3, 30}, call_of("ferry.status"), &route)->data.find("\"draining_versions\":0") !=
+        std::string::npos);
+  r->stop();
+}
+
+TEST_CASE("router: ferryd's stop also stops lanes whose workers are still ending", "[router][lifecycle]") {
+  Fixture f;
+  f.factory.kind = "process";
+  auto r = f.router(config_with(1, 0, 1000));
+  r->apply(config_with(2, 0, 1000));  // both lanes retire with no call: ending at once
+  FakeExecutor* old_a = f.factory.made[0];
+  REQUIRE(old_a->ending);
+  CHECK(old_a->stopped == 0);
+  r->stop();
+  CHECK(old_a->stopped == 1);  // stopped (bounded, in the real pool) by the router's stop
 }
