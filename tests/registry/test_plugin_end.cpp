@@ -170,3 +170,20 @@ TEST_CASE("a finalizer's drain is bounded, and reports a task that does not retu
   CHECK((*finalizer)->drain(std::chrono::seconds(20)));
   CHECK(ran == 123);  // in the order posted
 }
+
+TEST_CASE("a plugin built against ABI 1.0 or 1.1 has no fini: it still ends, and unloads", "[registry][lifecycle]") {
+  for (const char* name : {"legacy10", "legacy11"}) {
+    INFO(name);
+    const std::string file = std::string(FERRY_FIXTURE_DIR) + "/" + name + ".so";
+    auto finalizer = ferry::Finalizer::create();
+    REQUIRE(finalizer.ok());
+    ferry::OpenOptions options;
+    options.finalizer = finalizer->get();
+    ferry::Prepared p;
+    REQUIRE(ferry::open_plugin(file, options, &p).ok());
+    CHECK(p.plugin->fini == nullptr);
+    p = {};
+    REQUIRE((*finalizer)->drain(std::chrono::seconds(20)));
+    CHECK_FALSE(mapped(file));
+  }
+}

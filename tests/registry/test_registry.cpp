@@ -90,12 +90,14 @@ TEST_CASE("each plugin file of a directory loads on its own; refused ones leave 
     (reg.load(file).ok() ? loaded : refused).insert(file.stem().string());
   }
   // A name goes to the first file in name order: fixture_dup_plugin ("good")
-  // before fixture_good, ops v1 before ops v2.
-  CHECK(loaded ==
-        std::set<std::string>{"fixture_dup_plugin", "fixture_hostile", "fixture_latch", "fixture_ops_v1"});
+  // before fixture_good, ops v1 before ops v2. Every other fixture loads.
+  for (const char* name : {"fixture_dup_plugin", "fixture_hostile", "fixture_latch", "fixture_ops_v1",
+                           "fixture_settings", "fixture_c", "legacy10", "legacy11"}) {
+    CHECK(loaded.count(name) == 1);
+  }
   CHECK(refused ==
         std::set<std::string>{"fixture_dup_fn", "fixture_good", "fixture_not_plugin", "fixture_ops_v2", "fixture_wrong_abi"});
-  CHECK(reg.plugins().size() == 4);
+  CHECK(reg.plugins().size() == loaded.size());
   REQUIRE(reg.find("good.hello") != nullptr);
   CHECK(call(*reg.find("good.hello"), "[]").data == "\"duplicate\"");
   CHECK(reg.find("latch.wait") != nullptr);
