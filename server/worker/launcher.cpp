@@ -41,6 +41,7 @@ namespace {
     if (read(go, &byte, 1) != 1) _exit(125);  // the host gave up on this worker
     if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) _exit(124);
     syscall(SYS_setgroups, 0, nullptr);  // EPERM where setgroups is denied: nothing to drop
+    prctl(PR_SET_PDEATHSIG, SIGKILL);    // again: changing credentials cleared it (commit_creds)
   }
   if ((channel == 3 ? fcntl(3, F_SETFD, 0) : dup2(channel, 3)) < 0) _exit(126);  // fd 3, kept across exec
   sigset_t none;
