@@ -170,11 +170,12 @@ TEST_CASE("a replaced .so serves new calls; running calls finish on the old vers
   auto h = reply_for(*c, held);
   CHECK(h.code == FERRY_OK);
   CHECK(h.data == "true");
-  // v1's last call ended: its lane stopped and its library is unmapped. The
-  // unloading runs on the reloader's thread, before the next reload.
+  // v1's last call ended: its lane stopped and its library is unmapped, by
+  // ferryd's finalizer thread (after v1's shutdown hook) once the lane, torn
+  // down on the reloader's thread, let go of it.
   st = status_until(*c, "ops", [](const json& s) { return s["draining_versions"] == 0; }, "old lane gone");
-  reload(*c);
-  CHECK(mapped_ops_copies(d) == 1);
+  wait_until([&] { return mapped_ops_copies(d) == 1 && plugin_status(*c, "ops")["version"] == "2"; },
+             "v1 unmapped");
   CHECK(must_call(*c, "ops.version", "[]").data == "\"2\"");
 }
 
@@ -239,11 +240,12 @@ TEST_CASE("a removed .so is unregistered once its calls finish", "[integration][
   auto r = reply_for(*c, running);
   CHECK(r.code == FERRY_OK);
   CHECK(r.data == "true");
-  // Nothing of it is left: no lane, no mapping (unloaded before the next reload).
-  reload(*c);
+  // Nothing of it is left: no lane, no mapping (unloaded by the finalizer
+  // thread once its last call let go of it).
   const json all = json::parse(must_call(*c, "ferry.status", "[]").data);
   CHECK(all["plugins"].empty());
-  CHECK(mapped_ops_copies(d) == 0);
+  wait_until([&] { return mapped_ops_copies(d) == 0 && must_call(*c, "ferry.status", "[]").code == FERRY_OK; },
+             "the removed version unmapped");
 }
 
 TEST_CASE("config reload: an invalid file changes nothing; a valid one applies live", "[integration][live]") {
@@ -357,8 +359,13 @@ TEST_CASE("soak: hot swaps and config reloads under load lose nothing and leak n
   write_config(d, section(4));
   reload(*control);
   status_until(*control, "ops", [](const json& s) { return s["draining_versions"] == 0 && s["running"] == 0; }, "settled");
-  reload(*control);  // old versions are unloaded on the reloader's thread before this one
-  const Resources after = resources(d);
+  // Old versions are unloaded by the finalizer thread once their lanes let go.
+  Resources after = resources(d);
+  wait_until(
+      [&] {
+        return must_call(*control, "ferry.status", "[]").code == FERRY_OK && (after = resources(d)) == before;
+      },
+      "resources back to where they started");
   WARN("soak: " << ok.load() << " calls, " << swaps << " swaps, " << reloads << " reloads, " << errors.load()
                 << " errors, " << lost.load() << " lost; before " << before << ", after " << after);
   CHECK(errors == 0);
