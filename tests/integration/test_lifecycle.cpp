@@ -122,6 +122,12 @@ void write_config(const FerrydProcess& d, const std::string& plugins_toml) {
   fs::rename(tmp, d.dir() / "server.toml");
 }
 
+int occurrences(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 json reload(Client& c) {
   auto r = must_call(c, "ferry.reload", "[]");
   INFO(r.data);
@@ -169,10 +175,10 @@ TEST_CASE("a settings reload is a new version; calls in flight finish on the old
   const auto held = c->send_call("settings.wait_file", R"(["go"])");
   status_until(*c, "settings", [](const json& st) { return st["running"] == 1; }, "a call in flight");
 
+  // (The watcher may apply the saved file a moment before ferry.reload does:
+  // the reply's state, not its list of changes, is what to check.)
   write_config(d, config(executor, dir, "tag = \"b\"", "workers = 1"));
-  const json report = reload(*c);
-  REQUIRE(report["loaded"].size() == 1);
-  CHECK(report["loaded"][0]["plugin"] == "settings");
+  CHECK(reload(*c)["plugins"]["settings"] == "1.0.0");
   CHECK(call_ok(*c, "settings.tag") == "\"b\"");
   const std::string second = call_ok(*c, "settings.load");
   CHECK(second != first);  // a new load: fresh statics
@@ -225,9 +231,11 @@ TEST_CASE("a plugin refused at start for its settings joins once they are fixed"
   auto c = connect(d);
   CHECK(must_call(*c, "settings.tag", "[]").code == FERRY_E_UNKNOWN_FUNCTION);
   CHECK_THAT(d.log(), Catch::Contains("no model at /m.bin"));
-  CHECK(reload(*c)["loaded"].empty());  // nothing changed: not tried again
+  CHECK(reload(*c)["loaded"].empty());
+  CHECK(occurrences(d.log(), "no model at /m.bin") == 1);  // nothing changed: not tried again
   write_config(d, config(executor, dir, "tag = \"ok\""));
-  CHECK(reload(*c)["loaded"].size() == 1);
+  CHECK(reload(*c)["plugins"]["settings"] == "1.0.0");
+  CHECK(reload(*c)["refused"].empty());
   CHECK(call_ok(*c, "settings.tag") == "\"ok\"");
 }
 
@@ -245,7 +253,7 @@ TEST_CASE("the shutdown hook runs once per load: on a swap and when ferryd stops
   reload(*c);
   const auto old = serving_loads(*c, dir, 2, "old");
   install();  // the same bytes, a new file: a new version
-  REQUIRE(reload(*c)["loaded"].size() == 1);
+  reload(*c);  // (or the watcher, a moment earlier)
   const auto now = serving_loads(*c, dir, 2, "new");
   for (const auto& id : now) CHECK(std::find(old.begin(), old.end(), id) == old.end());
   wait_until([&] { return finis(dir, old[0]) == 1 && finis(dir, old[1]) == 1; }, "the old version's hooks");
