@@ -17,6 +17,7 @@
 #include "common/json_text.hpp"
 #include "worker/channel.hpp"
 #include "worker/control.hpp"
+#include "worker/log_sink.hpp"
 #include "worker/spec.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
@@ -77,8 +78,9 @@ struct Loaded {
 // Loads the plugin through the same registry code ferryd uses. Its own
 // functions are all that nested calls can reach in here (caller-runs, as in
 // ferryd: docs/design.md, "Nested calls").
-ferry::Status load(ferry::Registry& reg, const std::string& path, ferry::Invoker& invoker, Loaded* out) {
-  if (const ferry::Status st = reg.load(path); !st.ok()) return st.with_context("plugin " + path + " refused");
+ferry::Status load(ferry::Registry& reg, const std::string& path, const ferry::OpenOptions& options,
+                   ferry::Invoker& invoker, Loaded* out) {
+  if (const ferry::Status st = reg.load(path, options); !st.ok()) return st.with_context("plugin " + path + " refused");
   const auto& plugin = *reg.plugins().front();
   for (const auto& name : plugin.functions) out->functions.push_back(reg.find(name));
   invoker.publish(ferry::directory_of(reg, plugin.name));
@@ -107,7 +109,8 @@ int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
 }  // namespace
 
 int main() {
-  spdlog::set_level(spdlog::level::off);  // stderr is /dev/null once sandboxed
+  spdlog::set_level(spdlog::level::off);  // the worker reports on its channel; stderr is the plugin's
+  setvbuf(stdout, nullptr, _IOLBF, 0);      // a pipe to ferryd: each printf'd line goes at once
   Header h;
   std::string body;
   const auto got = ferry::channel::recv(kChannel, &h, &body, 1u << 20);
@@ -120,10 +123,12 @@ int main() {
     if (!st.ok()) return fail("sandbox step " + st.message());
   }
   ferry::SystemClock clock;
-  ferry::Invoker invoker(clock, int(std::min<std::uint32_t>(spec->max_call_depth, 1000)));
+  ferry::worker::ChannelLogSink log(kChannel);  // the plugin's log lines, to ferryd; outlives the registry
+  ferry::Invoker invoker(clock, int(std::min<std::uint32_t>(spec->max_call_depth, 1000)), &log);
   ferry::Registry registry;
   Loaded loaded;
-  if (const ferry::Status st = load(registry, spec->plugin_path, invoker, &loaded); !st.ok()) {
+  const ferry::OpenOptions options{.log = &log, .clock = &clock};
+  if (const ferry::Status st = load(registry, spec->plugin_path, options, invoker, &loaded); !st.ok()) {
     return fail(st.message());
   }
   if (sandbox.enabled) {
