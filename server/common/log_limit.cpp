@@ -20,8 +20,14 @@ bool LogLimiter::admit(std::int64_t now_ms) {
     tokens_ -= 1000;
     return true;
   }
-  if (dropped_++ == 0) first_drop_ms_ = now_ms;
+  count_dropped(1, now_ms);
   return false;
+}
+
+void LogLimiter::count_dropped(std::uint64_t n, std::int64_t now_ms) {
+  if (n == 0) return;
+  if (dropped_ == 0) first_drop_ms_ = now_ms;
+  dropped_ = n > UINT64_MAX - dropped_ ? UINT64_MAX : dropped_ + n;  // a worker's count may be anything
 }
 
 std::int64_t LogLimiter::summary_due_ms() const {
@@ -43,8 +49,8 @@ std::uint64_t LogLimiter::take_all() {
   return n;
 }
 
-std::string LogLimiter::summary_text(std::uint64_t dropped) const {
-  return std::to_string(dropped) + " log lines dropped (over " + std::to_string(rate_) + " lines/s)";
+std::string LogLimiter::summary_text(std::uint64_t dropped) {
+  return std::to_string(dropped) + " log lines dropped (over " + std::to_string(kLinesPerSecond) + " lines/s)";
 }
 
 }  // namespace ferry

@@ -26,6 +26,8 @@ class LogLimiter {
 
   // Whether a line logged at now_ms may be written; one that may not is counted.
   bool admit(std::int64_t now_ms);
+  // Counts `n` lines dropped before they got here (by a worker's own bound).
+  void count_dropped(std::uint64_t n, std::int64_t now_ms);
   // When the next summary is due: kSummaryMs after the first line dropped
   // since the last summary, and at least kSummaryMs after that summary.
   // 0 when nothing was dropped since.
@@ -38,7 +40,7 @@ class LogLimiter {
   std::uint64_t take_all();
 
   // The summary's text: "N log lines dropped (over 100 lines/s)".
-  std::string summary_text(std::uint64_t dropped) const;
+  static std::string summary_text(std::uint64_t dropped);
 
  private:
   // Tokens in thousandths of a line: a millisecond adds exactly `rate_` of them.

@@ -31,7 +31,8 @@ void ProcessPool::start_log(std::uint16_t i) {
 }
 
 // A LOG message: its id names the call in flight (the client's id is
-// logged), else none. Its body is inline: LOG lines are small.
+// logged), else none; deadline_ms counts the lines the worker dropped before
+// it. Its body is inline: LOG lines are small.
 void ProcessPool::on_log(std::uint16_t i, const channel::Header& h, const std::string& body) {
   Worker& w = workers_[i];
   if ((h.flags & channel::kFlagMemfd) != 0) {
@@ -40,7 +41,8 @@ void ProcessPool::on_log(std::uint16_t i, const channel::Header& h, const std::s
   }
   if (!w.log) return;
   const bool its_call = h.id != 0 && h.id == w.calls && w.call.has_value();
-  w.log->message(h.code, its_call ? w.call->ref.call_id : 0, body, clock_.now_ms());
+  const std::uint64_t lost = h.deadline_ms > 0 ? std::uint64_t(h.deadline_ms) : 0;
+  w.log->message(h.code, its_call ? w.call->ref.call_id : 0, lost, body, clock_.now_ms());
   arm_log_summary(i);
 }
 

@@ -50,7 +50,10 @@ WorkerLog::WorkerLog(std::string plugin, int pid, Writer writer)
       out_(channel::kMaxLogLine),
       err_(channel::kMaxLogLine) {}
 
-void WorkerLog::message(std::uint32_t level, std::uint64_t call_id, std::string_view text, std::int64_t now_ms) {
+void WorkerLog::message(std::uint32_t level, std::uint64_t call_id, std::uint64_t lost, std::string_view text,
+                        std::int64_t now_ms) {
+  limit_.count_dropped(lost, now_ms);
+  if (text.empty()) return summarize(now_ms);
   const int lv = int(std::min<std::uint32_t>(level, FERRY_LOG_ERROR));  // a worker cannot log critical
   write(lv, call_id != 0 ? " call " + std::to_string(call_id) : std::string(), text, now_ms);
 }
@@ -85,7 +88,7 @@ void WorkerLog::finish(std::int64_t now_ms) {
 }
 
 void WorkerLog::write_summary(std::uint64_t dropped) {
-  writer_(FERRY_LOG_WARN, "[" + plugin_ + "] worker " + std::to_string(pid_) + ": " + limit_.summary_text(dropped));
+  writer_(FERRY_LOG_WARN, "[" + plugin_ + "] worker " + std::to_string(pid_) + ": " + LogLimiter::summary_text(dropped));
 }
 
 }  // namespace ferry

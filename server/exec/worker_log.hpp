@@ -43,8 +43,10 @@ class WorkerLog {
   WorkerLog(std::string plugin, int pid, Writer writer = {});
 
   // A LOG message: `level` as sent (above FERRY_LOG_ERROR counts as error),
-  // `call_id` the client's id of the call that logged (0: none).
-  void message(std::uint32_t level, std::uint64_t call_id, std::string_view text, std::int64_t now_ms);
+  // `call_id` the client's id of the call that logged (0: none), `lost` the
+  // lines the worker dropped before it, and its text ("": none, only lost).
+  void message(std::uint32_t level, std::uint64_t call_id, std::uint64_t lost, std::string_view text,
+               std::int64_t now_ms);
   // Bytes read from the worker's stdout (logged at info) or stderr (warn).
   void output(Stream stream, std::string_view bytes, std::int64_t now_ms);
   // When a summary of dropped lines is due (0: none), and writing it then.

@@ -42,7 +42,7 @@ void bounded_write(ferry_instance* inst, LogSink& sink, int level, std::uint64_t
     admitted = inst->limit.admit(now);
     dropped = inst->limit.take_summary(now);
   }
-  if (dropped != 0) sink.write(FERRY_LOG_WARN, inst->plugin, 0, inst->limit.summary_text(dropped));
+  if (dropped != 0) sink.dropped(inst->plugin, dropped);
   if (admitted) sink.write(level, inst->plugin, call_id, text);
 }
 
@@ -56,7 +56,7 @@ void summarize_after_call(const Function& fn, LogSink& sink) {
     std::lock_guard lock(inst->mu);
     dropped = inst->limit.take_summary(inst->clock->now_ms(), true);
   }
-  if (dropped != 0) sink.write(FERRY_LOG_WARN, inst->plugin, 0, inst->limit.summary_text(dropped));
+  if (dropped != 0) sink.dropped(inst->plugin, dropped);
 }
 
 void instance_write(ferry_instance* inst, int level, std::uint64_t call_id, std::string_view text) {
@@ -288,6 +288,6 @@ std::shared_ptr<const CallDirectory> directory_of(const Registry& registry, std:
 // The load is going: what its bound dropped since the last summary is said now.
 ferry_instance::~ferry_instance() {
   if (const std::uint64_t dropped = limit.take_all(); dropped != 0) {
-    log->write(FERRY_LOG_WARN, plugin, 0, limit.summary_text(dropped));
+    log->dropped(plugin, dropped);
   }
 }

@@ -1,8 +1,10 @@
 // A ferry-worker's LogSink: each line goes to ferryd as one LOG message on
 // the channel (docs/worker-channel.md), sent without waiting, so a full
-// channel drops the line instead of blocking the plugin's thread; the count
-// of dropped lines goes out as a line of its own once the channel has room.
-// Thread-safe: one sendmsg per line, which SOCK_SEQPACKET keeps whole.
+// channel drops the line instead of blocking the plugin's thread. Lines
+// dropped here or by the plugin's rate bound are not described in lines of
+// their own: their count rides on the next LOG message that gets through,
+// and ferryd sums them up with its own drops. Thread-safe: one sendmsg per
+// message, which SOCK_SEQPACKET keeps whole.
 #pragma once
 
 #include <atomic>
@@ -21,14 +23,16 @@ class ChannelLogSink final : public LogSink {
   // is ignored, as the worker serves one plugin. Text past
   // channel::kMaxLogLine bytes is cut.
   void write(int level, std::string_view plugin, std::uint64_t call_id, std::string_view text) override;
-  // Lines dropped and not yet reported.
-  std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  // Sent as a LOG message without text (only the count).
+  void dropped(std::string_view plugin, std::uint64_t n) override;
+  // Lines dropped and not yet told to ferryd.
+  std::uint64_t pending() const { return pending_.load(std::memory_order_relaxed); }
 
  private:
-  bool send(int level, std::uint64_t call_id, std::string_view text);
+  void send(int level, std::uint64_t call_id, std::string_view text, std::uint64_t lost_before);
 
   const int channel_;
-  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> pending_{0};
 };
 
 }  // namespace ferry::worker

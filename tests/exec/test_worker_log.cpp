@@ -111,10 +111,10 @@ TEST_CASE("a worker's lines name the plugin, the worker and the call; its text i
   FakeClock clock;
   Captured out;
   WorkerLog log("p", 42, out.writer());
-  log.message(FERRY_LOG_INFO, 7, "hello", clock.now_ms());
-  log.message(FERRY_LOG_DEBUG, 0, "from a thread", clock.now_ms());
-  log.message(99, 0, "evil\x1b[2J\nforged", clock.now_ms());  // no level above error
-  log.message(FERRY_LOG_WARN, 0, std::string(ferry::channel::kMaxLogLine + 100, 'y'), clock.now_ms());
+  log.message(FERRY_LOG_INFO, 7, 0, "hello", clock.now_ms());
+  log.message(FERRY_LOG_DEBUG, 0, 0, "from a thread", clock.now_ms());
+  log.message(99, 0, 0, "evil\x1b[2J\nforged", clock.now_ms());  // no level above error
+  log.message(FERRY_LOG_WARN, 0, 0, std::string(ferry::channel::kMaxLogLine + 100, 'y'), clock.now_ms());
   log.output(WorkerLog::Stream::out, "printed\r\nhalf", clock.now_ms());
   log.output(WorkerLog::Stream::err, "oops\n\n", clock.now_ms());
   REQUIRE(out.lines.size() == 6);
@@ -133,7 +133,7 @@ TEST_CASE("a worker's messages and output share one bound; drops are summed up o
   FakeClock clock;
   Captured out;
   WorkerLog log("p", 42, out.writer());
-  for (int i = 0; i < 150; ++i) log.message(FERRY_LOG_INFO, 0, "m", clock.now_ms());
+  for (int i = 0; i < 150; ++i) log.message(FERRY_LOG_INFO, 0, 0, "m", clock.now_ms());
   std::string printed;
   for (int i = 0; i < 150; ++i) printed += "o\n";
   log.output(WorkerLog::Stream::out, printed, clock.now_ms());
@@ -149,9 +149,30 @@ TEST_CASE("a worker's messages and output share one bound; drops are summed up o
                                                         "[p] worker 42: 100 log lines dropped (over 100 lines/s)"});
   CHECK(log.summary_due_ms() == 0);
   // A drop the worker never follows up: told when it is gone.
-  for (int i = 0; i < 500; ++i) log.message(FERRY_LOG_INFO, 0, "m", clock.now_ms());
+  for (int i = 0; i < 500; ++i) log.message(FERRY_LOG_INFO, 0, 0, "m", clock.now_ms());
   const std::size_t before = out.lines.size();
   log.finish(clock.now_ms());
   REQUIRE(out.lines.size() == before + 1);
   CHECK(out.lines.back().second.find("log lines dropped") != std::string::npos);
+}
+
+TEST_CASE("lines a worker dropped itself are told in ferryd's summary, with ferryd's own", "[log]") {
+  FakeClock clock;
+  Captured out;
+  WorkerLog log("p", 42, out.writer());
+  log.message(FERRY_LOG_INFO, 3, 5000, "after 5000 lost", clock.now_ms());
+  log.message(FERRY_LOG_WARN, 0, 70, "", clock.now_ms());  // a count alone: no line of its own
+  REQUIRE(out.lines.size() == 1);
+  CHECK(out.lines[0].second == "[p] worker 42 call 3: after 5000 lost");
+  CHECK(log.summary_due_ms() == clock.now_ms() + 1000);
+  for (int i = 0; i < 300; ++i) log.message(FERRY_LOG_INFO, 0, 0, "m", clock.now_ms());  // 101 over the burst
+  clock.advance(1000);
+  log.summarize(clock.now_ms());
+  REQUIRE(out.lines.size() == 1 + 199 + 1);
+  CHECK(out.lines.back().second == "[p] worker 42: 5171 log lines dropped (over 100 lines/s)");
+  // A hostile count cannot wrap the total around.
+  log.message(FERRY_LOG_INFO, 0, UINT64_MAX, "", clock.now_ms());
+  log.message(FERRY_LOG_INFO, 0, UINT64_MAX, "", clock.now_ms());
+  log.finish(clock.now_ms());
+  CHECK(out.lines.back().second == "[p] worker 42: " + std::to_string(UINT64_MAX) + " log lines dropped (over 100 lines/s)");
 }
