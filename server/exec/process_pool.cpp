@@ -152,10 +152,7 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
   switch (sub) {
     case kChannel: return on_channel(i, cqe);
     case kChannelMore: return on_channel(i, cqe, true);
-    case kStdout:
-    case kStderr:
-    case kStdoutMore:
-    case kStderrMore: return on_output(i, sub, cqe);
+    case kStdout: case kStderr: case kStdoutMore: case kStderrMore: return on_output(i, sub, cqe);
     case kLogSummary:
       if (cqe.res == -ETIME) on_log_summary(i);  // not -ECANCELED: that worker is gone
       return;

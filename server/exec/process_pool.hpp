@@ -5,7 +5,9 @@
 // call's deadline it calls cancel(), which drops a queued call and tells the
 // worker of a running one (its ctx.cancelled() and cancel_fd() see it); a
 // worker that has not replied kCancelGraceMs later is killed. A dead worker fails only its own call and is
-// replaced (with backoff when it dies before becoming ready). Loop thread only.
+// replaced (with backoff when it dies before becoming ready). What workers
+// log and print is read on the ring too and logged through a bounded
+// WorkerLog each (process_pool_logs.cpp). Loop thread only.
 #pragma once
 
 #include <linux/time_types.h>
