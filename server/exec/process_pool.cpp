@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/text.hpp"
 #include "plugins/registry.hpp"
 #include "worker/spec.hpp"
 
@@ -32,14 +33,6 @@ std::uint64_t rss_kb(int pid) {
   unsigned long long size = 0, resident = 0;
   std::sscanf(buf, "%llu %llu", &size, &resident);
   return resident * std::uint64_t(sysconf(_SC_PAGESIZE)) / 1024;
-}
-
-// Control characters replaced: a worker's text goes into ferryd's log.
-std::string printable(std::string s) {
-  for (char& ch : s) {
-    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
-  }
-  return s;
 }
 
 const char* state_name(int s) {
@@ -113,6 +106,7 @@ void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, Result<S
   auto& ring = reactor_.ring();
   ring.poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));
   ring.poll_once(w.proc.pidfd, loop::Reactor::tag(id_, kExit, i));
+  start_log(i);
   if (ending_all_) end_worker(i);  // its init gets its fini too
 }
 
@@ -160,6 +154,11 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
   Worker& w = workers_[i];
   switch (sub) {
     case kChannel: return on_channel(i, cqe);
+    case kChannelMore: return on_channel(i, cqe, true);
+    case kStdout: case kStderr: case kStdoutMore: case kStderrMore: return on_output(i, sub, cqe);
+    case kLogSummary:
+      if (cqe.res == -ETIME) on_log_summary(i);  // not -ECANCELED: that worker is gone
+      return;
     case kExit: return on_exit(i);
     case kRespawn:
       if (!stopping_ && !ending_all_ && w.state == State::backoff) spawn(i);
@@ -172,14 +171,17 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
   }
 }
 
-void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe) {
+// Reads at most kMessagesPerWake messages; `continued`: woken by the
+// kChannelMore poll that carries on a wake-up which had more to read.
+void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe, bool continued) {
   Worker& w = workers_[i];
   if (cqe.res < 0) return;  // the poll of a worker that is gone (cancelled): not this one's
   if (w.proc.channel < 0 || w.state == State::empty || w.state == State::backoff) return;
   channel::Header h;
   std::string body;
   Result<channel::Received> got = channel::Received::none;
-  while (!w.killed && (got = channel::recv(w.proc.channel, &h, &body, kMaxReply)).ok() &&
+  int budget = kMessagesPerWake;
+  while (!w.killed && budget-- > 0 && (got = channel::recv(w.proc.channel, &h, &body, kMaxReply)).ok() &&
          *got == channel::Received::message) {
     on_message(i, h, body);
   }
@@ -189,8 +191,12 @@ void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe) {
                   got.status().message());
     kill_worker(w);
   }
-  if (got.ok() && *got == channel::Received::none && (cqe.flags & IORING_CQE_F_MORE) == 0) {
-    reactor_.ring().poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));
+  if (!got.ok() || *got == channel::Received::eof) return;
+  auto& ring = reactor_.ring();
+  if (!continued && (cqe.flags & IORING_CQE_F_MORE) == 0) {
+    ring.poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));  // fires at once if more wait
+  } else if (*got == channel::Received::message) {
+    ring.poll_once(w.proc.channel, loop::Reactor::tag(id_, kChannelMore, i));  // the budget ran out
   }
 }
 
@@ -201,6 +207,7 @@ void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::str
       if (w.ending) return;  // ended while it started: it reads EOF next
       return on_ready(w, body), dispatch();
     case channel::Type::reply: return on_reply(i, h, body);
+    case channel::Type::log: return on_log(i, h, body);
     // A dying worker's last words: anything after them gets it killed.
     case channel::Type::violation: w.violation = int(h.code); return kill_worker(w);
     case channel::Type::fatal: w.fatal_signal = int(h.code); return kill_worker(w);
@@ -278,6 +285,7 @@ void ProcessPool::on_exit(std::uint16_t i) {
     if (w.proc.pidfd >= 0) reactor_.ring().poll_once(w.proc.pidfd, loop::Reactor::tag(id_, kExit, i));
     return;
   }
+  finish_log(i);  // its last words first
   if (w.call) {
     finish(*w.call, death_code(w, exit->how, exit->status), death_message(w, exit->how, exit->status));
     w.call.reset();

@@ -8,7 +8,9 @@
 // replaced (with backoff when it dies before becoming ready). Workers
 // recycled, retired with their pool or stopped with ferryd end normally
 // (process_pool_end.cpp): their channel is closed, they run their plugin's
-// shutdown hook and exit; only past a bound are they killed. Loop thread only.
+// shutdown hook and exit; only past a bound are they killed. What workers
+// log and print is read on the ring too and logged through a bounded
+// WorkerLog each (process_pool_logs.cpp). Loop thread only.
 #pragma once
 
 #include <linux/time_types.h>
@@ -24,6 +26,7 @@
 #include "exec/backoff.hpp"
 #include "exec/executor.hpp"
 #include "exec/job_queue.hpp"
+#include "exec/worker_log.hpp"
 #include "loop/reactor.hpp"
 #include "worker/channel.hpp"
 #include "worker/launcher.hpp"
@@ -68,8 +71,14 @@ class ProcessPool final : public Executor, public loop::IoClient {
   // How long a cancelled call may take to return before its worker is
   // killed: the thread executor's "stuck" threshold.
   static constexpr std::int64_t kCancelGraceMs = 100;
+  // What one wake-up reads of one worker's channel (messages) and of each of
+  // its output pipes (bytes): a worker that floods them cannot hold the
+  // loop; the rest is read at the loop's next turn (the *More polls).
+  static constexpr int kMessagesPerWake = 64;
+  static constexpr std::size_t kOutputPerWake = 64 * 1024;
 
-  enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill, kEndGrace };
+  enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill, kEndGrace,
+                            kChannelMore, kStdout, kStderr, kStdoutMore, kStderrMore, kLogSummary };
   enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
   struct Worker {
     SpawnedWorker proc;
@@ -84,6 +93,9 @@ class ProcessPool final : public Executor, public loop::IoClient {
     bool ending = false;  // asked to end (channel closed): gets no more calls
     std::int64_t end_by_ms = 0;  // killed if still running then
     __kernel_timespec end_ts{};
+    std::unique_ptr<WorkerLog> log;   // its LOG messages, stdout and stderr; from on_spawned
+    __kernel_timespec summary_ts{};   // when log's summary of dropped lines is due
+    bool summary_armed = false;       // a timer for it is pending
     Backoff backoff;         // consecutive deaths before ready
     std::string failure;     // last `failed` message
     std::int64_t spawned_ms = 0;
@@ -93,7 +105,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
 
   void spawn(std::uint16_t i);
   void on_spawned(std::uint16_t i, std::uint32_t generation, Result<SpawnedWorker> proc);
-  void on_channel(std::uint16_t i, const io_uring_cqe& cqe);
+  void on_channel(std::uint16_t i, const io_uring_cqe& cqe, bool continued = false);
   void on_message(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_ready(Worker& w, const std::string& body);
   void on_reply(std::uint16_t i, const channel::Header& h, std::string& body);
@@ -114,6 +126,15 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void kill_worker(Worker& w);
   void cancel_running(std::uint16_t i, ferry_code why);
   void on_kill_timer(std::uint16_t i);
+  // Its log (process_pool_logs.cpp).
+  void start_log(std::uint16_t i);
+  void on_log(std::uint16_t i, const channel::Header& h, const std::string& body);
+  void on_output(std::uint16_t i, std::uint8_t sub, const io_uring_cqe& cqe);
+  enum class Drained { empty, more, eof };
+  Drained read_output(Worker& w, WorkerLog::Stream stream, std::size_t budget);
+  void arm_log_summary(std::uint16_t i);
+  void on_log_summary(std::uint16_t i);
+  void finish_log(std::uint16_t i);
 
   Options opt_;
   loop::Reactor& reactor_;

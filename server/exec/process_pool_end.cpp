@@ -80,6 +80,7 @@ int ProcessPool::stop() {
     reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
     if (w.state == State::busy) kill_worker(w);
     if (!w.killed) launcher_.end(w.proc);
+    finish_log(i);  // what it said so far (lines its shutdown hook logs from now on are not read)
     live.push_back(&w.proc);
   }
   if (const int killed = launcher_.reap_within(live, kEndGraceMs); killed > 0) {

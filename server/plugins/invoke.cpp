@@ -29,8 +29,38 @@ void registrar_refuse(ferry_registrar* reg, std::string_view why);
 namespace ferry {
 namespace {
 
+// Every line of a load, from any thread, passes its rate bound; the drop
+// summary, when one is due, goes out first. A refused line costs a clock
+// read and a short lock: a plugin that logs in a loop burns its own time,
+// not the sink's (in a worker: no syscall, nothing for ferryd to read).
+void bounded_write(ferry_instance* inst, LogSink& sink, int level, std::uint64_t call_id, std::string_view text) {
+  const std::int64_t now = inst->clock->now_ms();
+  bool admitted;
+  std::uint64_t dropped;
+  {
+    std::lock_guard lock(inst->mu);
+    admitted = inst->limit.admit(now);
+    dropped = inst->limit.take_summary(now);
+  }
+  if (dropped != 0) sink.dropped(inst->plugin, dropped);
+  if (admitted) sink.write(level, inst->plugin, call_id, text);
+}
+
+// A client's call ended: what its flood dropped is told now, not at the
+// plugin's next line, which may never come.
+void summarize_after_call(const Function& fn, LogSink& sink) {
+  ferry_instance* inst = fn.plugin != nullptr ? fn.plugin->instance.get() : nullptr;
+  if (inst == nullptr) return;
+  std::uint64_t dropped;
+  {
+    std::lock_guard lock(inst->mu);
+    dropped = inst->limit.take_summary(inst->clock->now_ms(), true);
+  }
+  if (dropped != 0) sink.dropped(inst->plugin, dropped);
+}
+
 void instance_write(ferry_instance* inst, int level, std::uint64_t call_id, std::string_view text) {
-  inst->log->write(level, inst->plugin, call_id, text);
+  bounded_write(inst, *inst->log, level, call_id, text);
 }
 
 int host_register(ferry_registrar* reg, const char* name, ferry_fn fn, void* user) {
@@ -51,8 +81,13 @@ bool past_deadline(const ferry_ctx& ctx) {
 int ctx_cancelled(const ferry_ctx* ctx) { return is_cancelled(*ctx) || past_deadline(*ctx); }
 
 void ctx_log(ferry_ctx* ctx, int level, const char* msg, std::size_t len) {
-  ctx->invoker->log().write(level, ctx->fn->plugin != nullptr ? std::string_view(ctx->fn->plugin->name) : ctx->fn->name,
-                            ctx->env.call_id, std::string_view(msg, len));
+  const Plugin* plugin = ctx->fn->plugin.get();
+  const std::string_view text(msg, msg != nullptr ? len : 0);
+  if (plugin != nullptr && plugin->instance != nullptr) {
+    return bounded_write(plugin->instance.get(), ctx->invoker->log(), level, ctx->env.call_id, text);
+  }
+  ctx->invoker->log().write(level, plugin != nullptr ? std::string_view(plugin->name) : ctx->fn->name,
+                            ctx->env.call_id, text);
 }
 
 // ---- Minor 2 -------------------------------------------------------------
@@ -222,7 +257,9 @@ Invoker::Invoker(const Clock& clock, int max_call_depth, LogSink* log)
 
 Result<std::string> Invoker::invoke(const Function& fn, std::string_view payload, std::int64_t deadline_ms,
                                     const CallEnv& env) const {
-  return run(*this, fn, payload, deadline_ms, env, 0);
+  Result<std::string> r = run(*this, fn, payload, deadline_ms, env, 0);
+  summarize_after_call(fn, *log_);
+  return r;
 }
 
 void Invoker::publish(std::shared_ptr<const CallDirectory> dir) {
@@ -247,3 +284,10 @@ std::shared_ptr<const CallDirectory> directory_of(const Registry& registry, std:
 }
 
 }  // namespace ferry
+
+// The load is going: what its bound dropped since the last summary is said now.
+ferry_instance::~ferry_instance() {
+  if (const std::uint64_t dropped = limit.take_all(); dropped != 0) {
+    log->dropped(plugin, dropped);
+  }
+}

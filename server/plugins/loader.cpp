@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <chrono>
 
 #include "common/json_text.hpp"
 #include "worker/channel.hpp"
@@ -23,14 +25,23 @@ constexpr int kDescribeEndMs = 2000;  // for its shutdown hook
 // The file itself is at fault: tried again once it changes (is_passing).
 Status refused_file(std::string why) { return Status(FERRY_E_BAD_REQUEST, std::move(why)); }
 
-// Waits for the worker's first message: its description or why it failed.
-Result<PluginDescription> read_description(int channel) {
-  pollfd p{channel, POLLIN, 0};
-  if (poll(&p, 1, kDescribeTimeoutMs) != 1) return Status(FERRY_E_TIMEOUT, "the worker did not answer within 10 s");
-  channel::Header h;
-  std::string body;
-  const Result<channel::Received> got = channel::recv(channel, &h, &body, 1u << 20);
-  if (!got.ok() || *got != channel::Received::message) return refused_file("the worker exited while loading it");
+// What a describing worker prints or logs is thrown away: its plugin's init
+// says it again where the plugin serves (ferryd, or its pool's workers),
+// which logs it. Reads a bounded amount, so a flood cannot hold the wait;
+// false at EOF.
+bool discard_output(int fd) {
+  char buf[4096];
+  for (int i = 0; i < 64; ++i) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0) return false;
+    if (n < 0) return true;  // EAGAIN: nothing more for now
+  }
+  return true;
+}
+
+// The description, or why the file was refused, from the worker's first
+// message other than LOG.
+Result<PluginDescription> parse_description(const channel::Header& h, const std::string& body) {
   if (h.type == channel::Type::failed) return refused_file(body.substr(0, 512));
   auto j = nlohmann::json::parse(body, nullptr, false);
   if (h.type != channel::Type::ready || j.is_discarded()) return refused_file("the worker sent a malformed description");
@@ -39,6 +50,29 @@ Result<PluginDescription> read_description(int channel) {
                              j.at("functions").get<std::vector<std::string>>()};
   } catch (const nlohmann::json::exception&) {
     return refused_file("the worker sent a malformed description");
+  }
+}
+
+// Waits for the worker's description or why it failed, draining its output
+// pipes meanwhile (a full pipe would block it).
+Result<PluginDescription> read_description(const SpawnedWorker& w) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDescribeTimeoutMs);
+  pollfd p[3] = {{w.channel, POLLIN, 0}, {w.out, POLLIN, 0}, {w.err, POLLIN, 0}};
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const int ready = left.count() > 0 ? poll(p, 3, int(left.count())) : 0;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return Status(FERRY_E_TIMEOUT, "the worker did not answer within 10 s");
+    for (int k = 1; k <= 2; ++k) {
+      if (p[k].revents != 0 && !discard_output(p[k].fd)) p[k].fd = -1;  // EOF: poll it no more
+    }
+    if (p[0].revents == 0) continue;
+    channel::Header h;
+    std::string body;
+    const Result<channel::Received> got = channel::recv(w.channel, &h, &body, 1u << 20);
+    if (got.ok() && *got == channel::Received::none) continue;
+    if (!got.ok() || *got != channel::Received::message) return refused_file("the worker exited while loading it");
+    if (h.type != channel::Type::log) return parse_description(h, body);
   }
 }
 
@@ -145,7 +179,7 @@ Result<PluginDescription> describe_plugin(Launcher& launcher, const std::filesys
   ws.settings = settings;
   Result<SpawnedWorker> w = launcher.spawn(spec, encode_worker_spec(ws));
   if (!w.ok()) return w.status();
-  Result<PluginDescription> d = read_description(w->channel);
+  Result<PluginDescription> d = read_description(*w);
   if (d.ok()) {
     end_describing(launcher, &w.value(), file);
   } else {

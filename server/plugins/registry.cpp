@@ -134,6 +134,7 @@ Plugin::~Plugin() {
 
 Status open_plugin(const std::filesystem::path& file, const OpenOptions& options, Prepared* out) {
   static SpdlogSink spdlog_sink;  // stateless
+  static SystemClock system_clock;  // stateless
   auto plugin = std::make_shared<Plugin>();
   plugin->path = std::filesystem::absolute(file);
   plugin->source = plugin->path;
@@ -143,8 +144,8 @@ Status open_plugin(const std::filesystem::path& file, const OpenOptions& options
   ferry_registrar reg;
   plugin->name = info->name;
   plugin->version = info->version != nullptr ? info->version : "";
-  plugin->instance = std::make_unique<ferry_instance>(
-      ferry_instance{plugin->name, options.log != nullptr ? options.log : &spdlog_sink});
+  plugin->instance = std::make_unique<ferry_instance>(plugin->name, options.log != nullptr ? options.log : &spdlog_sink,
+                                                     options.clock != nullptr ? options.clock : &system_clock);
   reg.plugin = plugin->name;
   reg.instance = plugin->instance.get();
   if (options.settings != nullptr) {

@@ -8,19 +8,33 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.hpp"
+#include "common/log_limit.hpp"
 #include "common/status.hpp"
 #include "ferry/plugin.h"
 #include "plugins/sinks.hpp"
 
-// The host's side of the opaque ferry_instance: one load of a plugin.
+// The host's side of the opaque ferry_instance: one load of a plugin. Its
+// log lines (instance_log and ctx_log alike) pass one LogLimiter, under `mu`;
+// lines still counted as dropped are reported when the load goes.
 struct ferry_instance {
-  std::string plugin;
-  ferry::LogSink* log;  // where instance_log writes; outlives the load
+  ferry_instance(std::string plugin_name, ferry::LogSink* sink, const ferry::Clock* log_clock)
+      : plugin(std::move(plugin_name)), log(sink), clock(log_clock) {}
+  ~ferry_instance();
+  ferry_instance(const ferry_instance&) = delete;
+  ferry_instance& operator=(const ferry_instance&) = delete;
+
+  const std::string plugin;
+  ferry::LogSink* const log;      // where instance_log writes; outlives the load
+  const ferry::Clock* const clock;  // times the log's rate bound
+  std::mutex mu;                  // guards limit: held for a few arithmetic steps
+  ferry::LogLimiter limit;
 };
 
 namespace ferry {
@@ -82,6 +96,7 @@ struct OpenOptions {
   const SettingsMap* settings = nullptr;  // a plugin not listed gets "{}"
   LogSink* log = nullptr;                 // for the plugin's Logger; null: spdlog. Must outlive the load
   Finalizer* finalizer = nullptr;         // see Plugin; null: fini runs where the last reference goes
+  const Clock* clock = nullptr;           // times the log's rate bound; null: the system clock
 };
 
 // Opens `file` and runs its ferry_plugin_init. Thread-safe: it touches no

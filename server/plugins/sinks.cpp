@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/log_limit.hpp"
 #include "ferry/plugin.h"
 
 namespace ferry {
@@ -14,6 +15,10 @@ spdlog::level::level_enum to_level(int level) {
 }
 
 }  // namespace
+
+void LogSink::dropped(std::string_view plugin, std::uint64_t n) {
+  write(FERRY_LOG_WARN, plugin, 0, LogLimiter::summary_text(n));
+}
 
 void SpdlogSink::write(int level, std::string_view plugin, std::uint64_t call_id, std::string_view text) {
   if (call_id == 0) return spdlog::log(to_level(level), "[{}] {}", plugin, text);

@@ -19,9 +19,13 @@ class LogSink {
   // `level` is a FERRY_LOG_* value; `call_id` the client's id of the call
   // that logged, 0 for none (init, a plugin's own threads).
   virtual void write(int level, std::string_view plugin, std::uint64_t call_id, std::string_view text) = 0;
+  // `n` lines of `plugin` were dropped by its rate bound (LogLimiter): by
+  // default, a warning line that says so.
+  virtual void dropped(std::string_view plugin, std::uint64_t n);
 };
 
-// ferryd's own: spdlog, "[plugin] call N: text". Stateless.
+// ferryd's own: spdlog, "[plugin] call N: text". Stateless: the bound on
+// what a plugin writes is its load's (ferry_instance), not the sink's.
 class SpdlogSink final : public LogSink {
  public:
   void write(int level, std::string_view plugin, std::uint64_t call_id, std::string_view text) override;

@@ -26,21 +26,18 @@ Status close_fds(unsigned first, unsigned last) {
 
 }  // namespace
 
-Status redirect_stdio() {
-  const int null = ::open("/dev/null", O_RDWR);
+Status null_stdin() {
+  const int null = ::open("/dev/null", O_RDONLY);
   if (null < 0) return errno_fail("fds", "open /dev/null");
-  for (int fd = 0; fd <= 2; ++fd) {
-    if (null != fd && ::dup2(null, fd) < 0)
-      return errno_fail("fds", "dup2(/dev/null, " + std::to_string(fd) + ")");
-  }
-  if (null > 2) ::close(null);
+  if (null != 0 && ::dup2(null, 0) < 0) return errno_fail("fds", "dup2(/dev/null, 0)");
+  if (null != 0) ::close(null);
   return Status::Ok();
 }
 
 Status close_other_fds(int keep_fd) {
   if (keep_fd >= 0 && keep_fd <= 2)
     return step_fail("fds",
-                        "keep_fd " + std::to_string(keep_fd) + " would be replaced by /dev/null");
+                        "keep_fd " + std::to_string(keep_fd) + " is stdio");
   if (keep_fd < 0) return close_fds(3, UINT_MAX);
   FERRY_RETURN_IF_ERROR(close_fds(3, static_cast<unsigned>(keep_fd) - 1));
   return close_fds(static_cast<unsigned>(keep_fd) + 1, UINT_MAX);

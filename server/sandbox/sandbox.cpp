@@ -98,11 +98,11 @@ Features probe() {
 
 Status apply_before_load(const Spec& spec, int keep_fd, Notes* skipped) {
   if (!spec.enabled) {
-    FERRY_RETURN_IF_ERROR(redirect_stdio());
+    FERRY_RETURN_IF_ERROR(null_stdin());
     return close_other_fds(keep_fd);
   }
   FERRY_RETURN_IF_ERROR(enter_namespaces(spec, skipped));
-  FERRY_RETURN_IF_ERROR(redirect_stdio());
+  FERRY_RETURN_IF_ERROR(null_stdin());
   FERRY_RETURN_IF_ERROR(close_other_fds(keep_fd));
   FERRY_RETURN_IF_ERROR(apply_rlimits(spec));
   FERRY_RETURN_IF_ERROR(set_no_new_privs());

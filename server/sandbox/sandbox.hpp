@@ -60,8 +60,9 @@ Status write_id_maps(int pid, std::uint32_t outside_uid, std::uint32_t outside_g
 
 // Worker side, in this order, before the plugin is loaded:
 //   become root of the user namespace (setresgid/setresuid 0, supplementary
-//   groups dropped where setgroups is allowed) if in one, /dev/null on fds
-//   0-2 and every other fd but `keep_fd` (> 2, or -1) closed, mounts made
+//   groups dropped where setgroups is allowed) if in one, /dev/null on fd 0
+//   (fds 1 and 2 are kept: the launcher's pipes to ferryd) and every other
+//   fd but `keep_fd` (> 2, or -1) closed, mounts made
 //   private, hostname "ferry-worker", rlimits (soft = hard, never raised;
 //   core = 0), PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE 0, capabilities dropped.
 // spec.enabled == false: only the fd step. Not in a user namespace: fails,

@@ -97,6 +97,19 @@ int received_fd(msghdr& msg, bool* extra) {
   return fd;
 }
 
+// One datagram: the header, then the body (at most kInlineMax bytes).
+int send_inline(int fd, Header h, std::string_view body, int flags) {
+  h.body_len = std::uint32_t(body.size());
+  h.flags &= ~kFlagMemfd;
+  iovec iov[2] = {{&h, sizeof h}, {const_cast<char*>(body.data()), body.size()}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = body.empty() ? 1 : 2;
+  const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
+  if (n < 0) return -errno;
+  return std::size_t(n) == sizeof h + body.size() ? 0 : -EMSGSIZE;
+}
+
 int send_rc(int fd, const Header& h_in, std::string_view body) {
   Header h = h_in;
   h.body_len = std::uint32_t(body.size());
@@ -108,14 +121,7 @@ int send_rc(int fd, const Header& h_in, std::string_view body) {
     close(memfd);
     return rc;
   }
-  h.flags &= ~kFlagMemfd;
-  iovec iov[2] = {{&h, sizeof h}, {const_cast<char*>(body.data()), body.size()}};
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = body.empty() ? 1 : 2;
-  const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-  if (n < 0) return -errno;
-  return std::size_t(n) == sizeof h + body.size() ? 0 : -EMSGSIZE;
+  return send_inline(fd, h, body, 0);
 }
 
 int recv_rc(int fd, Header* h, std::string* body, std::size_t max_body) {
@@ -158,6 +164,12 @@ Status status_of(int rc, const char* what) {
 
 Status send(int fd, const Header& h, std::string_view body) {
   const int rc = send_rc(fd, h, body);
+  return rc == 0 ? Status::Ok() : status_of(rc, "send");
+}
+
+Status send_nowait(int fd, const Header& h, std::string_view body) {
+  if (body.size() > kInlineMax) return status_of(-EMSGSIZE, "send");
+  const int rc = send_inline(fd, h, body, MSG_DONTWAIT);
   return rc == 0 ? Status::Ok() : status_of(rc, "send");
 }
 

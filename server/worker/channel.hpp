@@ -28,6 +28,9 @@ enum class Type : std::uint32_t {
 
 inline constexpr std::uint32_t kFlagMemfd = 1;  // body is in the attached memfd
 inline constexpr std::size_t kInlineMax = 48 * 1024;
+// A LOG message's text is cut at this many bytes (by the worker, and again
+// by ferryd for a worker that does not).
+inline constexpr std::size_t kMaxLogLine = 4096;
 
 struct Header {
   Type type;
@@ -43,6 +46,11 @@ static_assert(sizeof(Header) == 32);
 // kInlineMax go through a sealed memfd. Internal (with errno text, e.g.
 // "Broken pipe" once the peer is gone) when it cannot.
 Status send(int fd, const Header& h, std::string_view body);
+
+// Sends one message without ever waiting (MSG_DONTWAIT), for a thread that
+// must not block: internal (EAGAIN: the channel is full) when it cannot. The
+// body must fit inline (at most kInlineMax; else bad_request): no memfd.
+Status send_nowait(int fd, const Header& h, std::string_view body);
 
 // What recv() found: a message, the peer's end, or (non-blocking fd)
 // nothing waiting.

@@ -21,6 +21,7 @@
 #include <system_error>
 #include <thread>
 #include <vector>
+#include <utility>
 
 #include "worker/channel.hpp"
 
@@ -33,17 +34,46 @@ namespace {
 // namespace capabilities only for a process that is root in it. glibc's
 // set*id wrappers are not used: after a raw clone3 they would try to reach
 // the parent's other threads.
-[[noreturn]] void exec_child(int go, int go_writer, int channel, const char* path, char* const argv[]) {
+// What the child needs of the host's descriptors (all close-on-exec).
+struct ChildFds {
+  int go = -1, go_writer = -1;  // the user-namespace handshake, or -1
+  int null = -1;                // /dev/null, for fd 0
+  int out = -1, err = -1;       // write ends of the stdout and stderr pipes
+  int channel = -1;             // the worker's end of the channel, for fd 3
+  // Closes every one of them that is open.
+  void close_all() {
+    for (int* fd : {&go, &go_writer, &null, &out, &err, &channel}) {
+      if (*fd >= 0) close(*fd);
+      *fd = -1;
+    }
+  }
+};
+
+// fds 0-3 of the worker, kept across exec: each source is first copied above
+// them (close-on-exec), so no dup2 overwrites a source still to be placed.
+bool place_fds(const ChildFds& f) {
+  const int sources[4] = {f.null, f.out, f.err, f.channel};
+  int high[4];
+  for (int i = 0; i < 4; ++i) {
+    if ((high[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, 4)) < 0) return false;
+  }
+  for (int i = 0; i < 4; ++i) {
+    if (dup2(high[i], i) < 0) return false;
+  }
+  return true;
+}
+
+[[noreturn]] void exec_child(const ChildFds& fds, const char* path, char* const argv[]) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);  // before waiting: ferryd may die meanwhile
-  if (go >= 0) {
-    close(go_writer);  // so that ferryd's death reads as EOF
+  if (fds.go >= 0) {
+    close(fds.go_writer);  // so that ferryd's death reads as EOF
     char byte;
-    if (read(go, &byte, 1) != 1) _exit(125);  // the host gave up on this worker
+    if (read(fds.go, &byte, 1) != 1) _exit(125);  // the host gave up on this worker
     if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) _exit(124);
     syscall(SYS_setgroups, 0, nullptr);  // EPERM where setgroups is denied: nothing to drop
     prctl(PR_SET_PDEATHSIG, SIGKILL);    // again: changing credentials cleared it (commit_creds)
   }
-  if ((channel == 3 ? fcntl(3, F_SETFD, 0) : dup2(channel, 3)) < 0) _exit(126);  // fd 3, kept across exec
+  if (!place_fds(fds)) _exit(126);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);  // ferryd blocks SIGINT/SIGTERM
@@ -61,7 +91,9 @@ void reap(SpawnedWorker* w) {
     }
     close(w->pidfd);
   }
-  if (w->channel >= 0) close(w->channel);
+  for (const int fd : {w->channel, w->out, w->err}) {
+    if (fd >= 0) close(fd);
+  }
   *w = SpawnedWorker{};
 }
 
@@ -76,16 +108,35 @@ Status release_child(pid_t pid, int go_writer) {
   return st;
 }
 
-// clone3 + exec of `worker_path`, channel on its fd 3.
-Result<SpawnedWorker> clone_worker(const std::string& worker_path, const sandbox::Spec& spec) {
-  int sv[2];
+// The descriptors a child gets, and the host's ends of them in *w: the
+// channel and the read ends of the output pipes (non-blocking; the write
+// ends stay blocking, so a worker that prints waits for ferryd to read).
+Status make_fds(bool userns, ChildFds* c, SpawnedWorker* w) {
+  int sv[2], out[2], err[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return Status::Errno("socketpair");
-  int go[2] = {-1, -1};
+  w->channel = sv[0], c->channel = sv[1];
+  if (pipe2(out, O_CLOEXEC) != 0) return Status::Errno("pipe2");
+  w->out = out[0], c->out = out[1];
+  if (pipe2(err, O_CLOEXEC) != 0) return Status::Errno("pipe2");
+  w->err = err[0], c->err = err[1];
+  if ((c->null = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) return Status::Errno("open /dev/null");
+  int go[2];
+  if (userns && pipe2(go, O_CLOEXEC) != 0) return Status::Errno("pipe2");
+  if (userns) c->go = go[0], c->go_writer = go[1];
+  fcntl(w->out, F_SETFL, O_NONBLOCK);
+  fcntl(w->err, F_SETFL, O_NONBLOCK);
+  return Status::Ok();
+}
+
+// clone3 + exec of `worker_path`: /dev/null, the output pipes and the
+// channel on its fds 0-3.
+Result<SpawnedWorker> clone_worker(const std::string& worker_path, const sandbox::Spec& spec) {
   const bool userns = spec.enabled && (sandbox::clone_flags(spec) & CLONE_NEWUSER) != 0;
-  if (userns && pipe2(go, O_CLOEXEC) != 0) {
-    const Status st = Status::Errno("pipe2");
-    close(sv[0]);
-    close(sv[1]);
+  ChildFds child;
+  SpawnedWorker w;
+  if (const Status st = make_fds(userns, &child, &w); !st.ok()) {
+    child.close_all();
+    reap(&w);  // nothing to wait for: closes the host's ends
     return st;
   }
   std::string arg0 = "ferry-worker";
@@ -96,17 +147,18 @@ Result<SpawnedWorker> clone_worker(const std::string& worker_path, const sandbox
   args.pidfd = std::uint64_t(reinterpret_cast<std::uintptr_t>(&pidfd));
   args.exit_signal = SIGCHLD;
   const long pid = syscall(SYS_clone3, &args, sizeof args);
-  if (pid == 0) exec_child(go[0], go[1], sv[1], worker_path.c_str(), argv);
+  if (pid == 0) exec_child(child, worker_path.c_str(), argv);
   const Status clone_failed = Status::Errno("clone3");
-  close(sv[1]);
-  if (go[0] >= 0) close(go[0]);
+  const int go_writer = std::exchange(child.go_writer, -1);
+  child.close_all();  // the child's now
   if (pid < 0) {
-    close(sv[0]);
-    if (go[1] >= 0) close(go[1]);
+    if (go_writer >= 0) close(go_writer);
+    reap(&w);
     return clone_failed;
   }
-  SpawnedWorker w{pid_t(pid), pidfd, sv[0]};
-  if (const Status st = userns ? release_child(w.pid, go[1]) : Status::Ok(); !st.ok()) {
+  w.pid = pid_t(pid);
+  w.pidfd = pidfd;
+  if (const Status st = userns ? release_child(w.pid, go_writer) : Status::Ok(); !st.ok()) {
     pidfd_kill(w.pidfd);
     reap(&w);
     return st;

@@ -22,6 +22,8 @@ struct SpawnedWorker {
   pid_t pid = -1;
   int pidfd = -1;    // for supervision: readable once the worker exited
   int channel = -1;  // host end of the SOCK_SEQPACKET channel (non-blocking)
+  int out = -1;      // read ends of the pipes on the worker's fds 1 and 2
+  int err = -1;      // (non-blocking): what the plugin prints; -1 if none
 };
 
 // How a worker ended, as waitid() tells it.
@@ -33,8 +35,10 @@ struct WorkerExit {
 class Launcher {
  public:
   virtual ~Launcher() = default;
-  // Spawns a worker into `spec`'s sandbox with its channel on fd 3, and sends
-  // it `first_message` (its spec). Blocking (clone3 with new namespaces takes
+  // Spawns a worker into `spec`'s sandbox with /dev/null on fd 0, pipes to
+  // the caller on fds 1 and 2 (stdout, stderr: read them while the worker
+  // lives, as a full pipe blocks it and a closed one kills it by SIGPIPE)
+  // and its channel on fd 3, and sends it `first_message` (its spec). Blocking (clone3 with new namespaces takes
   // milliseconds). The worker's PDEATHSIG is tied to the calling thread: call
   // it from a thread that lives as long as the worker should.
   virtual Result<SpawnedWorker> spawn(const sandbox::Spec& spec, std::string_view first_message) = 0;

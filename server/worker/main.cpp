@@ -17,6 +17,7 @@
 #include "common/json_text.hpp"
 #include "worker/channel.hpp"
 #include "worker/control.hpp"
+#include "worker/log_sink.hpp"
 #include "worker/spec.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
@@ -78,9 +79,9 @@ struct Loaded {
 // its entry of the spec's settings. Its own functions are all that nested
 // calls can reach in here (caller-runs, as in ferryd: docs/design.md,
 // "Nested calls").
-ferry::Status load(ferry::Registry& reg, const ferry::WorkerSpec& spec, ferry::Invoker& invoker, Loaded* out) {
+ferry::Status load(ferry::Registry& reg, const ferry::WorkerSpec& spec, ferry::OpenOptions options,
+                   ferry::Invoker& invoker, Loaded* out) {
   const std::string& path = spec.plugin_path;
-  ferry::OpenOptions options;
   options.settings = &spec.settings;
   if (const ferry::Status st = reg.load(path, options); !st.ok()) return st.with_context("plugin " + path + " refused");
   const auto& plugin = *reg.plugins().front();
@@ -111,7 +112,8 @@ int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
 }  // namespace
 
 int main() {
-  spdlog::set_level(spdlog::level::off);  // stderr is /dev/null once sandboxed
+  spdlog::set_level(spdlog::level::off);  // the worker reports on its channel; stderr is the plugin's
+  setvbuf(stdout, nullptr, _IOLBF, 0);      // a pipe to ferryd: each printf'd line goes at once
   Header h;
   std::string body;
   const auto got = ferry::channel::recv(kChannel, &h, &body, 1u << 20);
@@ -124,10 +126,12 @@ int main() {
     if (!st.ok()) return fail("sandbox step " + st.message());
   }
   ferry::SystemClock clock;
-  ferry::Invoker invoker(clock, int(std::min<std::uint32_t>(spec->max_call_depth, 1000)));
+  ferry::worker::ChannelLogSink log(kChannel);  // the plugin's log lines, to ferryd; outlives the registry
+  ferry::Invoker invoker(clock, int(std::min<std::uint32_t>(spec->max_call_depth, 1000)), &log);
   ferry::Registry registry;
   Loaded loaded;
-  if (const ferry::Status st = load(registry, *spec, invoker, &loaded); !st.ok()) {
+  const ferry::OpenOptions options{.log = &log, .clock = &clock};
+  if (const ferry::Status st = load(registry, *spec, options, invoker, &loaded); !st.ok()) {
     return fail(st.message());
   }
   if (sandbox.enabled) {

@@ -3,6 +3,7 @@
 // decides when the file is tried again.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +25,8 @@ class ScriptedLauncher final : public ferry::Launcher {
  public:
   bool fail = false;
   std::optional<std::pair<ch::Type, std::string>> says;  // the worker's first message
+  int log_lines = 0;  // LOG messages (its plugin's init logging) before it
+  std::string prints;  // written to its stdout before it
   int reaped = 0;
   int ended = 0;         // asked to end normally (end())
   std::string spec;      // the first message it was given
@@ -33,9 +36,16 @@ class ScriptedLauncher final : public ferry::Launcher {
     if (fail) return ferry::Status::Errno("clone3", EAGAIN);
     int sv[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    for (int i = 0; i < log_lines; ++i) REQUIRE(ch::send(sv[1], ch::Header{ch::Type::log}, "init says hi").ok());
     if (says) REQUIRE(ch::send(sv[1], ch::Header{says->first}, says->second).ok());
     ::close(sv[1]);  // the worker is gone after its message
-    return ferry::SpawnedWorker{12345, -1, sv[0]};
+    int out[2] = {-1, -1};
+    if (!prints.empty()) {
+      REQUIRE(::pipe2(out, O_CLOEXEC | O_NONBLOCK) == 0);
+      REQUIRE(::write(out[1], prints.data(), prints.size()) == ssize_t(prints.size()));
+      ::close(out[1]);
+    }
+    return ferry::SpawnedWorker{12345, -1, sv[0], out[0]};
   }
   void spawn_async(ferry::sandbox::Spec, std::string,
                    std::function<void(ferry::Result<ferry::SpawnedWorker>)>) override {}
@@ -46,6 +56,7 @@ class ScriptedLauncher final : public ferry::Launcher {
   void kill_and_reap(ferry::SpawnedWorker* w) override {
     ++reaped;
     if (w->channel >= 0) ::close(w->channel);
+    if (w->out >= 0) ::close(w->out);
     *w = {};
   }
 };
@@ -121,4 +132,15 @@ TEST_CASE("a file the worker refuses blames the file; a worker that cannot start
   REQUIRE_FALSE(n.ok());
   CHECK(ferry::is_passing(n.status()));  // tried again at every sync
   CHECK(no_process.reaped == 0);
+}
+
+TEST_CASE("what the describing worker logs and prints is passed over", "[loader]") {
+  ScriptedLauncher l;
+  l.log_lines = 100;  // its plugin's init logging: read and dropped
+  l.prints = std::string(50000, 'p') + "\n";
+  l.says = {{ch::Type::ready, R"({"name":"x","version":"2","functions":["x.a"]})"}};
+  const auto d = describe(l);
+  REQUIRE(d.ok());
+  CHECK(d->name == "x");
+  CHECK(l.reaped == 1);
 }

@@ -3,8 +3,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <tuple>
+#include <vector>
+
+#include "fake_clock.hpp"
 
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
@@ -92,7 +97,7 @@ TEST_CASE("each plugin file of a directory loads on its own; refused ones leave 
   // A name goes to the first file in name order: fixture_dup_plugin ("good")
   // before fixture_good, ops v1 before ops v2. Every other fixture loads.
   for (const char* name : {"fixture_dup_plugin", "fixture_hostile", "fixture_latch", "fixture_ops_v1",
-                           "fixture_settings", "fixture_c", "legacy10", "legacy11"}) {
+                           "fixture_settings", "fixture_logs", "fixture_c", "legacy10", "legacy11"}) {
     CHECK(loaded.count(name) == 1);
   }
   CHECK(refused ==
@@ -158,4 +163,54 @@ TEST_CASE("two invokers in one process keep their own directory and depth limit"
   const auto r_blind = blind.invoke(*fn, "[1]", 0);
   REQUIRE_FALSE(r_blind.ok());
   CHECK_THAT(r_blind.status().message(), Catch::Contains("unknown function 'ops.recurse'"));
+}
+
+namespace {
+
+// What a plugin's lines came to: (level, call id, text), and drop counts.
+struct CaptureSink final : ferry::LogSink {
+  std::mutex mu;
+  std::vector<std::tuple<int, std::uint64_t, std::string>> lines;
+  std::uint64_t dropped_total = 0;
+  int summaries = 0;
+  void write(int level, std::string_view, std::uint64_t call_id, std::string_view text) override {
+    std::lock_guard lock(mu);
+    lines.emplace_back(level, call_id, std::string(text));
+  }
+  void dropped(std::string_view, std::uint64_t n) override {
+    std::lock_guard lock(mu);
+    dropped_total += n;
+    ++summaries;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a plugin's log lines, from calls and its own threads, pass one bound per load", "[registry][log]") {
+  ferry::FakeClock clock;
+  CaptureSink sink;
+  ferry::Invoker invoker(clock, 64, &sink);
+  Registry reg;
+  REQUIRE(reg.load(fixture("fixture_logs"), ferry::OpenOptions{.log = &sink, .clock = &clock}).ok());
+  const ferry::CallEnv env{41};
+  REQUIRE(invoker.invoke(*reg.find("logs.hello"), R"(["a"])", 0, env).ok());
+  REQUIRE(invoker.invoke(*reg.find("logs.background"), R"(["b"])", 0, env).ok());
+  REQUIRE(sink.lines.size() == 2);
+  CHECK(sink.lines[0] == std::make_tuple(int(FERRY_LOG_INFO), std::uint64_t(41), std::string("hello a")));
+  CHECK(sink.lines[1] == std::make_tuple(int(FERRY_LOG_INFO), std::uint64_t(0), std::string("background b")));
+  // A flood: the rest of the burst gets through; the drops are told once the call ends.
+  REQUIRE(invoker.invoke(*reg.find("logs.flood"), "[1000]", 0, env).ok());
+  CHECK(sink.lines.size() == std::size_t(ferry::LogLimiter::kBurst));
+  CHECK(sink.dropped_total == 1000 - (ferry::LogLimiter::kBurst - 2));
+  CHECK(sink.summaries == 1);
+  // Within the same second, the next call's drops wait: at most one summary a second.
+  REQUIRE(invoker.invoke(*reg.find("logs.flood"), "[10]", 0, env).ok());
+  CHECK(sink.summaries == 1);
+  clock.advance(100);  // 10 lines' worth of tokens
+  REQUIRE(invoker.invoke(*reg.find("logs.flood"), "[15]", 0, env).ok());
+  CHECK(sink.lines.size() == std::size_t(ferry::LogLimiter::kBurst) + 10);
+  clock.advance(1000);
+  REQUIRE(invoker.invoke(*reg.find("logs.quiet"), "[]", 0, env).ok());
+  CHECK(sink.summaries == 2);
+  CHECK(sink.dropped_total == 1000 - (ferry::LogLimiter::kBurst - 2) + 10 + 5);
 }

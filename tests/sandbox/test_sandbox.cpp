@@ -373,7 +373,8 @@ TEST_CASE("syscall_name names this architecture's syscalls", "[sandbox]") {
   CHECK(sb::syscall_name(100000) == "#100000");
 }
 
-TEST_CASE("apply_before_load: root of the namespace, /dev/null stdio, fds closed, no privileges",
+TEST_CASE("apply_before_load: root of the namespace, /dev/null stdin, stdout and stderr kept, fds closed, "
+          "no privileges",
           "[sandbox]") {
   require_kernel_features(kUserNs);
   const int stray = ::open("/dev/zero", O_RDONLY);  // inherited, not close-on-exec
@@ -381,6 +382,8 @@ TEST_CASE("apply_before_load: root of the namespace, /dev/null stdio, fds closed
   const Outcome out = run_child([&](int fd) {
     sb::Spec spec = test_spec();
     if (!enter_worker_namespaces(fd, spec)) return;
+    struct stat before[3] = {};
+    for (int i = 1; i <= 2; ++i) ::fstat(i, &before[i]);
     sb::Notes skipped;
     if (!report(fd, sb::apply_before_load(spec, fd, &skipped), "setup")) return;
     put(fd, "skipped", std::to_string(skipped.size()));
@@ -392,8 +395,11 @@ TEST_CASE("apply_before_load: root of the namespace, /dev/null stdio, fds closed
     put(fd, "hostname", host);
     struct stat st {};
     std::string stdio;
-    for (int i = 0; i <= 2; ++i)
-      stdio += (::fstat(i, &st) == 0 && st.st_rdev == ::makedev(1, 3)) ? "null " : "other ";
+    stdio += (::fstat(0, &st) == 0 && st.st_rdev == ::makedev(1, 3)) ? "null " : "other ";
+    for (int i = 1; i <= 2; ++i) {  // the launcher's pipes in a worker: left alone
+      const bool same = ::fstat(i, &st) == 0 && st.st_ino == before[i].st_ino && st.st_dev == before[i].st_dev;
+      stdio += same ? "kept " : "changed ";
+    }
     put(fd, "stdio", stdio);
     put(fd, "stray_fd", outcome(::fcntl(stray, F_GETFD)));
     put(fd, "no_new_privs", std::to_string(::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)));
@@ -412,7 +418,7 @@ TEST_CASE("apply_before_load: root of the namespace, /dev/null stdio, fds closed
   CHECK(out["skipped"] == "0");
   CHECK(out["ids"] == "0,0,0");
   CHECK(out["hostname"] == "ferry-worker");
-  CHECK(out["stdio"] == "null null null ");
+  CHECK(out["stdio"] == "null kept kept ");
   CHECK(out["stray_fd"] == "EBADF");
   CHECK(out["no_new_privs"] == "1");
   CHECK(out["dumpable"] == "0");
@@ -627,7 +633,7 @@ TEST_CASE("seccomp: threads, memfd, time, randomness, dlopen and exceptions stil
     } catch (const std::exception& e) {
       put(fd, "exception", e.what());
     }
-    std::printf("to /dev/null\n");
+    std::printf("a sandboxed printf\n");  // to the test's stdout: a worker's is a pipe to ferryd
     put(fd, "stdio", outcome(std::fflush(stdout) == 0 ? 0 : -1));
     put(fd, "kill_self", outcome(::kill(::getpid(), 0)));
   });
