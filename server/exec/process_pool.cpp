@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "exec/partial_window.hpp"
 #include "plugins/registry.hpp"
 #include "worker/spec.hpp"
 
@@ -48,6 +49,20 @@ const char* state_name(int s) {
 }
 
 }  // namespace
+
+// A streamed call's credit: the loop gives it back to the call's worker, if
+// the pool (not stopped) still runs that very call. Loop thread only.
+class ProcessPool::Credit final : public PartialCredit {
+ public:
+  Credit(std::shared_ptr<ProcessPool*> pool, std::uint16_t index) : pool_(std::move(pool)), index_(index) {}
+  void give_back(std::size_t count, std::size_t bytes) override {
+    if (*pool_ != nullptr) (*pool_)->on_credit(index_, this, count, bytes);
+  }
+
+ private:
+  const std::shared_ptr<ProcessPool*> pool_;
+  const std::uint16_t index_;
+};
 
 ProcessPool::ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& sink, Launcher& launcher,
                          const Clock& clock)
@@ -141,8 +156,10 @@ void ProcessPool::start_call(std::uint16_t i, Job&& job) {
   Worker& w = workers_[i];
   const auto& names = opt_.functions;
   const auto it = std::lower_bound(names.begin(), names.end(), job.fn->name);
-  channel::Header h{channel::Type::call, 0, ++w.calls, job.deadline_ms,
+  channel::Header h{channel::Type::call, job.stream ? channel::kFlagPartials : 0, ++w.calls, job.deadline_ms,
                     std::uint32_t(it - names.begin())};
+  w.credit = job.stream ? std::make_shared<Credit>(self_, i) : nullptr;
+  w.partials = w.partial_bytes = 0;
   const Status sent = channel::send(w.proc.channel, h, job.payload);
   w.call.emplace(std::move(job));
   w.state = State::busy;
@@ -172,10 +189,18 @@ void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe) {
   Worker& w = workers_[i];
   if (cqe.res < 0) return;  // the poll of a worker that is gone (cancelled): not this one's
   if (w.proc.channel < 0 || w.state == State::empty || w.state == State::backoff) return;
+  if ((cqe.flags & IORING_CQE_F_MORE) == 0) w.poll_ended = true;
+  read_channel(i);
+}
+
+// Reads what worker i sent, unless partials of its call wait for a slow
+// client: then on_credit() reads on once they are taken.
+void ProcessPool::read_channel(std::uint16_t i) {
+  Worker& w = workers_[i];
   channel::Header h;
   std::string body;
-  Result<channel::Received> got = channel::Received::none;
-  while (!w.killed && (got = channel::recv(w.proc.channel, &h, &body, kMaxReply)).ok() &&
+  Result<channel::Received> got = channel::Received::message;
+  while (!w.killed && !stalled(w) && (got = channel::recv(w.proc.channel, &h, &body, kMaxReply)).ok() &&
          *got == channel::Received::message) {
     on_message(i, h, body);
   }
@@ -185,9 +210,37 @@ void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe) {
                   got.status().message());
     kill_worker(w);
   }
-  if (got.ok() && *got == channel::Received::none && (cqe.flags & IORING_CQE_F_MORE) == 0) {
+  if (got.ok() && *got == channel::Received::none && w.poll_ended) {
+    w.poll_ended = false;
     reactor_.ring().poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));
   }
+}
+
+// One partial result of the running call, on its way to the loop (and the
+// client, who asked for it). The channel is read on only while less than a
+// window of them waits there.
+void ProcessPool::on_partial(std::uint16_t i, const channel::Header& h, std::string& body) {
+  Worker& w = workers_[i];
+  if (w.state != State::busy || h.id != w.calls || w.credit == nullptr) {
+    spdlog::error("plugin {}: worker {} sent an unexpected partial result", opt_.plugin, w.proc.pid);
+    return kill_worker(w);
+  }
+  ++w.partials;
+  w.partial_bytes += body.size();
+  sink_.complete(Completion{w.call->ref, FERRY_OK, std::move(body), w.credit});
+}
+
+void ProcessPool::on_credit(std::uint16_t i, const Credit* credit, std::size_t count, std::size_t bytes) {
+  Worker& w = workers_[i];
+  if (w.credit.get() != credit) return;  // that call is over
+  const bool was_stalled = stalled(w);
+  w.partials -= std::min(count, w.partials);
+  w.partial_bytes -= std::min(bytes, w.partial_bytes);
+  if (was_stalled && !stalled(w) && !w.killed) read_channel(i);
+}
+
+bool ProcessPool::stalled(const Worker& w) {
+  return w.partials >= kPartialWindowCount || w.partial_bytes >= kPartialWindowBytes;
 }
 
 void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::string& body) {
@@ -195,6 +248,7 @@ void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::str
   switch (h.type) {
     case channel::Type::ready: return on_ready(w, body), dispatch();
     case channel::Type::reply: return on_reply(i, h, body);
+    case channel::Type::partial: return on_partial(i, h, body);
     // A dying worker's last words: anything after them gets it killed.
     case channel::Type::violation: w.violation = int(h.code); return kill_worker(w);
     case channel::Type::fatal: w.fatal_signal = int(h.code); return kill_worker(w);
@@ -235,6 +289,7 @@ void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::strin
     finish(*w.call, ferry_code(h.code), std::move(body));
   }
   w.call.reset();
+  w.credit.reset();
   w.state = State::idle;
   after_call(i);
 }
@@ -276,6 +331,7 @@ void ProcessPool::on_exit(std::uint16_t i) {
   if (w.call) {
     finish(*w.call, death_code(w, exit->how, exit->status), death_message(w, exit->how, exit->status));
     w.call.reset();
+    w.credit.reset();
   }
   const bool started = w.state != State::starting;
   if (!started) {
@@ -364,6 +420,7 @@ void ProcessPool::on_kill_timer(std::uint16_t i) {
 int ProcessPool::stop() {
   if (stopping_) return 0;
   stopping_ = true;
+  *self_ = nullptr;  // credits of its calls go nowhere now
   // Kill every worker first, then reap: they die in parallel. The channel
   // polls are cancelled, so the ring lets go of the sockets.
   for (auto& w : workers_) launcher_.kill(w.proc);

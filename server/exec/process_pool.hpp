@@ -58,6 +58,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   // killed: the thread executor's "stuck" threshold.
   static constexpr std::int64_t kCancelGraceMs = 100;
 
+  class Credit;  // gives a streamed call's partial credit back to its worker
   enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill };
   enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
   struct Worker {
@@ -75,6 +76,12 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::int64_t spawned_ms = 0;
     std::uint32_t spawn_gen = 0;  // tells a spawn's result from an older one's
     __kernel_timespec respawn_ts{};
+    // Partial results of its call (if its client asked): forwarded to the
+    // loop, not yet taken. While a window's worth waits, its channel is not
+    // read, so the worker blocks in its send.
+    std::shared_ptr<Credit> credit;
+    std::size_t partials = 0, partial_bytes = 0;
+    bool poll_ended = false;  // the channel's multishot poll ended: re-arm once drained
   };
 
   void spawn(std::uint16_t i);
@@ -83,6 +90,10 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void on_message(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_ready(Worker& w, const std::string& body);
   void on_reply(std::uint16_t i, const channel::Header& h, std::string& body);
+  void read_channel(std::uint16_t i);
+  void on_partial(std::uint16_t i, const channel::Header& h, std::string& body);
+  void on_credit(std::uint16_t i, const Credit* credit, std::size_t count, std::size_t bytes);
+  static bool stalled(const Worker& w);
   void on_exit(std::uint16_t i);
   void after_call(std::uint16_t i);
   void retire(Worker& w, const std::string& why);
@@ -109,6 +120,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
   std::uint64_t restarts_ = 0;
   bool stopping_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // spawn results check it: the pool may be gone
+  // Credits check it: set to null by stop(), on the loop thread, as are their give_backs.
+  std::shared_ptr<ProcessPool*> self_ = std::make_shared<ProcessPool*>(this);
   bool retiring_ = false;  // replaced: a worker that exits is replaced only while calls are queued
 };
 

@@ -27,6 +27,7 @@ enum class Type : std::uint32_t {
 };
 
 inline constexpr std::uint32_t kFlagMemfd = 1;  // body is in the attached memfd
+inline constexpr std::uint32_t kFlagPartials = 2;  // CALL: the client asked for partial results
 inline constexpr std::size_t kInlineMax = 48 * 1024;
 
 struct Header {
