@@ -160,6 +160,7 @@ void ProcessPool::start_call(std::uint16_t i, Job&& job) {
                     std::uint32_t(it - names.begin())};
   w.credit = job.stream ? std::make_shared<Credit>(self_, i) : nullptr;
   w.partials = w.partial_bytes = 0;
+  w.partial_chunks.clear();
   const Status sent = channel::send(w.proc.channel, h, job.payload);
   w.call.emplace(std::move(job));
   w.state = State::busy;
@@ -216,15 +217,23 @@ void ProcessPool::read_channel(std::uint16_t i) {
   }
 }
 
-// One partial result of the running call, on its way to the loop (and the
-// client, who asked for it). The channel is read on only while less than a
-// window of them waits there.
+// One partial result of the running call (in chunks of at most 48 KiB), on
+// its way to the loop and the client who asked for it. The channel is read
+// on only while less than a window of them waits there.
 void ProcessPool::on_partial(std::uint16_t i, const channel::Header& h, std::string& body) {
   Worker& w = workers_[i];
-  if (w.state != State::busy || h.id != w.calls || w.credit == nullptr) {
+  if (w.state != State::busy || h.id != w.calls || !w.call->stream) {
     spdlog::error("plugin {}: worker {} sent an unexpected partial result", opt_.plugin, w.proc.pid);
     return kill_worker(w);
   }
+  if (w.partial_chunks.size() + body.size() > kMaxReply) {
+    spdlog::error("plugin {}: worker {} sent a partial result over {} MiB", opt_.plugin, w.proc.pid, kMaxReply >> 20);
+    return kill_worker(w);
+  }
+  if ((h.flags & channel::kFlagMore) != 0) return w.partial_chunks.append(body), void();
+  if (!w.partial_chunks.empty()) body = std::move(w.partial_chunks.append(body));
+  w.partial_chunks.clear();
+  if (w.credit == nullptr) return;  // the call was answered (cancelled): nobody wants it
   ++w.partials;
   w.partial_bytes += body.size();
   sink_.complete(Completion{w.call->ref, FERRY_OK, std::move(body), w.credit});
@@ -407,6 +416,18 @@ void ProcessPool::cancel_running(std::uint16_t i, ferry_code why) {
   if (!sent.ok()) return kill_worker(w);  // the exit handler completes the call
   w.kill_ts = loop::at_ms(clock_.now_ms() + kCancelGraceMs);
   reactor_.ring().timeout_at(&w.kill_ts, loop::Reactor::tag(id_, kKill, i));
+  drop_partials(i);
+}
+
+// A cancelled call's partials are dropped from now on (the loop drops them
+// anyway): its channel is read freely again, so its reply is seen in time.
+void ProcessPool::drop_partials(std::uint16_t i) {
+  Worker& w = workers_[i];
+  if (w.credit == nullptr) return;
+  const bool was_stalled = stalled(w);
+  w.credit.reset();
+  w.partials = w.partial_bytes = 0;
+  if (was_stalled && !w.killed) read_channel(i);
 }
 
 void ProcessPool::on_kill_timer(std::uint16_t i) {

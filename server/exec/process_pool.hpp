@@ -81,6 +81,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     // read, so the worker blocks in its send.
     std::shared_ptr<Credit> credit;
     std::size_t partials = 0, partial_bytes = 0;
+    std::string partial_chunks;  // a partial arriving in chunks, so far
     bool poll_ended = false;  // the channel's multishot poll ended: re-arm once drained
   };
 
@@ -93,6 +94,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void read_channel(std::uint16_t i);
   void on_partial(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_credit(std::uint16_t i, const Credit* credit, std::size_t count, std::size_t bytes);
+  void drop_partials(std::uint16_t i);
   static bool stalled(const Worker& w);
   void on_exit(std::uint16_t i);
   void after_call(std::uint16_t i);

@@ -28,6 +28,7 @@ enum class Type : std::uint32_t {
 
 inline constexpr std::uint32_t kFlagMemfd = 1;  // body is in the attached memfd
 inline constexpr std::uint32_t kFlagPartials = 2;  // CALL: the client asked for partial results
+inline constexpr std::uint32_t kFlagMore = 4;      // PARTIAL: a chunk; more of this partial follows
 inline constexpr std::size_t kInlineMax = 48 * 1024;
 
 struct Header {
