@@ -122,13 +122,14 @@ void Server::on_send(Conn& c, int res) {
   if (c.sent < c.sending.size()) {  // short send: continue where the kernel stopped
     ring_.send(c.fd, c.sending.data() + c.sent, c.sending.size() - c.sent, c.tag(Op::send));
     c.send_armed = true;
+    if (!c.held.empty() && !c.output_full()) give_back_credit(c);
     return;
   }
   c.sending.clear();
   c.sent = 0;
   if (!c.out.empty()) queue_send(c);
   else if (c.closing) return close_connection(c);
-  if (!c.output_full()) give_back_credit(c);
+  if (!c.held.empty() && !c.output_full()) give_back_credit(c);
   if (c.recv_paused && !c.recv_armed && !c.closing) arm_recv(c);
 }
 

@@ -57,6 +57,9 @@ class ProcessPool final : public Executor, public loop::IoClient {
   // How long a cancelled call may take to return before its worker is
   // killed: the thread executor's "stuck" threshold.
   static constexpr std::int64_t kCancelGraceMs = 100;
+  // The most ferryd reads of one reply, or of one partial's chunks together:
+  // a hostile worker cannot make it hold more.
+  static constexpr std::size_t kMaxReply = std::size_t(256) << 20;
 
   class Credit;  // gives a streamed call's partial credit back to its worker
   enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill };
@@ -87,14 +90,16 @@ class ProcessPool final : public Executor, public loop::IoClient {
 
   void spawn(std::uint16_t i);
   void on_spawned(std::uint16_t i, std::uint32_t generation, Result<SpawnedWorker> proc);
-  void on_channel(std::uint16_t i, const io_uring_cqe& cqe);
   void on_message(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_ready(Worker& w, const std::string& body);
   void on_reply(std::uint16_t i, const channel::Header& h, std::string& body);
+  // process_pool_stream.cpp: the channel and partial results
+  void on_channel(std::uint16_t i, const io_uring_cqe& cqe);
   void read_channel(std::uint16_t i);
   void on_partial(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_credit(std::uint16_t i, const Credit* credit, std::size_t count, std::size_t bytes);
   void drop_partials(std::uint16_t i);
+  std::shared_ptr<Credit> make_credit(std::uint16_t i);
   static bool stalled(const Worker& w);
   void on_exit(std::uint16_t i);
   void after_call(std::uint16_t i);
