@@ -2,7 +2,9 @@
 // reports calls/s and latency percentiles, for a function and, in the same
 // run, for PING (answered on the event loop, no hand-off), plus their ratio.
 // With --timeout MS and a function that runs longer, it measures deadline
-// accuracy instead: how late after MS each `timeout` reply arrives.
+// accuracy instead: how late after MS each `timeout` reply arrives. With
+// --stream N it measures partial results instead: one call of demo.count
+// emitting N partials as fast as it can, partials/s, in --runs runs.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -26,6 +28,8 @@ struct Options {
   std::string function = "demo.noop";
   std::string payload = "[]";
   std::uint32_t timeout_ms = 0;
+  long stream = 0;  // partials per streamed call (0: not this mode)
+  int runs = 3;
 };
 
 struct Result {
@@ -119,6 +123,38 @@ int deadline_accuracy(const Options& o) {
   return r.timeouts == long(late.size()) ? 0 : 1;
 }
 
+// One streamed call of demo.count [n, 0] on a fresh connection: partials/s
+// from sending the CALL to its result; 0 if it failed.
+double stream_rate(const Options& o) {
+  std::string err;
+  auto c = ferry::Client::connect(o.socket, &err);
+  if (!c) return std::fprintf(stderr, "ferry-bench: %s\n", err.c_str()), 0;
+  long parts = 0;
+  const auto start = Clock::now();
+  const auto r = c->stream("demo.count", "[" + std::to_string(o.stream) + ",0]", [&](std::string_view) { ++parts; });
+  const double s = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!r || r->kind != ferry::ReplyKind::result || parts != o.stream) {
+    std::fprintf(stderr, "ferry-bench: stream failed: %s\n", r ? r->data.c_str() : c->last_error().c_str());
+    return 0;
+  }
+  return double(parts) / s;
+}
+
+// Partial-result throughput of one call, o.runs times: each run, then min/median/max.
+int stream_throughput(const Options& o) {
+  std::vector<double> rates;
+  for (int i = 0; i < o.runs; ++i) {
+    const double rate = stream_rate(o);
+    if (rate == 0) return 1;
+    std::printf("run %d: %ld partials in one call of demo.count: %.0f partials/s\n", i + 1, o.stream, rate);
+    rates.push_back(rate);
+  }
+  std::sort(rates.begin(), rates.end());
+  std::printf("partials/s over %d runs: min %.0f median %.0f max %.0f\n", o.runs, rates.front(),
+              rates[rates.size() / 2], rates.back());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,7 +167,11 @@ int main(int argc, char** argv) {
   app.add_option("-f,--function", o.function, "function to call")->capture_default_str();
   app.add_option("-p,--payload", o.payload, "request payload (JSON arguments)")->capture_default_str();
   app.add_option("-t,--timeout", o.timeout_ms, "deadline of each call in ms: measures how late `timeout` replies come");
+  app.add_option("--stream", o.stream, "partials per call: measures one streamed call of demo.count [N,0] instead")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--runs", o.runs, "runs of --stream")->capture_default_str()->check(CLI::Range(1, 1000));
   CLI11_PARSE(app, argc, argv);
+  if (o.stream != 0) return stream_throughput(o);
   if (o.timeout_ms != 0) return deadline_accuracy(o);
 
   Options warm = o;

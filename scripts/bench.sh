@@ -2,8 +2,9 @@
 # Builds Ferry (Release) and measures demo.noop through the thread executor and
 # through the process executor (sandboxed workers), each against PING in the
 # same ferry-bench run, at 4 connections x 16 in flight and at 1 x 1; then how
-# late `timeout` replies come after a 100 ms deadline. Prints the workers'
-# start times too. Extra arguments go to every ferry-bench run.
+# late `timeout` replies come after a 100 ms deadline, and how many partial
+# results one streamed call delivers per second. Prints the workers' start
+# times too. Extra arguments go to every demo.noop run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
@@ -31,6 +32,8 @@ for mode in thread process; do
   "$root/build/ferry-bench" --socket "$work/ferry.sock" -c 1 -d 1 -n 20000 -f demo.noop "$@"
   echo "=== deadline accuracy in $mode mode: demo.sleep_ms(10 s) with a 100 ms deadline"
   "$root/build/ferry-bench" --socket "$work/ferry.sock" -c 4 -d 16 -n 1280 -f demo.sleep_ms -p '[10000]' -t 100
+  echo "=== partial results in $mode mode: one call of demo.count emitting 200,000 as fast as it can"
+  "$root/build/ferry-bench" --socket "$work/ferry.sock" --stream 200000 --runs 3
   kill "$pid"; wait "$pid" || true; pid=
 done
 echo "=== process-mode worker start (spawn to ready)"

@@ -173,7 +173,8 @@ std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call&
   const std::uint32_t limit = lane.cfg.timeout_ms;
   const std::uint32_t timeout = call.timeout_ms == 0 ? limit : std::min(call.timeout_ms, limit);
   const std::int64_t deadline = clock_.now_ms() + timeout;
-  Job job{ref, std::move(fn), std::string(proto::as_chars(call.payload)), deadline, priority_rank(call.priority)};
+  Job job{ref, std::move(fn), std::string(proto::as_chars(call.payload)), deadline, priority_rank(call.priority),
+          (call.flags & proto::kCallPartials) != 0};
   if (!lane.executor->submit(std::move(job))) {
     return Immediate{FERRY_E_BUSY, "plugin '" + lane.plugin->name + "' is busy: " +
                                        std::to_string(lane.cfg.workers) + " workers and " +

@@ -63,6 +63,8 @@ class Server {
   void fail_connection(Conn& c, ferry_code code, const std::string& why);
   void close_connection(Conn& c);
   void maybe_release(Conn& c);
+  void deliver_partial(Completion& d);
+  void give_back_credit(Conn& c);
   Conn* lookup(std::uint32_t slot, std::uint32_t gen);
 
   // server_frames.cpp: frames in, replies out, deadlines

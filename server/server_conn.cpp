@@ -23,9 +23,6 @@ using loop::Tag;
 
 namespace {
 constexpr std::size_t kRecvChunk = 64 * 1024;
-// A client that sends faster than it reads is not read from while this much
-// of its replies is waiting to be sent.
-constexpr std::size_t kMaxPendingOutput = 8u << 20;
 }  // namespace
 
 void Server::on_accept(int res, bool more) {
@@ -73,7 +70,7 @@ Conn& Server::open_conn(int fd) {
 // only as bytes arrive, so a header announcing a large frame costs nothing
 // until its body is really sent. Paused while the client does not read.
 void Server::arm_recv(Conn& c) {
-  if (c.out.size() + c.sending.size() > kMaxPendingOutput) {
+  if (c.output_full()) {
     c.recv_paused = true;
     return;
   }
@@ -125,12 +122,43 @@ void Server::on_send(Conn& c, int res) {
   if (c.sent < c.sending.size()) {  // short send: continue where the kernel stopped
     ring_.send(c.fd, c.sending.data() + c.sent, c.sending.size() - c.sent, c.tag(Op::send));
     c.send_armed = true;
+    if (!c.held.empty() && !c.output_full()) give_back_credit(c);
     return;
   }
   c.sending.clear();
+  c.sent = 0;
   if (!c.out.empty()) queue_send(c);
   else if (c.closing) return close_connection(c);
+  if (!c.held.empty() && !c.output_full()) give_back_credit(c);
   if (c.recv_paused && !c.recv_armed && !c.closing) arm_recv(c);
+}
+
+// A partial result of a call still waiting for its reply joins the output
+// (before that reply, which comes through the same output later); one of a
+// call already answered (deadline, CANCEL, client gone) is dropped. Its
+// credit goes back at once while the output is under its bound, else when
+// it drains (on_send): so neither a call nor a connection that does not
+// read can make ferryd buffer more than a window of partials per call.
+void Server::deliver_partial(Completion& d) {
+  const std::size_t size = d.data.size();
+  const CallTable::Entry* e = calls_.find(d.ref.token);
+  Conn* c = e != nullptr && !e->answered ? lookup(d.ref.slot, d.ref.gen) : nullptr;
+  if (c == nullptr) return d.partial->give_back(1, size);
+  proto::encode_partial(c->out, d.ref.call_id, d.data);
+  queue_send(*c);
+  if (!c->output_full()) return d.partial->give_back(1, size);
+  if (!c->held.empty() && c->held.back().to == d.partial) {
+    c->held.back().count += 1;
+    c->held.back().bytes += size;
+    return;
+  }
+  c->held.push_back(HeldCredit{std::move(d.partial), 1, size});
+}
+
+void Server::give_back_credit(Conn& c) {
+  auto held = std::move(c.held);
+  c.held.clear();
+  for (HeldCredit& h : held) h.to->give_back(h.count, h.bytes);
 }
 
 // Sends a connection-level ERROR, then closes once it is flushed.
@@ -152,6 +180,7 @@ void Server::close_connection(Conn& c) {
   for (const auto& [id, token] : calls) {
     if (CallTable::Entry* e = calls_.find(token)) abandon(token, *e, FERRY_E_CANCELLED, {});
   }
+  give_back_credit(c);  // their calls are cancelled: nobody waits for this output any more
   shutdown(c.fd, SHUT_RDWR);  // completes any pending recv/send
   maybe_release(c);
 }

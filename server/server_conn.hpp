@@ -6,13 +6,28 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "loop/completion.hpp"
 #include "loop/user_data.hpp"
 
 namespace ferry {
+
+// A client that sends faster than it reads is not read from while this much
+// of its output is waiting to be sent, and partial results of its calls get
+// their credit back only once the output is under it again.
+inline constexpr std::size_t kMaxPendingOutput = 8u << 20;
+
+// Credit of partial results taken into a connection's output while it was
+// over kMaxPendingOutput: given back when the output drains under it.
+struct HeldCredit {
+  std::shared_ptr<PartialCredit> to;
+  std::size_t count = 0;
+  std::size_t bytes = 0;
+};
 
 // One client connection. Buffers stay put while the kernel owns them.
 struct Conn {
@@ -28,13 +43,16 @@ struct Conn {
   bool recv_paused = false;  // backpressure: too much output pending
   bool send_armed = false;
   bool hello = false;
+  std::uint16_t minor = 0;  // the protocol minor of the client's HELLO
   bool closing = false;  // read no more; close once replies are flushed
   bool dead = false;     // shut down; released when no operation is pending
   bool dirty = false;    // listed in Server::dirty_
   std::unordered_map<std::uint64_t, std::uint64_t> calls;  // unanswered: client id -> CallTable token
+  std::vector<HeldCredit> held;  // partials' credit, while the output is over its bound
 
   std::uint64_t tag(loop::Op op) const { return loop::pack(loop::Tag{op, gen, slot}); }
   bool idle_output() const { return out.empty() && sending.empty(); }
+  bool output_full() const { return out.size() + sending.size() - sent > kMaxPendingOutput; }
 };
 
 }  // namespace ferry

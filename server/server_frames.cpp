@@ -77,6 +77,7 @@ bool Server::handle_hello(Conn& c, const FrameView& f) {
   proto::encode_hello(c.out, proto::Hello{proto::kVersionMajor, proto::kVersionMinor,
                                           cfg_.max_frame_bytes});
   c.hello = true;
+  c.minor = h.minor;
   queue_send(c);
   return true;
 }
@@ -86,6 +87,13 @@ bool Server::handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t
   std::string why;
   if (!proto::decode_call(body, &call, &why)) return fail_connection(c, FERRY_E_BAD_REQUEST, why), false;
   if (id == 0) return fail_connection(c, FERRY_E_BAD_REQUEST, "call id 0 is reserved"), false;
+  if ((call.flags & proto::kCallPartials) != 0 && c.minor < 2) {
+    // A client that said 1.0 or 1.1 would not understand a PARTIAL frame.
+    fail_connection(c, FERRY_E_BAD_REQUEST,
+                    "CALL asks for partial results, which need protocol 1.2; this connection's HELLO said 1." +
+                        std::to_string(c.minor));
+    return false;
+  }
   if (c.calls.count(id) != 0) {
     fail_connection(c, FERRY_E_BAD_REQUEST, "call id " + std::to_string(id) + " is already in flight");
     return false;
@@ -153,8 +161,13 @@ void Server::on_deadline() {
 }
 
 // Results from the executors: answered unless a deadline or CANCEL came first.
+// A call's partial results come before its final completion, in order.
 void Server::deliver(std::vector<Completion>& done) {
   for (Completion& d : done) {
+    if (d.partial) {  // the call goes on: its one reply comes later
+      deliver_partial(d);
+      continue;
+    }
     CallTable::Entry* e = calls_.find(d.ref.token);
     if (e == nullptr) continue;
     void* lane = e->lane;

@@ -6,6 +6,7 @@
 //   demo.crash     []           -> kills the process (SIGSEGV), on purpose
 //   demo.noop      (raw bytes)  -> null               the benchmark's no-op
 //   demo.echo_raw  (raw bytes)  -> the same bytes     any bytes, JSON or not
+//   demo.count     [n, ms]      -> n                  streams 1..n as partial results, one every ms
 //
 // See plugins/primes/primes.cpp for how to start a plugin of your own.
 #include <algorithm>
@@ -49,6 +50,20 @@ void crash() {
   *reinterpret_cast<volatile int*>(address) = 42;
 }
 
+// Streams 1, 2, ..., n as partial results (ctx.emit), one every `ms`
+// milliseconds, and returns n. Clients that ask see each number as it comes
+// (`ferry call --stream demo.count 5 200`); others get only the result. The
+// waits use ctx.sleep_for, so a cancelled call stops at once; emit() throws
+// once the call is over, which ends this function too.
+std::int64_t count(ferry::Context& ctx, std::int64_t n, std::int64_t ms) {
+  if (n < 0 || ms < 0) throw ferry::Error(FERRY_E_BAD_REQUEST, "count needs n >= 0 and ms >= 0");
+  for (std::int64_t i = 1; i <= n; ++i) {
+    ctx.emit(i);
+    if (i < n && ms > 0 && !ctx.sleep_for(std::chrono::milliseconds(ms))) break;
+  }
+  return n;
+}
+
 }  // namespace
 
 FERRY_PLUGIN("demo", "1.0.0") {
@@ -56,6 +71,7 @@ FERRY_PLUGIN("demo", "1.0.0") {
   plugin.def("sleep_ms", sleep_ms);
   plugin.def("fail", fail);
   plugin.def("crash", crash);
+  plugin.def("count", count);
   // raw: the payload is not parsed and the reply is these exact bytes.
   plugin.raw("noop", [](std::string_view) { return std::string("null"); });
   plugin.raw("echo_raw", [](std::string_view bytes) { return std::string(bytes); });

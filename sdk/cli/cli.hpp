@@ -23,6 +23,7 @@ struct Options {
   std::vector<std::string> args;  // call: the ARGs, exactly as given
   std::size_t verbatim = 0;        // call: how many of the last ARGs came after `--`
   bool raw = false;
+  bool stream = false;  // call: print partial results as JSON lines
   std::uint32_t timeout_ms = 0;
   std::string priority = "normal";
   bool json = false;

@@ -4,6 +4,7 @@
 //   ferry [--socket PATH] call FN - [...]          (the JSON array from stdin)
 //   ferry [--socket PATH] call FN [...] -- ARG ... (ARGs taken as is, even - or --x)
 //   ferry [--socket PATH] call --raw FN [...]      (stdin's bytes, reply as is)
+//   ferry [--socket PATH] call --stream FN [...]   (partial results, one JSON line each)
 //   ferry [--socket PATH] list [--json]
 //   ferry [--socket PATH] status [--json]
 //   ferry [--socket PATH] ping [--count N]
@@ -126,8 +127,12 @@ void add_call_command(CLI::App& app, Options& o) {
       "  one - (-5); one that starts with -- is taken for a mistyped option.\n"
       "  Everything after -- is an ARG, even - (then not stdin) and --x.\n"
       "With --raw, no ARG: stdin's bytes are the payload, and the reply is written\n"
-      "  to stdout as it came, for raw functions and binary data.\n\n" + exit_status_help());
+      "  to stdout as it came, for raw functions and binary data.\n"
+      "With --stream (protocol 1.2), each partial result is printed as it arrives,\n"
+      "  one JSON line each, and the result on the last line; a partial or result\n"
+      "  that is not JSON is printed as a JSON string of its bytes.\n\n" + exit_status_help());
   call->add_flag("--raw", o.raw, "Send stdin's bytes as the payload; write the raw reply to stdout");
+  call->add_flag("--stream", o.stream, "Print partial results as they arrive, one JSON line each, then the result");
   call->add_option("--timeout", o.timeout_ms, "Deadline in milliseconds (0: the plugin's default)");
   call->add_option("--priority", o.priority, "Queue priority")
       ->check(CLI::IsMember({"normal", "high", "low"}))
@@ -249,6 +254,35 @@ Priority priority_of(const std::string& name) {
   return name == "high" ? Priority::high : name == "low" ? Priority::low : Priority::normal;
 }
 
+// One line of `ferry call --stream`: JSON text as it came (compacted if it
+// spans lines), anything else as a JSON string of its bytes (invalid UTF-8
+// replaced), so every line is one JSON value.
+std::string json_line(std::string_view data) {
+  const json value = json::parse(data, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return json(std::string(data)).dump(-1, ' ', false, json::error_handler_t::replace);
+  if (data.find_first_of("\r\n") == std::string_view::npos) return std::string(data);
+  return value.dump();
+}
+
+// `ferry call --stream`: the partials, then the result, each on its line.
+int run_stream(ferry::Client& client, const Options& o, const std::string& payload) {
+  if (client.server_minor() < 2) {
+    return server_error(FERRY_E_UNSUPPORTED_VERSION, "the server speaks protocol 1." +
+                                                         std::to_string(client.server_minor()) +
+                                                         ", which has no partial results: call without --stream");
+  }
+  if (client.send_stream(o.fn, payload, o.timeout_ms, priority_of(o.priority)) == 0)
+    return client.connected() ? fail(kExitUsage, client.last_error()) : no_reply(client);
+  while (true) {
+    std::optional<ferry::Reply> reply = client.read_reply();
+    if (!reply || reply->kind != ferry::ReplyKind::partial) {
+      if (reply && reply->kind == ferry::ReplyKind::result) reply->data = json_line(reply->data);
+      return report(client, reply);
+    }
+    std::cout << json_line(reply->data) << '\n' << std::flush;
+  }
+}
+
 int run_call(const Options& o) {
   std::string payload;
   if (int status = build_payload(o, &payload)) return status;
@@ -256,6 +290,7 @@ int run_call(const Options& o) {
   auto client = connect_or_report(o.socket, &status);
   if (!client) return status;
   if (o.timeout_ms) client->set_timeout(o.timeout_ms + kReplyGraceMs);
+  if (o.stream) return run_stream(*client, o, payload);
   if (client->send_call(o.fn, payload, o.timeout_ms, priority_of(o.priority)) == 0)
     return client->connected() ? fail(kExitUsage, client->last_error()) : no_reply(*client);
   return report(*client, client->read_reply(), o.raw);

@@ -157,13 +157,39 @@ std::optional<Reply> Client::ping(std::string_view body) {
 
 std::uint64_t Client::send_call(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms,
                                 Priority prio) {
+  return send_call_frame(fn, payload, timeout_ms, prio, 0);
+}
+
+std::uint64_t Client::send_stream(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms,
+                                  Priority prio) {
+  if (connected() && server_minor_ < 2) {  // a 1.1 server would close the connection
+    last_error_ = "the server speaks protocol 1." + std::to_string(server_minor_) + ", which has no partial results";
+    return 0;
+  }
+  return send_call_frame(fn, payload, timeout_ms, prio, proto::kCallPartials);
+}
+
+std::uint64_t Client::send_call_frame(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms,
+                                      Priority prio, std::uint8_t flags) {
   if (fn.empty() || fn.size() > proto::kMaxNameLength) {
     last_error_ = "function name must be 1..255 bytes";
     return 0;
   }
   if (!may_send(proto::call_body_size(fn, payload.size()))) return 0;
-  proto::encode_call(out_, next_id_, fn, payload, timeout_ms, static_cast<proto::Priority>(prio));
+  proto::encode_call(out_, next_id_, fn, payload, timeout_ms, static_cast<proto::Priority>(prio), flags);
   return next_id_++;
+}
+
+std::optional<Reply> Client::stream(std::string_view fn, std::string_view payload,
+                                    const std::function<void(std::string_view)>& on_partial,
+                                    std::uint32_t timeout_ms) {
+  const std::uint64_t id = send_stream(fn, payload, timeout_ms);
+  if (id == 0) return std::nullopt;
+  while (true) {
+    std::optional<Reply> r = await(id);
+    if (!r || r->kind != ReplyKind::partial || r->call_id != id) return r;
+    on_partial(r->data);
+  }
 }
 
 std::uint64_t Client::send_ping(std::string_view body) {
@@ -323,6 +349,7 @@ std::optional<Reply> Client::to_reply(const proto::Frame& f) {
   switch (f.header.type) {
     case proto::Type::result: r.kind = ReplyKind::result; break;
     case proto::Type::pong: r.kind = ReplyKind::pong; break;
+    case proto::Type::partial: r.kind = ReplyKind::partial; break;
     case proto::Type::error: return to_error_reply(f, std::move(r));
     default:
       protocol_error(std::string("unexpected ") + proto::type_name(f.header.type) + " frame");

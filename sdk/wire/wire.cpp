@@ -32,7 +32,7 @@ Parse reject(std::string* why, const char* message, Parse verdict) {
   return verdict;
 }
 
-bool known_type(std::uint8_t t) { return t >= 1 && t <= 7; }
+bool known_type(std::uint8_t t) { return t >= 1 && t <= 8; }
 
 // Header checks that need no body: reports malformed before too_large.
 Parse check_header(const std::uint8_t* p, std::uint32_t max_body, std::string* why) {
@@ -87,7 +87,7 @@ bool decode_call(std::span<const std::uint8_t> body, Call* out, std::string* why
   if (body.size() < kCallFixedSize) return fail(why, "CALL body shorter than 8 bytes");
   const std::uint8_t* p = body.data();
   if (p[4] > static_cast<std::uint8_t>(Priority::low)) return fail(why, "unknown priority");
-  if (p[5] != 0) return fail(why, "nonzero reserved byte in CALL");
+  if ((p[5] & ~kCallPartials) != 0) return fail(why, "unknown flag in CALL");
   const std::uint16_t name_len = load16(p + 6);
   if (name_len == 0 || name_len > kMaxNameLength) return fail(why, "function name length not in 1..255");
   if (name_len > body.size() - kCallFixedSize) return fail(why, "function name runs past the body");
@@ -95,6 +95,7 @@ bool decode_call(std::span<const std::uint8_t> body, Call* out, std::string* why
   if (!clean_name(name)) return fail(why, "control byte in function name");
   out->timeout_ms = load32(p);
   out->priority = static_cast<Priority>(p[4]);
+  out->flags = p[5];
   out->name = name;
   out->payload = body.subspan(kCallFixedSize + name_len);
   return true;
@@ -125,7 +126,7 @@ void encode_hello(std::string& out, const Hello& h) {
 }
 
 void encode_call(std::string& out, std::uint64_t id, std::string_view name,
-                 std::string_view payload, std::uint32_t timeout_ms, Priority prio) {
+                 std::string_view payload, std::uint32_t timeout_ms, Priority prio, std::uint8_t flags) {
   assert(!name.empty() && name.size() <= kMaxNameLength);
   const std::size_t body_size = call_body_size(name, payload.size());
   out.reserve(out.size() + kHeaderSize + body_size);
@@ -133,6 +134,7 @@ void encode_call(std::string& out, std::uint64_t id, std::string_view name,
   char fixed[kCallFixedSize] = {};
   store(fixed, timeout_ms, 4);
   fixed[4] = static_cast<char>(prio);
+  fixed[5] = static_cast<char>(flags);
   store(fixed + 6, name.size(), 2);
   out.append(fixed, kCallFixedSize);
   out.append(name);
@@ -141,6 +143,10 @@ void encode_call(std::string& out, std::uint64_t id, std::string_view name,
 
 void encode_result(std::string& out, std::uint64_t id, std::string_view payload) {
   encode_frame(out, Type::result, id, payload);
+}
+
+void encode_partial(std::string& out, std::uint64_t id, std::string_view data) {
+  encode_frame(out, Type::partial, id, data);
 }
 
 void encode_error(std::string& out, std::uint64_t id, ferry_code code, std::string_view message) {
@@ -172,6 +178,7 @@ const char* type_name(Type t) {
     case Type::ping: return "ping";
     case Type::pong: return "pong";
     case Type::cancel: return "cancel";
+    case Type::partial: return "partial";
   }
   return "unknown";
 }

@@ -20,6 +20,7 @@ struct Job {
   std::string payload;
   std::int64_t deadline_ms = 0;  // CLOCK_MONOTONIC ms; 0 = none
   int priority = 1;              // 0 high, 1 normal, 2 low: queued calls run highest first
+  bool stream = false;           // the client asked for partial results (else they are dropped)
 };
 
 // Runs job.fn on this thread through `invoker` and returns its completion.

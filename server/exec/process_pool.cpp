@@ -18,7 +18,6 @@
 namespace ferry {
 namespace {
 
-constexpr std::size_t kMaxReply = std::size_t(256) << 20;  // a hostile worker's memfd cannot make ferryd read more
 constexpr std::size_t kMaxLoggedFailure = 512;
 
 std::uint64_t rss_kb(int pid) {
@@ -138,8 +137,11 @@ void ProcessPool::start_call(std::uint16_t i, Job&& job) {
   Worker& w = workers_[i];
   const auto& names = opt_.functions;
   const auto it = std::lower_bound(names.begin(), names.end(), job.fn->name);
-  channel::Header h{channel::Type::call, 0, ++w.calls, job.deadline_ms,
+  channel::Header h{channel::Type::call, job.stream ? channel::kFlagPartials : 0, ++w.calls, job.deadline_ms,
                     std::uint32_t(it - names.begin())};
+  w.credit = job.stream ? make_credit(i) : nullptr;
+  w.partials = w.partial_bytes = 0;
+  w.partial_chunks.clear();
   const Status sent = channel::send(w.proc.channel, h, job.payload);
   w.call.emplace(std::move(job));
   w.state = State::busy;
@@ -171,35 +173,6 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
   }
 }
 
-// Reads at most kMessagesPerWake messages; `continued`: woken by the
-// kChannelMore poll that carries on a wake-up which had more to read.
-void ProcessPool::on_channel(std::uint16_t i, const io_uring_cqe& cqe, bool continued) {
-  Worker& w = workers_[i];
-  if (cqe.res < 0) return;  // the poll of a worker that is gone (cancelled): not this one's
-  if (w.proc.channel < 0 || w.state == State::empty || w.state == State::backoff) return;
-  channel::Header h;
-  std::string body;
-  Result<channel::Received> got = channel::Received::none;
-  int budget = kMessagesPerWake;
-  while (!w.killed && budget-- > 0 && (got = channel::recv(w.proc.channel, &h, &body, kMaxReply)).ok() &&
-         *got == channel::Received::message) {
-    on_message(i, h, body);
-  }
-  if (w.killed) return;
-  if (!got.ok() && got.status().code() == FERRY_E_BAD_REQUEST) {
-    spdlog::error("plugin {}: worker {} sent a malformed message ({})", opt_.plugin, w.proc.pid,
-                  got.status().message());
-    kill_worker(w);
-  }
-  if (!got.ok() || *got == channel::Received::eof) return;
-  auto& ring = reactor_.ring();
-  if (!continued && (cqe.flags & IORING_CQE_F_MORE) == 0) {
-    ring.poll_multishot(w.proc.channel, loop::Reactor::tag(id_, kChannel, i));  // fires at once if more wait
-  } else if (*got == channel::Received::message) {
-    ring.poll_once(w.proc.channel, loop::Reactor::tag(id_, kChannelMore, i));  // the budget ran out
-  }
-}
-
 void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::string& body) {
   Worker& w = workers_[i];
   switch (h.type) {
@@ -208,6 +181,7 @@ void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::str
       return on_ready(w, body), dispatch();
     case channel::Type::reply: return on_reply(i, h, body);
     case channel::Type::log: return on_log(i, h, body);
+    case channel::Type::partial: return on_partial(i, h, body);
     // A dying worker's last words: anything after them gets it killed.
     case channel::Type::violation: w.violation = int(h.code); return kill_worker(w);
     case channel::Type::fatal: w.fatal_signal = int(h.code); return kill_worker(w);
@@ -248,6 +222,7 @@ void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::strin
     finish(*w.call, ferry_code(h.code), std::move(body));
   }
   w.call.reset();
+  w.credit.reset();
   w.state = State::idle;
   after_call(i);
 }
@@ -289,6 +264,7 @@ void ProcessPool::on_exit(std::uint16_t i) {
   if (w.call) {
     finish(*w.call, death_code(w, exit->how, exit->status), death_message(w, exit->how, exit->status));
     w.call.reset();
+    w.credit.reset();
   }
   const bool started = w.state != State::starting;
   if (!started) {
@@ -367,7 +343,9 @@ void ProcessPool::cancel_running(std::uint16_t i, ferry_code why) {
   if (!sent.ok()) return kill_worker(w);  // the exit handler completes the call
   w.kill_ts = loop::at_ms(clock_.now_ms() + kCancelGraceMs);
   reactor_.ring().timeout_at(&w.kill_ts, loop::Reactor::tag(id_, kKill, i));
+  drop_partials(i);
 }
+
 
 void ProcessPool::on_kill_timer(std::uint16_t i) {
   Worker& w = workers_[i];

@@ -76,7 +76,11 @@ class ProcessPool final : public Executor, public loop::IoClient {
   // loop; the rest is read at the loop's next turn (the *More polls).
   static constexpr int kMessagesPerWake = 64;
   static constexpr std::size_t kOutputPerWake = 64 * 1024;
+  // The most ferryd reads of one reply, or of one partial's chunks together:
+  // a hostile worker cannot make it hold more.
+  static constexpr std::size_t kMaxReply = std::size_t(256) << 20;
 
+  class Credit;  // gives a streamed call's partial credit back to its worker
   enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill, kEndGrace,
                             kChannelMore, kStdout, kStderr, kStdoutMore, kStderrMore, kLogSummary };
   enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
@@ -101,14 +105,30 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::int64_t spawned_ms = 0;
     std::uint32_t spawn_gen = 0;  // tells a spawn's result from an older one's
     __kernel_timespec respawn_ts{};
+    // Partial results of its call (if its client asked): forwarded to the
+    // loop, not yet taken. While a window's worth waits, its channel is not
+    // read, so the worker blocks in its send.
+    std::shared_ptr<Credit> credit;
+    std::size_t partials = 0, partial_bytes = 0;
+    std::string partial_chunks;  // a partial arriving in chunks, so far
+    bool poll_ended = false;  // the channel's multishot poll ended: re-arm once drained
   };
 
   void spawn(std::uint16_t i);
   void on_spawned(std::uint16_t i, std::uint32_t generation, Result<SpawnedWorker> proc);
-  void on_channel(std::uint16_t i, const io_uring_cqe& cqe, bool continued = false);
   void on_message(std::uint16_t i, const channel::Header& h, std::string& body);
   void on_ready(Worker& w, const std::string& body);
   void on_reply(std::uint16_t i, const channel::Header& h, std::string& body);
+  // process_pool_stream.cpp: the channel and partial results
+  // `continued`: woken by the kChannelMore poll that carries on a wake-up
+  // which had more to read than kMessagesPerWake.
+  void on_channel(std::uint16_t i, const io_uring_cqe& cqe, bool continued = false);
+  void read_channel(std::uint16_t i);
+  void on_partial(std::uint16_t i, const channel::Header& h, std::string& body);
+  void on_credit(std::uint16_t i, const Credit* credit, std::size_t count, std::size_t bytes);
+  void drop_partials(std::uint16_t i);
+  std::shared_ptr<Credit> make_credit(std::uint16_t i);
+  static bool stalled(const Worker& w);
   void on_exit(std::uint16_t i);
   void after_call(std::uint16_t i);
   void retire(std::uint16_t i, const std::string& why);
@@ -148,6 +168,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
   std::uint64_t restarts_ = 0;
   bool stopping_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // spawn results check it: the pool may be gone
+  // Credits check it: set to null by stop(), on the loop thread, as are their give_backs.
+  std::shared_ptr<ProcessPool*> self_ = std::make_shared<ProcessPool*>(this);
   bool retiring_ = false;  // replaced: a worker that exits is replaced only while calls are queued
   std::function<void()> ended_;  // end(): runs once every worker is gone
   bool ending_all_ = false;      // end() was called: nothing is replaced any more

@@ -70,6 +70,7 @@ void ProcessPool::check_ended() {
 int ProcessPool::stop() {
   if (stopping_) return 0;
   stopping_ = true;
+  *self_ = nullptr;  // credits of its calls go nowhere now
   // Every worker is asked to end (one running a call is killed: the drain
   // gave up on it), then all are awaited at once. The channel polls are
   // cancelled, so the ring lets go of the sockets.

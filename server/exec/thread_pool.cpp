@@ -63,6 +63,7 @@ void ThreadPool::cancel(const CallRef& ref, ferry_code why) {
     for (auto& t : threads_) {
       if (queued || !t->busy || t->cancelled_ms != 0 || !(t->ref == ref)) continue;
       t->control.cancel();
+      if (t->window) t->window->wake();  // an emit() waiting for a slow client returns
       t->cancelled_ms = clock_.now_ms();
       ++cancelled_;
       break;
@@ -169,6 +170,7 @@ bool ThreadPool::next(Thread* self, Job* job) {
   self->busy = true;
   self->ref = job->ref;
   self->control.reset(job->deadline_ms);
+  self->window = job->stream ? std::make_shared<PartialWindow>(job->ref, job->deadline_ms, sink_, clock_) : nullptr;
   const bool wake = !queue_.empty() && wake_one();
   lock.unlock();
   if (wake) cv_.notify_one();
@@ -179,7 +181,7 @@ void ThreadPool::work(Thread* self) {
   Job job;
   bool leave = false;
   while (!leave && next(self, &job)) {
-    Completion c = run_job(job, invoker_, CallEnv{0, &self->control, nullptr});
+    Completion c = run_job(job, invoker_, CallEnv{0, &self->control, self->window.get()});
     job = Job{};  // drop the library reference before reporting
     {
       // Free the slot first, so a caller reacting to this completion is admitted.
@@ -187,6 +189,7 @@ void ThreadPool::work(Thread* self) {
       --running_;
       ++completed_;
       self->busy = false;
+      self->window.reset();  // the loop keeps it while it holds credit of its partials
       if (self->cancelled_ms != 0 && !self->stuck) --cancelled_;
       self->cancelled_ms = 0;
       if (self->stuck) {

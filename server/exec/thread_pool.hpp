@@ -22,6 +22,7 @@
 #include "common/clock.hpp"
 #include "exec/executor.hpp"
 #include "exec/job_queue.hpp"
+#include "exec/partial_window.hpp"
 #include "plugins/invoke.hpp"
 
 namespace ferry {
@@ -44,6 +45,7 @@ class ThreadPool final : public Executor {
   struct Thread {
     std::thread thread;
     CallControl control;  // what the running call's ctx.cancelled() and cancel_fd() read
+    std::shared_ptr<PartialWindow> window;  // its partial results, if its client asked
     CallRef ref;                         // the running call
     std::int64_t cancelled_ms = 0;       // when its call was cancelled (0: not)
     bool busy = false;

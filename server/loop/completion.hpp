@@ -1,8 +1,11 @@
 // A finished call on its way back to the loop: which call it was and its
-// outcome. Plain values, moved between threads.
+// outcome; or one partial result of a call still running. Plain values,
+// moved between threads.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "ferry/errors.h"
@@ -21,10 +24,29 @@ struct CallRef {
   friend bool operator==(const CallRef&, const CallRef&) = default;
 };
 
+// Back-pressure of one call's partial results: the executor lets a bounded
+// window of them be on their way, and the loop gives credit back once it
+// took them (into a connection's output under its bound, or dropped them).
+// give_back() is called on the loop thread; implementations say what else.
+class PartialCredit {
+ public:
+  virtual ~PartialCredit() = default;
+  // `count` partials of `bytes` bytes in all left the call's window.
+  virtual void give_back(std::size_t count, std::size_t bytes) = 0;
+};
+
 struct Completion {
+  Completion() = default;
+  Completion(CallRef r, ferry_code c, std::string d, std::shared_ptr<PartialCredit> p = nullptr)
+      : ref(r), code(c), data(std::move(d)), partial(std::move(p)) {}
+
   CallRef ref;
   ferry_code code = FERRY_OK;
-  std::string data;  // result payload, or the error message
+  std::string data;  // result payload, or the error message; a partial's bytes
+  // Set on a partial result (the call goes on; code is FERRY_OK): whom the
+  // loop gives its credit back to. Null on the call's one final completion,
+  // which comes after all its partials.
+  std::shared_ptr<PartialCredit> partial;
 };
 
 // Receives finished calls. Thread-safe: executors call it from any thread.

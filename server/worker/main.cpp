@@ -5,11 +5,13 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -92,6 +94,43 @@ ferry::Status load(ferry::Registry& reg, const ferry::WorkerSpec& spec, ferry::O
   return ferry::Status::Ok();
 }
 
+// A streamed call's partial results, sent to ferryd as `partial` messages,
+// in inline chunks (never a memfd: the socket buffer then bounds what waits
+// in the kernel, and no descriptors pile up in flight). A send blocks while
+// ferryd does not read them (it stops while the client is slow: that is the
+// back-pressure), but never past the call's cancellation or deadline: each
+// wait also watches the call's cancel fd.
+class ChannelPartials final : public ferry::PartialSink {
+ public:
+  ChannelPartials(std::uint64_t id, std::int64_t deadline_ms) : id_(id), deadline_ms_(deadline_ms) {}
+  ferry_code emit(std::string_view data, ferry::CallControl* control) override {
+    do {
+      const std::string_view chunk = data.substr(0, ferry::channel::kInlineMax);
+      data.remove_prefix(chunk.size());
+      if (const ferry_code code = wait_writable(control); code != FERRY_OK) return code;
+      const std::uint32_t flags = data.empty() ? 0 : ferry::channel::kFlagMore;
+      // A failed send means ferryd is gone: the call may as well stop.
+      if (!ferry::channel::send(kChannel, Header{Type::partial, flags, id_}, chunk).ok()) return FERRY_E_CANCELLED;
+    } while (!data.empty());
+    return FERRY_OK;
+  }
+
+ private:
+  ferry_code wait_writable(ferry::CallControl* control) {
+    const int cancel_fd = control != nullptr ? control->fd() : -1;
+    pollfd fds[2] = {{kChannel, POLLOUT, 0}, {cancel_fd, POLLIN, 0}};
+    while (::poll(fds, cancel_fd >= 0 ? 2 : 1, -1) < 0) {
+      if (errno != EINTR) return FERRY_OK;  // the send blocks instead
+    }
+    if ((fds[1].revents & POLLIN) == 0) return FERRY_OK;
+    return deadline_ms_ != 0 && clock_.now_ms() >= deadline_ms_ ? FERRY_E_TIMEOUT : FERRY_E_CANCELLED;
+  }
+
+  const std::uint64_t id_;
+  const std::int64_t deadline_ms_;
+  ferry::SystemClock clock_;
+};
+
 // Serves calls until the host closes the channel: the control thread reads
 // it, this (main) thread runs the calls one at a time.
 int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
@@ -100,7 +139,9 @@ int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
   while (control.next(&call)) {
     const Header& h = call.header;
     if (h.code >= loaded.functions.size()) return 4;  // ferryd and this worker disagree: give up
-    const ferry::CallEnv env{h.id, control.control(), nullptr};
+    ChannelPartials partials(h.id, h.deadline_ms);
+    const bool stream = (h.flags & ferry::channel::kFlagPartials) != 0;
+    const ferry::CallEnv env{h.id, control.control(), stream ? &partials : nullptr};
     const ferry::Result<std::string> r = invoker.invoke(*loaded.functions[h.code], call.payload, h.deadline_ms, env);
     const ferry_code code = r.ok() ? FERRY_OK : r.status().code();
     Header reply{Type::reply, 0, h.id, 0, std::uint32_t(code)};

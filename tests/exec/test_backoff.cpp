@@ -89,9 +89,9 @@ TEST_CASE("a pool whose launcher fails backs off, queues calls and still answers
   fn->name = "p.f";
   ferry::Job job{{1, 1, 7, 70}, fn, "[]", 0, 1};
   CHECK(pool.submit(std::move(job)));                               // queued: no worker to run it
-  CHECK(pool.submit(ferry::Job{{1, 1, 8, 80}, fn, "[]", 0, 1}));    // workers + queue_limit = 3
-  CHECK(pool.submit(ferry::Job{{1, 1, 9, 90}, fn, "[]", 0, 1}));
-  CHECK_FALSE(pool.submit(ferry::Job{{1, 1, 10, 100}, fn, "[]", 0, 1}));  // full: busy
+  CHECK(pool.submit(ferry::Job{{1, 1, 8, 80}, fn, "[]", 0, 1, false}));    // workers + queue_limit = 3
+  CHECK(pool.submit(ferry::Job{{1, 1, 9, 90}, fn, "[]", 0, 1, false}));
+  CHECK_FALSE(pool.submit(ferry::Job{{1, 1, 10, 100}, fn, "[]", 0, 1, false}));  // full: busy
   CHECK(pool.stats().queued == 3);
   CHECK(sink.items.empty());
 

@@ -11,6 +11,7 @@
 #include "ferry/client.hpp"
 #include "ferry/wire.hpp"
 #include "ferryd_process.hpp"
+#include "stream_support.hpp"
 
 using ferry::ReplyKind;
 using ferry::test::connect;
@@ -21,6 +22,15 @@ using ferry::test::plugin_path;
 using ferry::test::raw_exchange;
 
 namespace {
+
+// "08 00 ..." as bytes (spaces and newlines ignored).
+std::string hex(std::string_view text) {
+  std::string digits, out;
+  for (char c : text)
+    if (c != ' ' && c != '\n') digits += c;
+  for (std::size_t i = 0; i + 1 < digits.size(); i += 2) out += char(std::stoi(digits.substr(i, 2), nullptr, 16));
+  return out;
+}
 
 std::string hello(std::uint16_t major, std::uint16_t minor, std::uint32_t max_frame) {
   std::string body(8, '\0');
@@ -120,4 +130,40 @@ TEST_CASE("protocol: after a drain, connections are closed without a frame", "[i
   CHECK_FALSE(c->read_reply().has_value());  // EOF, no ERROR frame
   CHECK_THAT(c->last_error(), Catch::Contains("closed by server"));
   CHECK(d.wait() == 0);
+}
+
+TEST_CASE("protocol: the streamed call of §9, byte for byte", "[integration][protocol][stream]") {
+  FerrydProcess d({plugin_path("demo")});
+  ferry::test::RawConn raw(d);
+  raw.send(hex("08 00 00 00  01  00  00 00  00 00 00 00 00 00 00 00  01 00  02 00  00 00 00 00"
+               "17 00 00 00  02  00  00 00  03 00 00 00 00 00 00 00  00 00 00 00  00  01  0a 00"
+               "64 65 6d 6f 2e 63 6f 75 6e 74  5b 33 2c 30 5d"));
+  std::string got;
+  for (int i = 0; i < 5; ++i) {
+    const auto f = raw.read();
+    REQUIRE(f.type != -1);
+    got += header(std::uint32_t(f.body.size()), std::uint8_t(f.type), f.id) + f.body;
+  }
+  CHECK(got == hex("08 00 00 00  01  00  00 00  00 00 00 00 00 00 00 00  01 00  02 00  00 00 00 01"
+                   "01 00 00 00  08  00  00 00  03 00 00 00 00 00 00 00  31"
+                   "01 00 00 00  08  00  00 00  03 00 00 00 00 00 00 00  32"
+                   "01 00 00 00  08  00  00 00  03 00 00 00 00 00 00 00  33"
+                   "01 00 00 00  03  00  00 00  03 00 00 00 00 00 00 00  33"));
+}
+
+TEST_CASE("protocol: a CALL flag other than bit 0, or a PARTIAL from a client, is malformed",
+          "[integration][protocol][stream]") {
+  FerrydProcess d({plugin_path("demo")});
+  for (const std::string& bad : {ferry::test::call_frame(1, "demo.echo", "[1]", 2),
+                                 ferry::test::call_frame(1, "demo.echo", "[1]", 0x81),
+                                 header(1, 8, 1) + "x"}) {
+    ferry::test::RawConn raw(d);
+    raw.send(hello(1, 2, 0) + bad);
+    CHECK(raw.read().type == 1);
+    const auto f = raw.read();
+    CHECK(f.type == 4);
+    CHECK(f.id == 0);
+    CHECK(f.body.substr(0, 2) == std::string("\x02\x00", 2));  // bad_request
+    CHECK(raw.read().type == -1);                                // closed
+  }
 }

@@ -32,7 +32,7 @@ async def test_connect_works_awaited_and_as_context_manager(ferryd):
     client = await ferry.connect(ferryd.socket)
     try:
         assert await client.call("demo.echo", 1) == 1
-        assert client.server_version == (1, 1)
+        assert client.server_version == (1, 2)
         assert client.max_frame_bytes == 16 << 20
     finally:
         await client.aclose()

@@ -17,9 +17,9 @@ def hexbytes(text: str) -> bytes:
 
 # docs/protocol.md §9 and §3.6, byte for byte.
 HELLO_CLIENT = hexbytes("08 00 00 00  01  00  00 00  00 00 00 00 00 00 00 00"
-                        "01 00  01 00  00 00 00 00")
+                        "01 00  02 00  00 00 00 00")
 HELLO_SERVER = hexbytes("08 00 00 00  01  00  00 00  00 00 00 00 00 00 00 00"
-                        "01 00  01 00  00 00 00 01")
+                        "01 00  02 00  00 00 00 01")
 CALL_IS_PRIME_7 = hexbytes("1a 00 00 00  02  00  00 00  01 00 00 00 00 00 00 00"
                            "00 00 00 00  00  00  0f 00"
                            "70 72 69 6d 65 73 2e 69 73 5f 70 72 69 6d 65  5b 37 5d")
@@ -28,6 +28,10 @@ ERROR_UNKNOWN = hexbytes("12 00 00 00  04  00  00 00  01 00 00 00 00 00 00 00  0
                          "6e 6f 20 73 75 63 68 20 66 75 6e 63 74 69 6f 6e")
 CANCEL_42 = hexbytes("00 00 00 00  07  00  00 00  2a 00 00 00 00 00 00 00")
 CANCEL_1 = hexbytes("00 00 00 00  07  00  00 00  01 00 00 00 00 00 00 00")
+CALL_COUNT_STREAMED = hexbytes("17 00 00 00  02  00  00 00  03 00 00 00 00 00 00 00"
+                               "00 00 00 00  00  01  0a 00"
+                               "64 65 6d 6f 2e 63 6f 75 6e 74  5b 33 2c 30 5d")
+PARTIAL_1 = hexbytes("01 00 00 00  08  00  00 00  03 00 00 00 00 00 00 00  31")
 
 
 def test_examples_are_the_ones_in_the_protocol_doc():
@@ -36,17 +40,19 @@ def test_examples_are_the_ones_in_the_protocol_doc():
     assert "00 00 00 00  07  00  00 00  2a 00 00 00 00 00 00 00" in doc
     assert "6e 6f 20 73 75 63 68 20 66 75 6e 63 74 69 6f 6e" in doc
     assert re.search(r"70 72 69 6d 65 73 2e 69 73 5f 70 72 69 6d 65\s+\"primes.is_prime\"", doc)
+    assert "01 00 00 00  08  00  00 00  03 00 00 00 00 00 00 00" in doc  # a PARTIAL of call 3
+    assert re.search(r"\n01\s+flags: partials", doc)
 
 
 def test_hello_encodes_as_documented():
     assert _wire.encode_hello() == HELLO_CLIENT
-    assert _wire.encode_hello(1, 1, 16777216) == HELLO_SERVER
+    assert _wire.encode_hello(1, 2, 16777216) == HELLO_SERVER
 
 
 def test_server_hello_decodes_as_documented():
     ((type_, call_id, body),) = _wire.FrameReader().feed(HELLO_SERVER)
     assert (type_, call_id) == (_wire.HELLO, 0)
-    assert _wire.decode_hello(body) == (1, 1, 16777216)
+    assert _wire.decode_hello(body) == (1, 2, 16777216)
 
 
 def test_hello_ignores_bytes_a_later_minor_appends():
@@ -61,6 +67,12 @@ def test_call_carries_timeout_and_priority():
     frame = _wire.encode_call(5, b"a.b", b"", timeout_ms=200, priority=2)
     assert frame[16:24] == bytes([200, 0, 0, 0, 2, 0, 3, 0])
     assert _wire.parse_header(frame) == (11, _wire.CALL, 0, 0, 5)
+
+
+def test_a_streamed_call_and_its_partial_encode_as_documented():
+    assert _wire.encode_call(3, b"demo.count", b"[3,0]", flags=_wire.CALL_PARTIALS) == CALL_COUNT_STREAMED
+    assert _wire.FrameReader().feed(PARTIAL_1) == [(_wire.PARTIAL, 3, b"1")]
+    assert _wire.encode_partial(3, b"1") == PARTIAL_1
 
 
 def test_result_decodes_as_documented():
@@ -95,7 +107,7 @@ def test_malformed_error_bodies_are_refused(body):
 
 
 @pytest.mark.parametrize("header", [
-    bytes([0, 0, 0, 0, 8, 0, 0, 0] + [0] * 8),  # unknown type
+    bytes([0, 0, 0, 0, 9, 0, 0, 0] + [0] * 8),  # unknown type
     bytes([0, 0, 0, 0, 0, 0, 0, 0] + [0] * 8),  # type 0
     bytes([0, 0, 0, 0, 3, 1, 0, 0] + [0] * 8),  # flags
     bytes([0, 0, 0, 0, 3, 0, 0, 1] + [0] * 8),  # reserved
@@ -175,7 +187,7 @@ def test_error_round_trip(call_id, code, message):
     assert _wire.decode_error(body) == (code, message.decode("utf-8", errors="replace"))
 
 
-frames = st.lists(st.tuples(st.sampled_from(range(1, 8)), ids, payloads), max_size=12)
+frames = st.lists(st.tuples(st.sampled_from(range(1, 9)), ids, payloads), max_size=12)
 
 
 @settings(max_examples=300, deadline=None)

@@ -97,7 +97,7 @@ TEST_CASE("each plugin file of a directory loads on its own; refused ones leave 
   // A name goes to the first file in name order: fixture_dup_plugin ("good")
   // before fixture_good, ops v1 before ops v2. Every other fixture loads.
   for (const char* name : {"fixture_dup_plugin", "fixture_hostile", "fixture_latch", "fixture_ops_v1",
-                           "fixture_settings", "fixture_logs", "fixture_c", "legacy10", "legacy11"}) {
+                           "fixture_settings", "fixture_logs", "fixture_stream", "fixture_c", "legacy10", "legacy11"}) {
     CHECK(loaded.count(name) == 1);
   }
   CHECK(refused ==

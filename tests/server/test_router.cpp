@@ -69,7 +69,7 @@ std::shared_ptr<const Config> config_with(int workers, int queue_limit, std::uin
 }
 
 ferry::proto::Call call_of(std::string_view name, std::uint32_t timeout_ms = 0) {
-  return ferry::proto::Call{timeout_ms, ferry::proto::Priority::normal, name, {}};
+  return ferry::proto::Call{timeout_ms, ferry::proto::Priority::normal, name, {}, 0};
 }
 
 struct Fixture {

@@ -47,13 +47,13 @@ Parse parse_verdict(const std::vector<std::uint8_t>& buf, std::string* why = nul
   return parse_frame(buf, max, &f, &used, why);
 }
 
-std::vector<std::uint8_t> call_body(std::uint32_t timeout, std::uint8_t prio, std::uint8_t reserved,
+std::vector<std::uint8_t> call_body(std::uint32_t timeout, std::uint8_t prio, std::uint8_t flags,
                                     std::uint16_t name_len, std::string_view rest) {
   std::vector<std::uint8_t> b;
   b.reserve(kCallFixedSize + rest.size());
   for (int i = 0; i < 4; ++i) b.push_back(static_cast<std::uint8_t>(timeout >> (8 * i)));
   b.push_back(prio);
-  b.push_back(reserved);
+  b.push_back(flags);
   b.push_back(static_cast<std::uint8_t>(name_len));
   b.push_back(static_cast<std::uint8_t>(name_len >> 8));
   for (char ch : rest) b.push_back(static_cast<std::uint8_t>(ch));
@@ -79,7 +79,7 @@ TEST_CASE("encoders append to existing content") {
 TEST_CASE("HELLO round trip and hex example from docs/protocol.md") {
   std::string out;
   encode_hello(out, Hello{});
-  CHECK(bytes_of(out) == from_hex("08000000 01 00 0000 0000000000000000  0100 0100 00000000"));
+  CHECK(bytes_of(out) == from_hex("08000000 01 00 0000 0000000000000000  0100 0200 00000000"));
   out.clear();
   encode_hello(out, Hello{1, 0, 16u << 20});
   CHECK(bytes_of(out) == from_hex("08000000 01 00 0000 0000000000000000  0100 0000 00000001"));
@@ -218,10 +218,43 @@ TEST_CASE("CANCEL frames: type 7, empty body, the call id to give up on") {
   CHECK(std::string(type_name(Type::cancel)) == "cancel");
 }
 
+TEST_CASE("CALL flags (1.2): bit 0 asks for partials; the byte is where 1.1 had a reserved 0") {
+  std::string out;
+  encode_call(out, 3, "demo.count", "[3,0]", 0, Priority::normal, kCallPartials);  // §9's streamed call
+  CHECK(bytes_of(out) == from_hex("17000000 02 00 0000 0300000000000000"
+                                  "00000000 00 01 0a00"
+                                  "64656d6f2e636f756e74"
+                                  "5b332c305d"));
+  Call c;
+  const auto streamed = bytes_of(out);  // c views it
+  REQUIRE(decode_call(parse_one(streamed).body, &c, nullptr));
+  CHECK(c.flags == kCallPartials);
+  CHECK(c.name == "demo.count");
+  out.clear();
+  encode_call(out, 3, "demo.count", "[3,0]");  // a 1.1 CALL: flags 0
+  const auto plain = bytes_of(out);
+  REQUIRE(decode_call(parse_one(plain).body, &c, nullptr));
+  CHECK(c.flags == 0);
+}
+
+TEST_CASE("PARTIAL frames (1.2): type 8, the call's id, one partial result as the body") {
+  std::string out;
+  encode_partial(out, 3, "1");
+  CHECK(bytes_of(out) == from_hex("01000000 08 00 0000 0300000000000000 31"));  // §9
+  const auto buf = bytes_of(out);  // f views it
+  Frame f = parse_one(buf);
+  CHECK(f.header.type == Type::partial);
+  CHECK(f.header.call_id == 3);
+  CHECK(as_chars(f.body) == "1");
+  out.clear();
+  encode_partial(out, 9, "");  // an empty partial is a frame too
+  CHECK(bytes_of(out) == from_hex("00000000 08 00 0000 0900000000000000"));
+}
+
 TEST_CASE("malformed headers are reported from the header alone") {
   auto hex = GENERATE(as<std::string>{},
                       "00000000 00 00 0000 0100000000000000",   // type 0
-                      "00000000 08 00 0000 0100000000000000",   // type 8
+                      "00000000 09 00 0000 0100000000000000",   // type 9
                       "00000000 ff 00 0000 0100000000000000",   // type 255
                       "00000000 03 01 0000 0100000000000000",   // flags
                       "00000000 03 80 0000 0100000000000000",   // flags high bit
@@ -302,7 +335,10 @@ TEST_CASE("malformed CALL bodies are rejected") {
     CHECK_FALSE(decode_call(call_body(0, 3, 0, 3, "a.b"), &c, &why));
     CHECK_FALSE(decode_call(call_body(0, 255, 0, 3, "a.b"), &c, &why));
   }
-  SECTION("nonzero reserved byte") { CHECK_FALSE(decode_call(call_body(0, 0, 1, 3, "a.b"), &c, &why)); }
+  SECTION("a flag other than partials (bit 0)") {
+    for (int bit = 1; bit < 8; ++bit) CHECK_FALSE(decode_call(call_body(0, 0, std::uint8_t(1 << bit), 3, "a.b"), &c, &why));
+    CHECK_FALSE(decode_call(call_body(0, 0, 3, 3, "a.b"), &c, &why));
+  }
   SECTION("control bytes in the name") {
     CHECK_FALSE(decode_call(call_body(0, 0, 0, 3, std::string("a\nb")), &c, &why));
     CHECK_FALSE(decode_call(call_body(0, 0, 0, 3, std::string("a\0b", 3)), &c, &why));
@@ -340,6 +376,7 @@ TEST_CASE("malformed and unknown ERROR bodies") {
 TEST_CASE("type names") {
   CHECK(std::string(type_name(Type::hello)) == "hello");
   CHECK(std::string(type_name(Type::pong)) == "pong");
+  CHECK(std::string(type_name(Type::partial)) == "partial");
   CHECK(std::string(type_name(static_cast<Type>(9))) == "unknown");
 }
 
@@ -364,6 +401,7 @@ static void fuzz_one(const std::vector<std::uint8_t>& input, std::uint32_t max) 
       REQUIRE(!c.name.empty());
       REQUIRE(c.name.size() + c.payload.size() + kCallFixedSize == f.body.size());
       REQUIRE(static_cast<std::uint8_t>(c.priority) <= 2);
+      REQUIRE((c.flags & ~kCallPartials) == 0);
     }
     if (decode_error(f.body, &e, &why)) REQUIRE(e.code != FERRY_OK);
     (void)decode_hello(f.body, &h, &why);
@@ -380,7 +418,7 @@ static void fuzz_one(const std::vector<std::uint8_t>& input, std::uint32_t max) 
 
 static std::string valid_stream(std::mt19937& rng) {
   std::string out;
-  std::uniform_int_distribution<int> kind(0, 5), len(0, 40);
+  std::uniform_int_distribution<int> kind(0, 6), len(0, 40);
   for (int i = 0, n = 1 + static_cast<int>(rng() % 4); i < n; ++i) {
     std::string payload(static_cast<std::size_t>(len(rng)), 'p');
     switch (kind(rng)) {
@@ -389,6 +427,7 @@ static std::string valid_stream(std::mt19937& rng) {
       case 2: encode_result(out, rng(), payload); break;
       case 3: encode_error(out, rng(), FERRY_E_BUSY, payload); break;
       case 4: encode_ping(out, rng(), payload); break;
+      case 5: encode_partial(out, rng(), payload); break;
       default: encode_pong(out, rng(), payload); break;
     }
   }

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,7 +32,9 @@ struct Frame;  // <ferry/wire.hpp>: the client's parser, not part of this API
 // any normal one, and every normal one before any low one (docs/protocol.md §3.2).
 enum class Priority : std::uint8_t { normal = 0, high = 1, low = 2 };
 
-enum class ReplyKind { result, error, pong };
+// partial: one partial result of a streamed call (protocol 1.2); more may
+// follow, and the call's own result or error always comes last.
+enum class ReplyKind { result, error, pong, partial };
 
 // One frame from the server. error: data = message, code = its code (an ERROR
 // with call_id 0 is about the connection, which the server then closes).
@@ -61,11 +64,25 @@ class Client {
   std::optional<Reply> call(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms = 0);
   std::optional<Reply> ping(std::string_view body = {});
 
+  // A streamed call (protocol 1.2): calls on_partial(data) for each partial
+  // result as it arrives, in the order the function emitted them, then
+  // returns the call's one final reply (result or error), as call() does.
+  // nullopt, with nothing sent, when the server speaks 1.0 or 1.1 (no
+  // partial results; see last_error()). on_partial must not use this client.
+  std::optional<Reply> stream(std::string_view fn, std::string_view payload,
+                              const std::function<void(std::string_view)>& on_partial,
+                              std::uint32_t timeout_ms = 0);
+
   // Pipelined: buffer one frame, return its call id (1, 2, 3, ...), or 0 when
   // the connection is lost or the frame is invalid (name not 1..255 bytes, body
   // over server_max_frame()). Nothing is written before flush().
   std::uint64_t send_call(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms = 0,
                           Priority prio = Priority::normal);
+  // As send_call(), asking for partial results: read_reply() then returns
+  // ReplyKind::partial frames of this call before its final reply. 0 also
+  // when the server is older than protocol 1.2 (see last_error()).
+  std::uint64_t send_stream(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms = 0,
+                            Priority prio = Priority::normal);
   std::uint64_t send_ping(std::string_view body = {});
   // Buffers a CANCEL for call `id`: the server answers it `cancelled` at once
   // (unless its reply is already on the way). False when disconnected or
@@ -93,6 +110,8 @@ class Client {
   int fd() const { return fd_; }
   // The largest body the server accepts, from its HELLO.
   std::uint32_t server_max_frame() const { return server_max_; }
+  // The protocol minor version of the server, from its HELLO (2: partial results).
+  std::uint16_t server_minor() const { return server_minor_; }
   // Bytes buffered by send_* and not yet written.
   std::size_t pending_bytes() const { return out_.size() - out_sent_; }
 
@@ -100,6 +119,8 @@ class Client {
   explicit Client(int fd) : fd_(fd) {}
   bool handshake(ferry_code* refused);
   bool accept_hello(const proto::Frame& f, ferry_code* refused);
+  std::uint64_t send_call_frame(std::string_view fn, std::string_view payload, std::uint32_t timeout_ms,
+                                Priority prio, std::uint8_t flags);
   bool may_send(std::size_t body_size);
   bool wait_writable();
   bool receive_some(bool block);

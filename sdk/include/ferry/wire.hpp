@@ -1,4 +1,4 @@
-// Ferry wire protocol v1: pure encode/decode of frames (spec: docs/protocol.md).
+// Ferry wire protocol 1.2: pure encode/decode of frames (spec: docs/protocol.md).
 // No I/O and no state: every function is thread-safe. Decoders never read
 // outside the span they are given, so any byte string may be fed to them.
 #pragma once
@@ -14,13 +14,18 @@
 namespace ferry::proto {
 
 inline constexpr std::size_t kHeaderSize = 16;
-inline constexpr std::uint16_t kVersionMajor = 1, kVersionMinor = 1;
+inline constexpr std::uint16_t kVersionMajor = 1, kVersionMinor = 2;
 inline constexpr std::size_t kHelloBodySize = 8;     // u16 major | u16 minor | u32 max
-inline constexpr std::size_t kCallFixedSize = 8;     // u32 timeout | u8 prio | u8 0 | u16 name_len
+inline constexpr std::size_t kCallFixedSize = 8;     // u32 timeout | u8 prio | u8 flags | u16 name_len
 inline constexpr std::size_t kMaxNameLength = 255;
+// CALL flags (body offset 5; a reserved 0 byte before 1.2). Any other bit set
+// is malformed.
+inline constexpr std::uint8_t kCallPartials = 1;  // since 1.2: send me PARTIAL frames
 
 // cancel (minor 1): the client gives up on call `call_id`; empty body.
-enum class Type : std::uint8_t { hello = 1, call = 2, result = 3, error = 4, ping = 5, pong = 6, cancel = 7 };
+// partial (minor 2): one partial result of call `call_id`, before its reply.
+enum class Type : std::uint8_t { hello = 1, call = 2, result = 3, error = 4, ping = 5, pong = 6, cancel = 7,
+                                 partial = 8 };
 enum class Priority : std::uint8_t { normal = 0, high = 1, low = 2 };
 
 // call_id 0 is reserved for the connection itself (HELLO, connection errors).
@@ -47,6 +52,7 @@ struct Call {
   Priority priority = Priority::normal;
   std::string_view name;               // views the body; 1..255 bytes, no control bytes
   std::span<const std::uint8_t> payload;  // views the body; may be empty
+  std::uint8_t flags = 0;                 // kCallPartials or 0
 };
 // An unknown code (newer peer) decodes as FERRY_E_INTERNAL with raw_code kept;
 // code 0 (ok) in an ERROR is malformed.
@@ -67,7 +73,8 @@ bool decode_error(std::span<const std::uint8_t> body, Error* out, std::string* w
 void encode_hello(std::string& out, const Hello& h);
 void encode_call(std::string& out, std::uint64_t id, std::string_view name,
                  std::string_view payload, std::uint32_t timeout_ms = 0,
-                 Priority prio = Priority::normal);
+                 Priority prio = Priority::normal, std::uint8_t flags = 0);
+void encode_partial(std::string& out, std::uint64_t id, std::string_view data);
 void encode_result(std::string& out, std::uint64_t id, std::string_view payload);
 void encode_error(std::string& out, std::uint64_t id, ferry_code code, std::string_view message);
 void encode_ping(std::string& out, std::uint64_t id, std::string_view body);

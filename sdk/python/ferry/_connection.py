@@ -14,6 +14,11 @@ Design (docs/protocol.md is the contract):
 - Cancelling the task awaiting call() sends CANCEL (server minor >= 1). The
   call id stays reserved in the pending table until the server's one reply
   for it arrives (§3.6, §5), and that reply is then dropped.
+- Streamed calls (server minor >= 2): PARTIAL frames go to the call's
+  StreamCall, in order, before its reply resolves the usual future. Partials
+  a slow consumer has not taken yet count against _HOLD_HIGH: past it the
+  connection stops reading (the server then slows the function: §7), and
+  reads again below _HOLD_LOW.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
+from typing import Any
 
 from . import _wire
 from .errors import BadRequest, ConnectionLost, Error, UnsupportedVersion, error_for
 
 _FLUSH_BYTES = 256 * 1024  # a batch this big is written at once, not at the end of the turn
 _NAME_CACHE_MAX = 4096  # validated function names kept (callers use few names)
+_HOLD_HIGH = 4 << 20  # partials received and not yet consumed: stop reading past this
+_HOLD_LOW = 1 << 20  # and read again below this
 
 
 class Connection(asyncio.Protocol):
@@ -47,6 +55,9 @@ class Connection(asyncio.Protocol):
         self._waiters: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
         self._lost: ConnectionLost | None = None  # set once: why no more calls can be made
         self._names: dict[str, bytes] = {}
+        self._streams: dict[int, StreamCall] = {}  # streamed calls not yet answered
+        self._held = 0  # bytes of partials received, not yet consumed
+        self._reading_paused = False
         self.hello: asyncio.Future = loop.create_future()
         self.closed: asyncio.Future = loop.create_future()
         self.server_minor = 0
@@ -105,6 +116,13 @@ class Connection(asyncio.Protocol):
     def _dispatch(self, frames: list[_wire.Frame]) -> None:
         pending = self._pending
         for type_, call_id, body in frames:
+            if type_ == _wire.PARTIAL:
+                stream = self._streams.get(call_id)
+                if stream is not None:  # else: cancelled by its caller, dropped
+                    stream.add_part(body)
+                continue
+            if self._streams and (type_ == _wire.RESULT or type_ == _wire.ERROR):
+                self._streams.pop(call_id, None)
             if type_ == _wire.RESULT or type_ == _wire.PONG:
                 fut = pending.pop(call_id, None)
                 if fut is not None and not fut.done():  # done: cancelled by its caller
@@ -160,6 +178,40 @@ class Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             self._cancel(call_id)
             raise
+
+    async def start_stream(self, stream: StreamCall, name: str, payload: bytes,
+                           timeout: float | None, priority: str) -> None:
+        """Sends stream's CALL asking for partial results; they and the reply go to stream."""
+        if self.server_minor < 2:
+            raise UnsupportedVersion(f"the server speaks protocol 1.{self.server_minor}, which has "
+                                     "no partial results (streaming needs 1.2)")
+        name_bytes = self._names.get(name) or self._check_name(name)
+        prio = _wire.priority_byte(priority)
+        timeout_ms = _wire.timeout_ms(timeout)
+        body_length = _wire.call_body_size(name_bytes, len(payload))
+        call_id, fut = await self._send(body_length, _wire.encode_call, name_bytes, payload,
+                                        timeout_ms, prio, _wire.CALL_PARTIALS)
+        stream.started(call_id, fut)
+        self._streams[call_id] = stream  # before any reply can be read: no await since the write
+
+    def cancel_stream(self, stream: StreamCall) -> None:
+        """The caller gave up: later partials are dropped, CANCEL is sent (if unanswered)."""
+        self._streams.pop(stream.call_id, None)
+        self._cancel(stream.call_id)
+
+    def hold(self, size: int) -> None:
+        """A partial waits for its consumer: past _HOLD_HIGH, stop reading the socket."""
+        self._held += size
+        if self._held > _HOLD_HIGH and not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def release(self, size: int) -> None:
+        self._held -= size
+        if self._reading_paused and self._held <= _HOLD_LOW and self._transport is not None:
+            self._reading_paused = False
+            if not self._transport.is_closing():
+                self._transport.resume_reading()
 
     async def ping(self, body: bytes) -> bytes:
         _, fut = await self._send(len(body), _wire.encode_ping, body)
@@ -266,3 +318,61 @@ class Connection(asyncio.Protocol):
         """Bytes written by callers but not yet taken by the kernel."""
         transport_bytes = self._transport.get_write_buffer_size() if self._transport else 0
         return len(self._out) + transport_bytes
+
+
+class StreamCall:
+    """One streamed call's state, between the connection (which feeds it) and the
+    ferry.Stream iterating it. Holds no reference to the Stream, so a Stream that
+    is dropped unfinished can be collected (and its call cancelled). Event-loop only.
+    """
+
+    def __init__(self, conn: Connection, decode: Callable[[bytes], Any]) -> None:
+        self.conn = conn
+        self.decode = decode
+        self.call_id = 0
+        self.reply: asyncio.Future | None = None  # the final RESULT/ERROR
+        self.parts: collections.deque[bytes] = collections.deque()
+        self.wakeup: asyncio.Future | None = None  # the consumer waits on it
+        self.over = False  # ended (reply consumed) or cancelled: nothing more to read
+
+    def started(self, call_id: int, reply: asyncio.Future) -> None:
+        self.call_id, self.reply = call_id, reply
+        reply.add_done_callback(self._reply_done)
+
+    def add_part(self, body: bytes) -> None:
+        self.parts.append(body)
+        self.conn.hold(len(body))
+        self._wake()
+
+    def _reply_done(self, reply: asyncio.Future) -> None:
+        if not reply.cancelled():
+            reply.exception()  # retrieved here: the consumer may never ask for it
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    async def wait(self) -> None:
+        """Until a partial or the reply arrives."""
+        self.wakeup = self.conn._loop.create_future()
+        try:
+            await self.wakeup
+        finally:
+            self.wakeup = None
+
+    def take(self) -> bytes:
+        body = self.parts.popleft()
+        self.conn.release(len(body))
+        return body
+
+    def cancel(self) -> None:
+        """Gives up on the call: CANCEL if it is unanswered, partials dropped."""
+        if self.over:
+            return
+        self.over = True
+        while self.parts:
+            self.take()
+        if self.reply is not None:
+            self.reply.cancel()  # so its reply, when it comes, is dropped
+            self.conn.cancel_stream(self)

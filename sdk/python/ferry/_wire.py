@@ -1,4 +1,4 @@
-"""Ferry wire protocol v1.1: pure encoders and decoders (spec: docs/protocol.md).
+"""Ferry wire protocol v1.2: pure encoders and decoders (spec: docs/protocol.md).
 
 No I/O and no shared state: every function here is thread-safe, and
 FrameReader instances are independent (one per connection, not thread-safe).
@@ -13,10 +13,11 @@ import struct
 from typing import NamedTuple
 
 HEADER_SIZE = 16
-HELLO, CALL, RESULT, ERROR, PING, PONG, CANCEL = range(1, 8)
-VERSION_MAJOR, VERSION_MINOR = 1, 1
+HELLO, CALL, RESULT, ERROR, PING, PONG, CANCEL, PARTIAL = range(1, 9)
+VERSION_MAJOR, VERSION_MINOR = 1, 2
 MAX_NAME_LENGTH = 255
-CALL_FIXED_SIZE = 8  # u32 timeout_ms | u8 priority | u8 reserved | u16 name_len
+CALL_FIXED_SIZE = 8  # u32 timeout_ms | u8 priority | u8 flags | u16 name_len
+CALL_PARTIALS = 1  # CALL flags bit 0 (since 1.2): send me PARTIAL frames
 MAX_TIMEOUT_MS = 0xFFFFFFFF
 PRIORITIES = {"normal": 0, "high": 1, "low": 2}
 
@@ -63,10 +64,11 @@ def encode_hello(major: int = VERSION_MAJOR, minor: int = VERSION_MINOR,
 
 
 def encode_call(call_id: int, name: bytes, payload: bytes, timeout_ms: int = 0,
-                priority: int = 0) -> bytes:
-    """CALL frame. name must already be checked (check_name); payload is sent as is."""
+                priority: int = 0, flags: int = 0) -> bytes:
+    """CALL frame. name must already be checked (check_name); payload is sent as is.
+    flags: CALL_PARTIALS to ask for partial results (server minor >= 2 only)."""
     body_length = CALL_FIXED_SIZE + len(name) + len(payload)
-    return _CALL_START.pack(body_length, CALL, 0, 0, call_id, timeout_ms, priority, 0,
+    return _CALL_START.pack(body_length, CALL, 0, 0, call_id, timeout_ms, priority, flags,
                             len(name)) + name + payload
 
 
@@ -81,6 +83,11 @@ def encode_cancel(call_id: int) -> bytes:
 def encode_result(call_id: int, payload: bytes) -> bytes:
     """Server side; here for tests and fake servers."""
     return encode_frame(RESULT, call_id, payload)
+
+
+def encode_partial(call_id: int, data: bytes) -> bytes:
+    """Server side (1.2): one partial result of call_id; here for tests and fake servers."""
+    return encode_frame(PARTIAL, call_id, data)
 
 
 def encode_error(call_id: int, code: int, message: str | bytes) -> bytes:
@@ -141,7 +148,7 @@ def call_body_size(name: bytes, payload_size: int) -> int:
 def parse_header(buf: bytes, offset: int = 0) -> Header:
     """The header at buf[offset:offset+16]; ProtocolError if it is malformed (§2)."""
     header = Header(*_HEADER.unpack_from(buf, offset))
-    if not HELLO <= header.type <= CANCEL or header.flags or header.reserved:
+    if not HELLO <= header.type <= PARTIAL or header.flags or header.reserved:
         raise ProtocolError(f"malformed frame header: {bytes(buf[offset:offset + 16]).hex(' ')}")
     return header
 
@@ -196,7 +203,7 @@ class FrameReader:
         unpack = _HEADER.unpack_from
         while end - pos >= HEADER_SIZE:
             length, type_, flags, reserved, call_id = unpack(data, pos)
-            if not HELLO <= type_ <= CANCEL or flags or reserved:
+            if not HELLO <= type_ <= PARTIAL or flags or reserved:
                 parse_header(data, pos)  # raises with the bytes in the message
             stop = pos + HEADER_SIZE + length
             if stop > end:

@@ -2,6 +2,10 @@
 
     async with ferry.connect() as client:
         print(await client.call("primes.is_prime", 7))
+        stream = client.stream("demo.count", 3, 100)   # partial results (protocol 1.2)
+        async for part in stream:
+            print(part)                                # 1, 2, 3 as they come
+        print(stream.result)                           # 3
 
 ferry.connect() opens a Client; the connection's machinery (write batching,
 flow control, cancellation, dispatch of replies) is in _connection.py.
@@ -12,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import weakref
 from typing import Any
 
 from . import _wire
-from ._connection import Connection
+from ._connection import Connection, StreamCall
+from .errors import UnsupportedVersion
 
 DEFAULT_SOCKET = "/tmp/ferry.sock"
 _JSON = json.JSONEncoder(separators=(",", ":"))  # compact, and reused (json.dumps(separators=) is not)
@@ -64,6 +70,23 @@ class Client:
                 raise TypeError("call_raw payload must be bytes, not str (encode it first)")
             payload = bytes(payload)
         return await self._conn.request(fn, payload, timeout, priority)
+
+    def stream(self, fn: str, *args: Any, timeout: float | None = None,
+               priority: str = "normal") -> Stream:
+        """A streamed call of a typed function: `async for part in client.stream(fn, *args)`
+        yields its partial results (decoded JSON) as the function emits them; once the
+        loop ends, the Stream's .result holds its result. See ferry.Stream.
+
+        Needs a server that speaks protocol 1.2: raises ferry.UnsupportedVersion at
+        once otherwise (nothing is sent). timeout and priority as for call().
+        """
+        payload = _JSON.encode(list(args)).encode()
+        return Stream(self._conn, fn, payload, timeout, priority, json.loads)
+
+    def stream_raw(self, fn: str, payload: bytes, timeout: float | None = None,
+                   priority: str = "normal") -> Stream:
+        """As stream(), for a raw function: partials and the result are bytes, as sent."""
+        return Stream(self._conn, fn, bytes(payload), timeout, priority, bytes)
 
     async def ping(self, body: bytes = b"") -> bytes:
         """PING: returns the PONG's body (the same bytes). The server answers from its
@@ -117,6 +140,94 @@ class Client:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.in_flight} in flight"
         return f"<ferry.Client {self.path!r} {state}>"
+
+
+class Stream:
+    """One streamed call (protocol 1.2), made by Client.stream() or stream_raw().
+
+        stream = client.stream("demo.count", 5, 100)
+        async for part in stream:      # each partial result, in the order emitted
+            print(part)
+        print(stream.result)           # the call's result, once the loop has ended
+
+    The CALL is sent when iteration starts. An error reply is raised from the loop
+    (after the partials that came before it), as call() would raise it.
+    Cancelling the task that iterates cancels the call on the server (CANCEL),
+    and so does cancel(), leaving `async with` early, or dropping an unfinished
+    Stream. Partials wait in the client until iterated; past 4 MiB of them
+    (over all streams of the connection) the client stops reading its socket,
+    so the server slows the functions down, and the connection's other
+    replies wait too. Event-loop only, one consumer.
+    """
+
+    def __init__(self, conn: Connection, fn: str, payload: bytes, timeout: float | None,
+                 priority: str, decode: Any) -> None:
+        if conn.server_minor < 2:
+            raise UnsupportedVersion(f"the server speaks protocol 1.{conn.server_minor}, which has "
+                                     "no partial results (streaming needs 1.2)")
+        self._call = StreamCall(conn, decode)
+        self._request = (fn, payload, timeout, priority)
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._ended = False
+        # An unfinished Stream that is dropped cancels its call (the connection
+        # holds only the StreamCall, never this object).
+        weakref.finalize(self, StreamCall.cancel, self._call).atexit = False
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Any:
+        call = self._call
+        if call.reply is None and not call.over:
+            await call.conn.start_stream(call, *self._request)
+        while not call.over:
+            if call.parts:
+                return call.decode(call.take())
+            if call.reply.done():
+                return self._end()
+            try:
+                await call.wait()
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+        raise StopAsyncIteration
+
+    def _end(self) -> Any:
+        """The reply, after the last partial: StopAsyncIteration with .result set, or its error."""
+        call = self._call
+        call.over = self._ended = True
+        try:
+            self._result = call.decode(call.reply.result())
+        except BaseException as e:  # the server's error, ConnectionLost, or a reply that is not JSON
+            self._error = e
+            raise
+        raise StopAsyncIteration
+
+    @property
+    def result(self) -> Any:
+        """The call's result once iteration has ended; its error if it failed."""
+        if self._error is not None:
+            raise self._error
+        if not self._ended:
+            raise asyncio.InvalidStateError("the stream has not ended: iterate it to the end first"
+                                            if not self._call.over else "the stream was cancelled")
+        return self._result
+
+    @property
+    def call_id(self) -> int:
+        """The call's id on the connection (0 until iteration starts)."""
+        return self._call.call_id
+
+    def cancel(self) -> None:
+        """Gives up on the call: the server is sent CANCEL, partials not yet read are dropped."""
+        self._call.cancel()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.cancel()  # a no-op once the stream has ended
 
 
 async def _open(path: str | os.PathLike | None = None, *, major: int = _wire.VERSION_MAJOR,
