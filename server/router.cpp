@@ -1,10 +1,9 @@
 #include "router.hpp"
 
-#include <algorithm>
-
-
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "common/json_text.hpp"
 

@@ -54,10 +54,7 @@ ProcessPool::ProcessPool(Options opt, loop::Reactor& reactor, CompletionSink& si
   for (std::uint16_t i = 0; i < workers_.size(); ++i) spawn(i);
 }
 
-ProcessPool::~ProcessPool() {
-  stop();
-  reactor_.remove(id_);
-}
+ProcessPool::~ProcessPool() { stop(); }  // stop() also leaves the reactor
 
 // Starts worker i: clone3 and the spec message happen on the spawning thread
 // while the loop carries on (state spawning); on_spawned() takes over on the

@@ -58,7 +58,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
   // channel closes, then is killed.
   void end(std::function<void()> done) override;
   // Ends every worker and reaps it, waiting synchronously (all at once, up to
-  // kEndGraceMs); a worker still running a call is killed at once.
+  // kEndGraceMs); a worker still running a call is killed at once. Then
+  // leaves the reactor: call it on the loop thread (or once the loop is gone).
   int stop() override;
   ExecutorStats stats() const override;
   const char* kind() const override { return "process"; }

@@ -88,6 +88,9 @@ int ProcessPool::stop() {
     spdlog::warn("plugin {}: {} workers did not end within {} ms of ferryd's stop (a slow shutdown hook?); killed",
                  opt_.plugin, killed, kEndGraceMs);
   }
+  // Here, on the loop (or after it): no completion reaches the pool from
+  // now on, so it may be freed on another thread (Router::ended).
+  reactor_.remove(id_);
   return 0;
 }
 

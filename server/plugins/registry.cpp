@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <mutex>
 #include <set>
 
 #include "plugins/finalizer.hpp"
@@ -44,10 +45,21 @@ std::string version_text(std::uint32_t major, std::uint32_t minor) {
 // A file that is not a usable plugin.
 Status refused(std::string why) { return Status(FERRY_E_BAD_REQUEST, std::move(why)); }
 
+// Held around every dlopen and dlclose of a plugin. The dynamic linker
+// serialises them anyway (its own lock, process-wide like this one), so this
+// costs nothing; it makes the order visible to ThreadSanitizer, which
+// otherwise sees a new version's init write the addresses an unloaded
+// version's fini wrote on another thread (the finalizer's) as a race.
+std::mutex& dl_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+
 // Opens the library and checks it is a Ferry plugin of our ABI major.
 Status open(const std::filesystem::path& file, Plugin* p, const ferry_plugin_info_t** info) {
   namespace dll = boost::dll;
   try {
+    std::lock_guard lock(dl_mutex());
     p->library.load(file, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     return refused(std::string("cannot load: ") + e.what());
@@ -112,7 +124,10 @@ struct Ending {
   std::unique_ptr<ferry_instance> instance;  // valid until fini returned
   void run() {
     if (fini != nullptr) fini();
-    library.unload();
+    {
+      std::lock_guard lock(dl_mutex());
+      library.unload();
+    }
     instance.reset();
   }
 };
@@ -125,7 +140,9 @@ Plugin::~Plugin() {
     std::filesystem::remove(snapshot, ec);
   }
   if (finalizer == nullptr || !library.is_loaded()) {
-    if (fini != nullptr) fini();  // the members unload the library next
+    if (fini != nullptr) fini();
+    std::lock_guard lock(dl_mutex());
+    library.unload();
     return;
   }
   auto ending = std::make_shared<Ending>(Ending{fini, std::move(library), std::move(instance)});

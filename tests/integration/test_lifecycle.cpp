@@ -259,7 +259,9 @@ TEST_CASE("the shutdown hook runs once per load: on a swap and when ferryd stops
   wait_until([&] { return finis(dir, old[0]) == 1 && finis(dir, old[1]) == 1; }, "the old version's hooks");
   for (const auto& id : now) CHECK(finis(dir, id) == 0);  // the new version serves
   c.reset();
-  CHECK(d.stop(SIGTERM) == 0);
+  const int status = d.stop(SIGTERM);
+  INFO(d.log());  // on failure: what ferryd said (a sanitizer's report, a hook that hung)
+  CHECK(status == 0);
   for (const auto& id : now) CHECK(finis(dir, id) == 1);
   for (const auto& id : old) CHECK(finis(dir, id) == 1);
   CHECK(none_twice(dir));
@@ -270,7 +272,7 @@ TEST_CASE("process mode: a recycled worker runs its hook; one killed at a deadli
           "[integration][lifecycle]") {
   HookDir dir;
   FerrydProcess d({fixture_path("fixture_settings")},
-                  config("process", dir, "tag = \"a\"", "workers = 1\nmax_calls_per_worker = 2\ntimeout_ms = 300"));
+                  config("process", dir, "tag = \"a\"", "workers = 1\nmax_calls_per_worker = 2"));
   auto c = connect(d);
   const std::string first = call_ok(*c, "settings.load");
   call_ok(*c, "settings.tag");  // its second call: the worker is recycled
@@ -278,11 +280,13 @@ TEST_CASE("process mode: a recycled worker runs its hook; one killed at a deadli
   const std::string second = call_ok(*c, "settings.load");
   CHECK(second != first);
   // spin ignores its cancellation: killed 100 ms past its deadline.
-  CHECK(must_call(*c, "settings.spin", "[10000]").code == FERRY_E_TIMEOUT);
+  CHECK(must_call(*c, "settings.spin", "[10000]", 300).code == FERRY_E_TIMEOUT);
   const std::string third = call_ok(*c, "settings.load");
   CHECK(third != second);
   c.reset();
-  CHECK(d.stop(SIGTERM) == 0);
+  const int status = d.stop(SIGTERM);
+  INFO(d.log());  // on failure: what ferryd said (a sanitizer's report, a hook that hung)
+  CHECK(status == 0);
   CHECK(finis(dir, second) == 0);  // killed: no hook, not even at the stop
   CHECK(finis(dir, third) == 1);
   CHECK(finis(dir, first) == 1);

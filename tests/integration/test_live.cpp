@@ -170,9 +170,7 @@ TEST_CASE("a replaced .so serves new calls; running calls finish on the old vers
   auto h = reply_for(*c, held);
   CHECK(h.code == FERRY_OK);
   CHECK(h.data == "true");
-  // v1's last call ended: its lane stopped and its library is unmapped, by
-  // ferryd's finalizer thread (after v1's shutdown hook) once the lane, torn
-  // down on the reloader's thread, let go of it.
+  // v1's last call ended: its lane stops, then the finalizer thread unmaps v1.
   st = status_until(*c, "ops", [](const json& s) { return s["draining_versions"] == 0; }, "old lane gone");
   wait_until([&] { return mapped_ops_copies(d) == 1 && plugin_status(*c, "ops")["version"] == "2"; },
              "v1 unmapped");
@@ -240,8 +238,7 @@ TEST_CASE("a removed .so is unregistered once its calls finish", "[integration][
   auto r = reply_for(*c, running);
   CHECK(r.code == FERRY_OK);
   CHECK(r.data == "true");
-  // Nothing of it is left: no lane, no mapping (unloaded by the finalizer
-  // thread once its last call let go of it).
+  // Nothing of it is left: no lane, no mapping (the finalizer thread unmaps it).
   const json all = json::parse(must_call(*c, "ferry.status", "[]").data);
   CHECK(all["plugins"].empty());
   wait_until([&] { return mapped_ops_copies(d) == 0 && must_call(*c, "ferry.status", "[]").code == FERRY_OK; },
@@ -359,13 +356,9 @@ TEST_CASE("soak: hot swaps and config reloads under load lose nothing and leak n
   write_config(d, section(4));
   reload(*control);
   status_until(*control, "ops", [](const json& s) { return s["draining_versions"] == 0 && s["running"] == 0; }, "settled");
-  // Old versions are unloaded by the finalizer thread once their lanes let go.
-  Resources after = resources(d);
-  wait_until(
-      [&] {
-        return must_call(*control, "ferry.status", "[]").code == FERRY_OK && (after = resources(d)) == before;
-      },
-      "resources back to where they started");
+  Resources after = resources(d);  // old versions are unmapped by the finalizer thread, once let go
+  auto back = [&] { return must_call(*control, "ferry.status", "[]").code == FERRY_OK && (after = resources(d)) == before; };
+  wait_until(back, "resources back to where they started");
   WARN("soak: " << ok.load() << " calls, " << swaps << " swaps, " << reloads << " reloads, " << errors.load()
                 << " errors, " << lost.load() << " lost; before " << before << ", after " << after);
   CHECK(errors == 0);
