@@ -97,11 +97,11 @@ TEST_CASE("each plugin file of a directory loads on its own; refused ones leave 
   // A name goes to the first file in name order: fixture_dup_plugin ("good")
   // before fixture_good, ops v1 before ops v2.
   CHECK(loaded ==
-        std::set<std::string>{"fixture_dup_plugin", "fixture_hostile", "fixture_latch", "fixture_logs",
-                              "fixture_ops_v1"});
+        std::set<std::string>{"fixture_c", "fixture_dup_plugin", "fixture_hostile", "fixture_latch", "fixture_logs",
+                              "fixture_ops_v1", "legacy10", "legacy11"});
   CHECK(refused ==
         std::set<std::string>{"fixture_dup_fn", "fixture_good", "fixture_not_plugin", "fixture_ops_v2", "fixture_wrong_abi"});
-  CHECK(reg.plugins().size() == 5);
+  CHECK(reg.plugins().size() == 8);
   REQUIRE(reg.find("good.hello") != nullptr);
   CHECK(call(*reg.find("good.hello"), "[]").data == "\"duplicate\"");
   CHECK(reg.find("latch.wait") != nullptr);
