@@ -28,12 +28,6 @@
 namespace ferry {
 namespace {
 
-// Child side of clone3: async-signal-safe raw syscalls only, then exec.
-// In a new user namespace it first waits (`go`) until the host has written
-// its id maps, then becomes root of the namespace: execve() keeps the
-// namespace capabilities only for a process that is root in it. glibc's
-// set*id wrappers are not used: after a raw clone3 they would try to reach
-// the parent's other threads.
 // What the child needs of the host's descriptors (all close-on-exec).
 struct ChildFds {
   int go = -1, go_writer = -1;  // the user-namespace handshake, or -1
@@ -63,6 +57,12 @@ bool place_fds(const ChildFds& f) {
   return true;
 }
 
+// Child side of clone3: async-signal-safe raw syscalls only, then exec.
+// In a new user namespace it first waits (`go`) until the host has written
+// its id maps, then becomes root of the namespace: execve() keeps the
+// namespace capabilities only for a process that is root in it. glibc's
+// set*id wrappers are not used: after a raw clone3 they would try to reach
+// the parent's other threads.
 [[noreturn]] void exec_child(const ChildFds& fds, const char* path, char* const argv[]) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);  // before waiting: ferryd may die meanwhile
   if (fds.go >= 0) {
