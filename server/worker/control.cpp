@@ -1,6 +1,9 @@
 #include "worker/control.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
 
 namespace ferry::worker {
 
@@ -23,7 +26,7 @@ void Control::read_loop() {
   std::string body;
   while (true) {
     const Result<channel::Received> got = channel::recv(channel_, &h, &body, max_body_);
-    if (got.ok() && *got == channel::Received::eof) return close(0);  // ferryd is done with us
+    if (got.ok() && *got == channel::Received::eof) return on_eof();  // ferryd is done with us
     if (!got.ok() || *got != channel::Received::message) return close(4);
     if (h.type == channel::Type::cancel) {
       on_cancel(h.id);
@@ -45,6 +48,18 @@ void Control::on_cancel(std::uint64_t id) {
   if (running_ == id) control_.cancel();
 }
 
+// ferryd ends a worker only between calls, so an end of the channel during a
+// call means ferryd is gone (killed: the kernel's parent-death signal is not
+// always delivered). The call is cancelled; if it does not return within
+// kOrphanGraceMs, the worker exits without running any more plugin code.
+void Control::on_eof() {
+  close(0);
+  std::unique_lock lock(mu_);
+  if (running_ == 0) return;
+  control_.cancel();
+  if (!cv_.wait_for(lock, std::chrono::milliseconds(kOrphanGraceMs), [&] { return running_ == 0; })) _exit(6);
+}
+
 void Control::close(int status) {
   std::lock_guard lock(mu_);
   closed_ = true;
@@ -55,6 +70,7 @@ void Control::close(int status) {
 bool Control::next(Call* call) {
   std::unique_lock lock(mu_);
   running_ = 0;
+  cv_.notify_all();  // on_eof() may wait for the call to end
   cv_.wait(lock, [&] { return !calls_.empty() || closed_; });
   if (calls_.empty()) return false;
   *call = std::move(calls_.front());

@@ -19,6 +19,9 @@ namespace ferry::worker {
 
 class Control {
  public:
+  // How long a call may run on after ferryd vanished before the worker exits.
+  static constexpr int kOrphanGraceMs = 1000;
+
   struct Call {
     channel::Header header;
     std::string payload;
@@ -40,6 +43,7 @@ class Control {
  private:
   void read_loop();
   void on_cancel(std::uint64_t id);
+  void on_eof();
   void close(int status);
   bool closed();
 
