@@ -272,6 +272,9 @@ void ProcessPool::on_exit(std::uint16_t i) {
   if (w.ending) log_end(w, exit->how, exit->status);
   reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
   if (w.ending) reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kEndGrace, i), loop::Reactor::tag(id_, kIgnore, i));
+  if (w.cancel_code != FERRY_OK) {  // it died in its cancel grace: that timer must not hit its replacement
+    reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kKill, i), loop::Reactor::tag(id_, kIgnore, i));
+  }
   close(w.proc.channel);
   close(w.proc.pidfd);
   w.proc = SpawnedWorker{};

@@ -81,13 +81,16 @@ int ProcessPool::stop() {
     reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
     if (w.state == State::busy) kill_worker(w);
     if (!w.killed) launcher_.end(w.proc);
-    finish_log(i);  // what it said so far (lines its shutdown hook logs from now on are not read)
     live.push_back(&w.proc);
   }
+  // The pipes stay open while the workers end (a hook that prints must not
+  // die of SIGPIPE); what they said is not read any more, only the lines
+  // and drops already taken are flushed below.
   if (const int killed = launcher_.reap_within(live, kEndGraceMs); killed > 0) {
     spdlog::warn("plugin {}: {} workers did not end within {} ms of ferryd's stop (a slow shutdown hook?); killed",
                  opt_.plugin, killed, kEndGraceMs);
   }
+  for (std::uint16_t i = 0; i < workers_.size(); ++i) finish_log(i);
   // Here, on the loop (or after it): no completion reaches the pool from
   // now on, so it may be freed on another thread (Router::ended).
   reactor_.remove(id_);

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "common/json_text.hpp"
@@ -104,6 +105,7 @@ class ChannelPartials final : public ferry::PartialSink {
  public:
   ChannelPartials(std::uint64_t id, std::int64_t deadline_ms) : id_(id), deadline_ms_(deadline_ms) {}
   ferry_code emit(std::string_view data, ferry::CallControl* control) override {
+    std::lock_guard lock(mu_);  // one partial's chunks stay together when several threads emit
     do {
       const std::string_view chunk = data.substr(0, ferry::channel::kInlineMax);
       data.remove_prefix(chunk.size());
@@ -129,6 +131,7 @@ class ChannelPartials final : public ferry::PartialSink {
   const std::uint64_t id_;
   const std::int64_t deadline_ms_;
   ferry::SystemClock clock_;
+  std::mutex mu_;
 };
 
 // Serves calls until the host closes the channel: the control thread reads

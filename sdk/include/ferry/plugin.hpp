@@ -138,6 +138,7 @@ class Context {
   // soon as the call is cancelled or passes its deadline.
   bool sleep_for(std::chrono::milliseconds d) const noexcept {
     using clock = std::chrono::steady_clock;
+    d = std::min(d, std::chrono::milliseconds(std::chrono::hours(24 * 365 * 100)));  // now() + d must not overflow
     const auto until = clock::now() + d;
     const int fd = cancel_fd();
     while (!cancelled()) {
