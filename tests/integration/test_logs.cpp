@@ -258,5 +258,10 @@ TEST_CASE("process mode: a worker that prints 64 MiB is never blocked, and ferry
                      << "; ferryd's peak RSS grew " << grown_kb << " KiB");
   CHECK(spam >= std::size_t(LogLimiter::kBurst));
   CHECK(spam <= bound_for(elapsed));
-  CHECK(grown_kb < 16 * 1024);  // a fraction of the 64 MiB that went through
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr long long kBoundKb = 48 * 1024;  // their allocators keep freed memory a while
+#else
+  constexpr long long kBoundKb = 16 * 1024;
+#endif
+  CHECK(grown_kb < kBoundKb);  // a fraction of the 64 MiB that went through
 }
