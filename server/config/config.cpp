@@ -113,6 +113,14 @@ bool read_log_level(Ctx& c, const toml::node& n, const std::string& key, std::st
   return true;
 }
 
+bool read_log_format(Ctx& c, const toml::node& n, const std::string& key, LogFormat& out) {
+  const std::string* s = read_string(c, n, key);
+  if (!s) return false;
+  if (*s != "text" && *s != "json") return fail(c, n, key, "must be \"text\" or \"json\"");
+  out = *s == "json" ? LogFormat::json : LogFormat::text;
+  return true;
+}
+
 bool read_executor(Ctx& c, const toml::node& n, const std::string& key, ExecutorKind& out) {
   const std::string* s = read_string(c, n, key);
   if (!s) return false;
@@ -167,6 +175,10 @@ const Field<ServerConfig> kServerFields[] = {
        return read_path(c, n, k, s.plugin_dir); }},
     {"log_level", [](Ctx& c, const Node& n, const Key& k, SC& s) {
        return read_log_level(c, n, k, s.log_level); }},
+    {"log_format", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_log_format(c, n, k, s.log_format); }},
+    {"log_file", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_path(c, n, k, s.log_file); }},
     {"max_frame_bytes", [](Ctx& c, const Node& n, const Key& k, SC& s) {
        return read_int(c, n, k, 1024, 1073741824, s.max_frame_bytes); }},
     {"max_connections", [](Ctx& c, const Node& n, const Key& k, SC& s) {

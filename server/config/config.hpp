@@ -15,6 +15,7 @@
 namespace ferry::config {
 
 enum class ExecutorKind { thread, process };
+enum class LogFormat { text, json };
 
 // How one plugin's calls run. Every field falls back to [defaults].
 struct PluginConfig {
@@ -42,6 +43,9 @@ struct ServerConfig {
   std::uint32_t socket_mode = 0660;                        // Default: "0660" (octal string)
   std::filesystem::path plugin_dir = "plugins";            // relative to the config file
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
+  LogFormat log_format = LogFormat::text;  // Default: "text"; or "json" (one object per line)
+  // Appended to, and reopened on SIGUSR1 (logrotate). Relative to the config file.
+  std::filesystem::path log_file;  // Default: "" (stderr)
   std::uint32_t max_frame_bytes = 16u << 20;  // Default: 16 MiB; 1 KiB..1 GiB
   std::uint32_t max_connections = 1024;       // Default: 1024; 1..65536
   // After SIGTERM, running calls may finish for this long; the rest are then

@@ -166,6 +166,9 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
       if (cqe.res == -ETIME) on_kill_timer(i);  // not -ECANCELED: the call returned in time
       return;
     case kEndGrace: return on_end_grace(i);
+    case kExitSummary:
+      if (cqe.res == -ETIME) on_exit_summary();
+      return;
     default: return;
   }
 }
@@ -258,18 +261,14 @@ void ProcessPool::on_exit(std::uint16_t i) {
     return;
   }
   finish_log(i);  // its last words first
+  note_worker_exit(i, *exit);
   if (w.call) {
     finish(*w.call, death_code(w, exit->how, exit->status), death_message(w, exit->how, exit->status));
     w.call.reset();
     w.credit.reset();
   }
   const bool started = w.state != State::starting;
-  if (!started) {
-    w.backoff.failed();
-    spdlog::error("plugin {}: worker {} died before it was ready ({})", opt_.plugin, w.proc.pid,
-                  death_message(w, exit->how, exit->status));
-  }
-  if (w.ending) log_end(w, exit->how, exit->status);
+  if (!started) w.backoff.failed();
   reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
   if (w.ending) reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kEndGrace, i), loop::Reactor::tag(id_, kIgnore, i));
   if (w.cancel_code != FERRY_OK) {  // it died in its cancel grace: that timer must not hit its replacement
@@ -350,9 +349,7 @@ void ProcessPool::cancel_running(std::uint16_t i, ferry_code why) {
 void ProcessPool::on_kill_timer(std::uint16_t i) {
   Worker& w = workers_[i];
   if (w.state != State::busy || w.cancel_code == FERRY_OK || w.killed) return;  // it returned in time
-  spdlog::warn("plugin {}: worker {} ignored its call's cancellation for {} ms; killing it", opt_.plugin,
-               w.proc.pid, kCancelGraceMs);
-  kill_worker(w);  // the exit handler completes the call
+  kill_worker(w);  // the exit handler completes the call and logs why (note_worker_exit)
 }
 
 ExecutorStats ProcessPool::stats() const {

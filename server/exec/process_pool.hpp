@@ -22,10 +22,12 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/event_limit.hpp"
 #include "config/config.hpp"
 #include "exec/backoff.hpp"
 #include "exec/executor.hpp"
 #include "exec/job_queue.hpp"
+#include "exec/worker_exit.hpp"
 #include "exec/worker_log.hpp"
 #include "loop/reactor.hpp"
 #include "worker/channel.hpp"
@@ -83,7 +85,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
 
   class Credit;  // gives a streamed call's partial credit back to its worker
   enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill, kEndGrace,
-                            kChannelMore, kStdout, kStderr, kStdoutMore, kStderrMore, kLogSummary };
+                            kChannelMore, kStdout, kStderr, kStdoutMore, kStderrMore, kLogSummary, kExitSummary };
   enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
   struct Worker {
     SpawnedWorker proc;
@@ -135,7 +137,6 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void retire(std::uint16_t i, const std::string& why);
   void end_worker(std::uint16_t i);
   void on_end_grace(std::uint16_t i);
-  void log_end(const Worker& w, int how, int status) const;
   void check_ended();
   void schedule_respawn(std::uint16_t i);
   void dispatch();
@@ -147,6 +148,12 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void kill_worker(Worker& w);
   void cancel_running(std::uint16_t i, ferry_code why);
   void on_kill_timer(std::uint16_t i);
+  // Its exit, told (process_pool_exits.cpp).
+  static ExitFacts exit_facts(const Worker& w, const WorkerExit& exit);
+  std::string exit_what(ExitReason reason, const Worker& w, const WorkerExit& exit) const;
+  void note_worker_exit(std::uint16_t i, const WorkerExit& exit);
+  void arm_exit_summary();
+  void on_exit_summary();
   // Its log (process_pool_logs.cpp).
   void start_log(std::uint16_t i);
   void on_log(std::uint16_t i, const channel::Header& h, const std::string& body);
@@ -174,6 +181,9 @@ class ProcessPool final : public Executor, public loop::IoClient {
   bool retiring_ = false;  // replaced: a worker that exits is replaced only while calls are queued
   std::function<void()> ended_;  // end(): runs once every worker is gone
   bool ending_all_ = false;      // end() was called: nothing is replaced any more
+  EventLog exits_;               // worker exits, bounded per reason
+  __kernel_timespec exits_ts_{};
+  bool exits_armed_ = false;     // a timer for exits_' next summary is pending
 };
 
 }  // namespace ferry

@@ -36,15 +36,6 @@ void ProcessPool::on_end_grace(std::uint16_t i) {
   kill_worker(w);
 }
 
-void ProcessPool::log_end(const Worker& w, int how, int status) const {
-  if (w.killed) return;  // on_end_grace said why
-  if (how == CLD_EXITED && status == 0) {
-    spdlog::debug("plugin {}: worker {} ended", opt_.plugin, w.proc.pid);
-    return;
-  }
-  spdlog::warn("plugin {}: worker {} failed while ending: {}", opt_.plugin, w.proc.pid, death_message(w, how, status));
-}
-
 void ProcessPool::end(std::function<void()> done) {
   ended_ = std::move(done);
   ending_all_ = true;
@@ -91,6 +82,11 @@ int ProcessPool::stop() {
                  opt_.plugin, killed, kEndGraceMs);
   }
   for (std::uint16_t i = 0; i < workers_.size(); ++i) finish_log(i);
+  exits_.flush_all(clock_.now_ms());
+  if (exits_armed_) {
+    reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kExitSummary, 0), loop::Reactor::tag(id_, kIgnore, 0));
+    exits_armed_ = false;
+  }
   // Here, on the loop (or after it): no completion reaches the pool from
   // now on, so it may be freed on another thread (Router::ended).
   reactor_.remove(id_);

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <system_error>
 
+#include "common/log_output.hpp"
+
 namespace ferry {
 namespace {
 // How long stop() gives a stuck call to notice its cancellation.
@@ -84,14 +86,24 @@ void ThreadPool::find_stuck() {
     t->stuck = true;
     --cancelled_;
     ++stuck_;
-    if (live_ + replacements - stuck_ < workers_ && live_ + replacements - workers_ < max_stuck_ && !stopping_) {
-      ++replacements;
-    }
+    const bool replace =
+        live_ + replacements - stuck_ < workers_ && live_ + replacements - workers_ < max_stuck_ && !stopping_;
+    replacements += replace;
+    note_stuck(*t, now, replace);
   }
   for (int i = 0; i < replacements; ++i) {
-    spdlog::warn("plugin {}: a call ignores its cancellation; starting a replacement thread", name_);
     if (!start_thread()) break;
   }
+}
+
+// The one log line of a stuck thread (each becomes stuck once, so their
+// number is bounded by the threads); a counter of them belongs here.
+void ThreadPool::note_stuck(const Thread& t, std::int64_t now_ms, bool replaced) const {
+  const LogFields with({{"plugin", name_}, {"function", t.function}, {"call_id", t.ref.call_id}});
+  spdlog::warn("plugin {}: a thread is stuck in {}, call {}: it ignores the call's cancellation ({} ms ago); {}",
+               name_, t.function, t.ref.call_id, now_ms - t.cancelled_ms,
+               replaced ? "starting a replacement thread"
+                        : stopping_ ? "ferryd is stopping" : "no replacement (max_stuck_threads reached)");
 }
 
 // Joins threads that have left (a stuck thread that finished while the pool
@@ -169,6 +181,7 @@ bool ThreadPool::next(Thread* self, Job* job) {
   ++running_;
   self->busy = true;
   self->ref = job->ref;
+  self->function = job->fn ? job->fn->name : std::string();
   self->control.reset(job->deadline_ms);
   self->window = job->stream ? std::make_shared<PartialWindow>(job->ref, job->deadline_ms, sink_, clock_) : nullptr;
   const bool wake = !queue_.empty() && wake_one();

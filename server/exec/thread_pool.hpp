@@ -47,6 +47,7 @@ class ThreadPool final : public Executor {
     CallControl control;  // what the running call's ctx.cancelled() and cancel_fd() read
     std::shared_ptr<PartialWindow> window;  // its partial results, if its client asked
     CallRef ref;                         // the running call
+    std::string function;                // its function's full name, for the log
     std::int64_t cancelled_ms = 0;       // when its call was cancelled (0: not)
     bool busy = false;
     bool stuck = false;
@@ -54,6 +55,7 @@ class ThreadPool final : public Executor {
   };
   bool start_thread();  // with mu_ held; false (logged) when no thread could start
   void find_stuck();    // with mu_ held
+  void note_stuck(const Thread& t, std::int64_t now_ms, bool replaced) const;  // its one log line
   void work(Thread* self);
   bool next(Thread* self, Job* job);
   bool wake_one();  // with mu_ held

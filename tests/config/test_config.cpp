@@ -296,6 +296,21 @@ TEST_CASE("log_level must be a known level", "[config]") {
   CHECK(parse_error("[server]\nlog_level = \"\"\n") == "test.toml:2: server.log_level: " + msg);
 }
 
+TEST_CASE("log_format is text or json, log_file a path beside the config file", "[config]") {
+  const Config defaults = parse_ok("");
+  CHECK(defaults.server.log_format == ferry::config::LogFormat::text);
+  CHECK(defaults.server.log_file.empty());  // stderr
+  CHECK(parse_ok("[server]\nlog_format = \"json\"\n").server.log_format == ferry::config::LogFormat::json);
+  CHECK(parse_ok("[server]\nlog_format = \"text\"\n").server.log_format == ferry::config::LogFormat::text);
+  CHECK(parse_ok("[server]\nlog_file = \"log/ferryd.log\"\n").server.log_file == "/etc/ferry/log/ferryd.log");
+  CHECK(parse_ok("[server]\nlog_file = \"/var/log/ferryd.log\"\n").server.log_file == "/var/log/ferryd.log");
+  CHECK(parse_error("[server]\nlog_format = \"JSON\"\n") ==
+        "test.toml:2: server.log_format: must be \"text\" or \"json\"");
+  CHECK(parse_error("[server]\nlog_format = 1\n") == "test.toml:2: server.log_format: must be a string");
+  CHECK(parse_error("[server]\nlog_file = \"\"\n") == "test.toml:2: server.log_file: must be a non-empty path");
+  CHECK(parse_error("[server]\nlog_files = \"x\"\n").find("server.log_files") != std::string::npos);
+}
+
 TEST_CASE("socket_mode must be an octal string up to 0777", "[config]") {
   const std::string msg = "must be an octal string such as \"0660\", at most \"0777\"";
   for (const char* mode : {"", "0680", "1777", "0o660", "+660", "-1", "660 ", "rw-rw----",
