@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "common/clock.hpp"
+#include "common/log_output.hpp"
 #include "config/config.hpp"
 #include "exec/factory.hpp"
 #include "loop/completion_queue.hpp"
@@ -38,6 +39,7 @@ void block_signals() {
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGHUP);
+  sigaddset(&mask, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
@@ -57,6 +59,7 @@ int check_config(const std::string& file) {
 // finalizer every plugin version.
 struct Base {
   std::shared_ptr<const ferry::config::Config> cfg;
+  std::shared_ptr<ferry::ReopenableFileSink> log_file;  // null: the log goes to stderr
   ferry::SystemClock clock;
   std::unique_ptr<ferry::Finalizer> finalizer;
   std::unique_ptr<ferry::Launcher> launcher;
@@ -72,12 +75,33 @@ int cannot_start(const ferry::Status& st) {
   return 1;
 }
 
+// The log's form and place ([server] log_format, log_file), before any
+// other thread runs.
+ferry::Status open_log(const ferry::config::Config& cfg, Base* b) {
+  const bool json = cfg.server.log_format == ferry::config::LogFormat::json;
+  if (!json && cfg.server.log_file.empty()) return ferry::Status::Ok();  // as main() set it up
+  auto sink = ferry::set_up_log(json, cfg.server.log_file);
+  if (!sink.ok()) return sink.status();
+  b->log_file = std::move(sink).value();
+  return ferry::Status::Ok();
+}
+
+// SIGUSR1: logrotate moved the file; later lines go to a new one.
+void reopen_log(Base& b) {
+  if (!b.log_file) return spdlog::info("SIGUSR1: the log goes to stderr, nothing to reopen");
+  if (const ferry::Status st = b.log_file->reopen(); !st.ok()) {
+    return spdlog::error("SIGUSR1: cannot reopen the log file, still writing the old one: {}", st.message());
+  }
+  spdlog::info("SIGUSR1: log file reopened");
+}
+
 // Config, clock, finalizer, launcher, invoker, ring, completion queue, reloader.
 ferry::Status build_base(const std::string& config_file, Base* b) {
   auto parsed = ferry::config::parse_config_file(config_file);
   if (!parsed.ok()) return parsed.status();
   b->cfg = std::make_shared<const ferry::config::Config>(std::move(parsed).value());
   spdlog::set_level(spdlog::level::from_str(b->cfg->server.log_level));
+  FERRY_RETURN_IF_ERROR(open_log(*b->cfg, b));
   auto finalizer = ferry::Finalizer::create();
   if (!finalizer.ok()) return finalizer.status();
   b->finalizer = std::move(finalizer).value();
@@ -104,8 +128,9 @@ void connect_reloads(Base& b, ferry::Router& router, ferry::Server& server) {
     server.reconfigure(next->server);
     router.apply(next);
   });
-  router.set_reload_handler([&](const ferry::CallRef& ref) { b.reloader->request(true, ref); });
-  server.on_hangup([&] { b.reloader->request(true); });
+  router.set_reload_handler([&](const ferry::CallRef& ref) { b.reloader->request(ferry::ReloadKind::call, true, ref); });
+  server.on_hangup([&] { b.reloader->request(ferry::ReloadKind::sighup, true); });
+  server.on_reopen_logs([&] { reopen_log(b); });
   if (const ferry::Status st = b.reloader->watch(); !st.ok()) {
     spdlog::warn("plugin_dir and config changes are not picked up automatically: {}", st.message());
   }
@@ -156,7 +181,7 @@ int main(int argc, char** argv) {
   app.add_option("--ready-fd", opt.ready_fd, "write \"ready\" to this fd once listening");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("ferryd"));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_pattern(ferry::kTextLogPattern);
   if (!opt.check.empty()) return check_config(opt.check);
   return serve(opt);
 }

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "common/json_text.hpp"
+#include "common/log_output.hpp"
 
 namespace ferry {
 namespace {
@@ -22,6 +23,16 @@ constexpr std::int64_t kSettleMs = 100;
 config::ExecutorKind kind_of(const Plugin& p) {
   return p.library.is_loaded() ? config::ExecutorKind::thread : config::ExecutorKind::process;
 }
+// A sync's report in words: "config unchanged; loaded demo 1.2.0; 1 plugin file refused".
+std::string changes_text(const nlohmann::json& report) {
+  std::string text = "config " + report["config"].get<std::string>();
+  for (const auto& p : report["loaded"]) text += "; loaded " + p["plugin"].get<std::string>() + " " + p["version"].get<std::string>();
+  for (const auto& p : report["removed"]) text += "; removed " + p["plugin"].get<std::string>();
+  if (!report["refused"].empty()) text += "; " + std::to_string(report["refused"].size()) + " plugin files refused";
+  if (report["loaded"].empty() && report["removed"].empty()) text += "; no plugin changed";
+  return text;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Reloader>> Reloader::create(std::shared_ptr<const config::Config> cfg, Launcher& launcher,
@@ -105,8 +116,7 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
     const std::string previous = k == known_.end() ? std::string() : k->second.plugin;
     if (const Status st = registry_.install(std::move(r.prepared), replace); !st.ok()) {
       const std::string& why = st.message();
-      spdlog::error("plugin {} refused: {}{}", r.source.string(), why,
-                    previous.empty() ? "" : "; the loaded version keeps serving");
+      note_plugin_refused(r.source, why, !previous.empty());
       // A name taken by another file: tried again at every sync, so it
       // joins once that file is gone.
       known_[r.source].stamp = FileStamp{};
@@ -119,8 +129,7 @@ int Reloader::apply_sync(SyncResult& sync, nlohmann::json* report) {
     ++installed;
   }
   for (const auto& [file, why] : sync.refused) {
-    const bool serving = known_.count(file) != 0 && !known_[file].plugin.empty();
-    if (serving) spdlog::warn("plugin {}: the loaded version keeps serving", file.string());
+    note_plugin_refused(file, why, known_.count(file) != 0 && !known_[file].plugin.empty());
     // A file refused for its contents is tried again once it changes; one
     // that could not be examined (no worker could start, ...) at every sync.
     known_[file].stamp = sync.transient.count(file) != 0 ? FileStamp{} : sync.seen_refused[file];
@@ -165,7 +174,7 @@ void Reloader::on_io(std::uint8_t sub, std::uint16_t, const io_uring_cqe& cqe) {
     settle_armed_ = false;
     const bool config = settle_config_;
     settle_config_ = false;
-    return request(config);
+    return request(ReloadKind::watch, config);
   }
   if (sub != kInotify || cqe.res < 0) return;
   if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
@@ -199,8 +208,9 @@ void Reloader::on_inotify() {
   reactor_.ring().timeout_at(&settle_ts_, loop::Reactor::tag(id_, kSettle, 0));
 }
 
-void Reloader::request(bool config, std::optional<CallRef> reply) {
+void Reloader::request(ReloadKind kind, bool config, std::optional<CallRef> reply) {
   want_ = true;
+  want_kinds_ |= 1u << unsigned(kind);
   want_config_ = want_config_ || config;
   if (reply) next_replies_.push_back(*reply);
   if (!running_) start();
@@ -210,6 +220,8 @@ void Reloader::start() {
   running_ = true;
   const bool reread = want_config_;
   want_ = want_config_ = false;
+  kinds_ = want_kinds_;
+  want_kinds_ = 0;
   replies_ = std::move(next_replies_);
   next_replies_.clear();
   auto cfg = cfg_;
@@ -269,22 +281,44 @@ void Reloader::finish(Outcome out) {
   ferry_code code = FERRY_OK;
   std::string message;
   if (!out.config_error.empty()) {
-    spdlog::error("config not reloaded, nothing changed: {}", out.config_error);
     code = FERRY_E_BAD_REQUEST;
     message = "config not reloaded, nothing changed: " + out.config_error;
+    note_reload(ReloadResult::failed, message);
   } else {
-    if (out.cfg) {
-      spdlog::info("config reloaded from {}", out.cfg->file.string());
-      cfg_ = out.cfg;
-    }
-    report["config"] = out.cfg ? "reloaded" : "unchanged";
+    if (out.cfg) cfg_ = out.cfg;
+    report["config"] = out.cfg ? "reloaded from " + out.cfg->file.string() : "unchanged";
     apply_sync(out.sync, &report);
     if (apply_) apply_(cfg_);
     message = json_text(report);
+    note_reload(ReloadResult::ok, changes_text(report));
   }
   for (const CallRef& ref : replies_) loop_tasks_.complete(Completion{ref, code, message});
   replies_.clear();
   if (want_) start();
 }
+
+// The one log line of a plugin file refused (a counter belongs here).
+void Reloader::note_plugin_refused(const std::filesystem::path& file, const std::string& why, bool serving) const {
+  const LogFields with(nlohmann::json{{"file", file.string()}});
+  spdlog::error("plugin {} refused: {}{}", file.string(), why, serving ? "; the loaded version keeps serving" : "");
+}
+
+// The one log line of a reload's outcome (a counter by kind and result belongs here).
+void Reloader::note_reload(ReloadResult result, const std::string& what) const {
+  std::string kinds;
+  for (const ReloadKind k : {ReloadKind::sighup, ReloadKind::call, ReloadKind::watch}) {
+    if ((kinds_ & (1u << unsigned(k))) != 0) kinds += (kinds.empty() ? "" : "+") + std::string(name(k));
+  }
+  const LogFields with({{"reload", kinds}, {"result", name(result)}});
+  if (result == ReloadResult::ok) return spdlog::info("reload ({}): ok: {}", kinds, what);
+  spdlog::error("reload ({}): failed: {}", kinds, what);
+}
+
+const char* name(ReloadKind kind) {
+  static const char* const names[kReloadKindCount] = {"sighup", "call", "watch"};
+  return names[int(kind)];
+}
+
+const char* name(ReloadResult result) { return result == ReloadResult::ok ? "ok" : "failed"; }
 
 }  // namespace ferry

@@ -34,6 +34,14 @@
 
 namespace ferry {
 
+// What started a reload, and how it ended: fixed names that the log and
+// the metrics (ferry_reloads_total{kind,result}) share.
+enum class ReloadKind { sighup, call, watch };
+enum class ReloadResult { ok, failed };
+inline constexpr int kReloadKindCount = 3;
+const char* name(ReloadKind kind);
+const char* name(ReloadResult result);
+
 class Reloader final : public loop::IoClient {
  public:
   // Applies a sync's outcome beyond the registry: router and server.
@@ -53,8 +61,10 @@ class Reloader final : public loop::IoClient {
   // Watches plugin_dir and the config file, or says why it cannot.
   Status watch();
   // Re-reads the config (if `config`) and plugin_dir. `reply`: a ferry.reload
-  // call, answered through the loop's sink with the outcome.
-  void request(bool config, std::optional<CallRef> reply = std::nullopt);
+  // call, answered through the loop's sink with the outcome. Requests made
+  // while a sync runs are merged into the next one; its one log line names
+  // every kind merged into it.
+  void request(ReloadKind kind, bool config, std::optional<CallRef> reply = std::nullopt);
   // Runs `task` on the reloader's thread, after any sync already queued.
   void run_off_loop(std::function<void()> task);
   const std::shared_ptr<const config::Config>& config() const { return cfg_; }
@@ -76,6 +86,8 @@ class Reloader final : public loop::IoClient {
   void run_worker();
   int apply_sync(SyncResult& sync, nlohmann::json* report);
   void finish(Outcome out);
+  void note_reload(ReloadResult result, const std::string& what) const;
+  void note_plugin_refused(const std::filesystem::path& file, const std::string& why, bool serving) const;
   void on_inotify();
 
   std::shared_ptr<const config::Config> cfg_;
@@ -93,6 +105,7 @@ class Reloader final : public loop::IoClient {
   // Loop side: one sync at a time; requests meanwhile are merged.
   bool running_ = false;
   bool want_ = false, want_config_ = false;
+  unsigned want_kinds_ = 0, kinds_ = 0;  // bits 1 << ReloadKind: of the next sync, of the running one
   std::vector<CallRef> replies_, next_replies_;
   // inotify
   int inotify_fd_ = -1;

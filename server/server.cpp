@@ -47,6 +47,7 @@ Status Server::start() {
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGHUP);
+  sigaddset(&mask, SIGUSR1);
   signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) return Status::Errno("signalfd");
   FERRY_RETURN_IF_ERROR(listen_socket());
@@ -118,6 +119,7 @@ void Server::on_completion(const io_uring_cqe& cqe) {
     case Op::cancel: return;
     case Op::deadline: return on_deadline();
     case Op::drain: return on_drain_timeout();
+    case Op::event_summary: return on_event_summary();
     case Op::accept_retry:
       if (!draining_) ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
       return;
@@ -144,6 +146,9 @@ void Server::reconfigure(const config::ServerConfig& cfg) {
   if (cfg.socket_path != cfg_.socket_path || cfg.socket_mode != cfg_.socket_mode ||
       cfg.plugin_dir != cfg_.plugin_dir || cfg.max_frame_bytes != cfg_.max_frame_bytes) {
     spdlog::warn("config reload: socket_path, socket_mode, plugin_dir and max_frame_bytes apply after a restart");
+  }
+  if (cfg.log_format != cfg_.log_format || cfg.log_file != cfg_.log_file) {
+    spdlog::warn("config reload: log_format and log_file apply after a restart");
   }
   cfg_.log_level = cfg.log_level;
   cfg_.max_connections = cfg.max_connections;

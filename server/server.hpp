@@ -2,7 +2,8 @@
 // calls, writes replies, and drains on SIGINT/SIGTERM. Everything here runs on
 // one thread and never blocks; plugin code runs only on executor threads.
 // Implemented by concern in server.cpp, server_conn.cpp (connections and
-// buffers), server_frames.cpp (frames and replies), server_drain.cpp (stop).
+// buffers), server_frames.cpp (frames and replies), server_drain.cpp (stop),
+// server_events.cpp (protocol errors and refused connections, in the log).
 #pragma once
 
 #include <functional>
@@ -12,8 +13,10 @@
 
 #include "calls.hpp"
 #include "common/clock.hpp"
+#include "common/event_limit.hpp"
 #include "common/status.hpp"
 #include "config/config.hpp"
+#include "conn_events.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
 #include "loop/user_data.hpp"
@@ -43,6 +46,8 @@ class Server {
   void reconfigure(const config::ServerConfig& cfg);
   // What SIGHUP does (a reload).
   void on_hangup(std::function<void()> f) { on_hangup_ = std::move(f); }
+  // What SIGUSR1 does (reopen the log file, for logrotate).
+  void on_reopen_logs(std::function<void()> f) { on_reopen_logs_ = std::move(f); }
   // Starts the drain (as SIGTERM does).
   void begin_drain();
 
@@ -60,7 +65,7 @@ class Server {
   void queue_send(Conn& c);
   void flush_sends();
   void on_send(Conn& c, int res);
-  void fail_connection(Conn& c, ferry_code code, const std::string& why);
+  void fail_connection(Conn& c, ProtocolError kind, const std::string& why);
   void close_connection(Conn& c);
   void maybe_release(Conn& c);
   void deliver_partial(Completion& d);
@@ -80,6 +85,13 @@ class Server {
   void on_deadline();
   void deliver(std::vector<Completion>& done);
 
+  // server_events.cpp: failures of clients, told once each, bounded per kind
+  void refuse(int fd, ConnRefusal reason);
+  void note_protocol_error(const Conn& c, ProtocolError kind, const std::string& why);
+  void note_refused(const Peer& peer, ConnRefusal reason);
+  void arm_event_summary();
+  void on_event_summary();
+
   // server_drain.cpp: signals and the graceful stop
   void on_signal();
   void on_drain_timeout();
@@ -87,6 +99,7 @@ class Server {
 
   config::ServerConfig cfg_;
   std::function<void()> on_hangup_;
+  std::function<void()> on_reopen_logs_;
   Router& router_;
   loop::CompletionQueue& completions_;
   const Clock& clock_;
@@ -107,6 +120,9 @@ class Server {
   std::vector<Completion> done_;
   std::size_t open_conns_ = 0;
   __kernel_timespec accept_retry_at_{};  // when accepting resumes after EMFILE/ENFILE
+  EventLog events_;  // protocol errors and refusals, bounded per kind
+  __kernel_timespec events_ts_{};
+  bool events_armed_ = false;  // a timer for events_' next summary is pending
 };
 
 }  // namespace ferry

@@ -39,12 +39,10 @@ void Server::on_accept(int res, bool more) {
     return;
   }
   if (draining_ || open_conns_ >= cfg_.max_connections) {
-    spdlog::warn("connection refused: {}", draining_ ? "shutting down" : "max_connections reached");
-    close(res);
-    return;
+    return refuse(res, draining_ ? ConnRefusal::shutting_down : ConnRefusal::max_connections);
   }
   Conn& c = open_conn(res);
-  spdlog::debug("connection {} opened", c.slot);
+  spdlog::debug("connection {} opened (pid {}, uid {})", c.slot, c.peer.pid, c.peer.uid);
   arm_recv(c);
 }
 
@@ -61,6 +59,7 @@ Conn& Server::open_conn(int fd) {
   Conn& c = *conns_[slot];
   c.fd = fd;
   c.slot = slot;
+  c.peer = peer_of(fd);
   c.in.resize(kRecvChunk);
   ++open_conns_;
   return c;
@@ -162,8 +161,9 @@ void Server::give_back_credit(Conn& c) {
 }
 
 // Sends a connection-level ERROR, then closes once it is flushed.
-void Server::fail_connection(Conn& c, ferry_code code, const std::string& why) {
-  spdlog::warn("connection {}: {}: {}", c.slot, ferry_code_name(code), why);
+void Server::fail_connection(Conn& c, ProtocolError kind, const std::string& why) {
+  note_protocol_error(c, kind, why);
+  const ferry_code code = kind == ProtocolError::unsupported_version ? FERRY_E_UNSUPPORTED_VERSION : FERRY_E_BAD_REQUEST;
   proto::encode_error(c.out, 0, code, why);
   c.closing = true;
   queue_send(c);

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "conn_events.hpp"
 #include "loop/completion.hpp"
 #include "loop/user_data.hpp"
 
@@ -34,6 +35,7 @@ struct Conn {
   int fd = -1;
   std::uint32_t slot = 0;
   std::uint32_t gen = 0;
+  Peer peer;  // the client process, as the kernel saw it connect
   std::vector<std::uint8_t> in;
   std::size_t in_len = 0;
   std::string out;      // replies not yet handed to the kernel

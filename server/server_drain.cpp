@@ -1,4 +1,5 @@
-// Server: signals and the graceful stop. SIGHUP reloads; the first SIGINT or
+// Server: signals and the graceful stop. SIGHUP reloads; SIGUSR1 reopens the
+// log file (logrotate); the first SIGINT or
 // SIGTERM drains (no new connections, in-flight calls answered, replies
 // flushed, bounded by drain_timeout_ms); a second one exits at once.
 #include "server.hpp"
@@ -24,6 +25,10 @@ using loop::Tag;
 void Server::on_signal() {
   signalfd_siginfo si;
   while (read(signal_fd_, &si, sizeof si) == ssize_t(sizeof si)) {
+    if (si.ssi_signo == SIGUSR1) {
+      if (on_reopen_logs_) on_reopen_logs_();
+      continue;
+    }
     if (si.ssi_signo == SIGHUP) {
       spdlog::info("SIGHUP: reloading the config and plugin_dir");
       if (on_hangup_) on_hangup_();

@@ -33,7 +33,7 @@ bool Server::handle_frames(Conn& c) {
     const proto::Parse p = proto::parse_frame(avail, cfg_.max_frame_bytes, &f, &used, &why);
     if (p == proto::Parse::need_more) break;
     if (p != proto::Parse::ok) {
-      fail_connection(c, FERRY_E_BAD_REQUEST, why);
+      fail_connection(c, p == proto::Parse::too_large ? ProtocolError::too_large : ProtocolError::bad_header, why);
       return false;
     }
     if (!handle_frame(c, FrameView{f.header.type, f.header.call_id, f.body})) return false;
@@ -54,7 +54,7 @@ bool Server::handle_frame(Conn& c, const FrameView& f) {
       queue_send(c);
       return true;
     default:
-      fail_connection(c, FERRY_E_BAD_REQUEST,
+      fail_connection(c, ProtocolError::unexpected_frame,
                       "unexpected frame type " + std::to_string(int(f.type)) + " from a client");
       return false;
   }
@@ -64,11 +64,11 @@ bool Server::handle_frame(Conn& c, const FrameView& f) {
 bool Server::handle_hello(Conn& c, const FrameView& f) {
   proto::Hello h;
   std::string why;
-  if (f.type != proto::Type::hello) return fail_connection(c, FERRY_E_BAD_REQUEST, "expected HELLO first"), false;
-  if (!proto::decode_hello(f.body, &h, &why)) return fail_connection(c, FERRY_E_BAD_REQUEST, why), false;
-  if (f.id != 0) return fail_connection(c, FERRY_E_BAD_REQUEST, "HELLO must have call id 0"), false;
+  if (f.type != proto::Type::hello) return fail_connection(c, ProtocolError::bad_hello, "expected HELLO first"), false;
+  if (!proto::decode_hello(f.body, &h, &why)) return fail_connection(c, ProtocolError::bad_hello, why), false;
+  if (f.id != 0) return fail_connection(c, ProtocolError::bad_hello, "HELLO must have call id 0"), false;
   if (h.major != proto::kVersionMajor) {
-    fail_connection(c, FERRY_E_UNSUPPORTED_VERSION,
+    fail_connection(c, ProtocolError::unsupported_version,
                     "protocol " + std::to_string(h.major) + "." + std::to_string(h.minor) +
                         " is not supported; this server speaks 1." +
                         std::to_string(proto::kVersionMinor));
@@ -85,17 +85,17 @@ bool Server::handle_hello(Conn& c, const FrameView& f) {
 bool Server::handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t> body) {
   proto::Call call;
   std::string why;
-  if (!proto::decode_call(body, &call, &why)) return fail_connection(c, FERRY_E_BAD_REQUEST, why), false;
-  if (id == 0) return fail_connection(c, FERRY_E_BAD_REQUEST, "call id 0 is reserved"), false;
+  if (!proto::decode_call(body, &call, &why)) return fail_connection(c, ProtocolError::bad_call, why), false;
+  if (id == 0) return fail_connection(c, ProtocolError::bad_call, "call id 0 is reserved"), false;
   if ((call.flags & proto::kCallPartials) != 0 && c.minor < 2) {
     // A client that said 1.0 or 1.1 would not understand a PARTIAL frame.
-    fail_connection(c, FERRY_E_BAD_REQUEST,
+    fail_connection(c, ProtocolError::bad_call,
                     "CALL asks for partial results, which need protocol 1.2; this connection's HELLO said 1." +
                         std::to_string(c.minor));
     return false;
   }
   if (c.calls.count(id) != 0) {
-    fail_connection(c, FERRY_E_BAD_REQUEST, "call id " + std::to_string(id) + " is already in flight");
+    fail_connection(c, ProtocolError::duplicate_call, "call id " + std::to_string(id) + " is already in flight");
     return false;
   }
   const std::uint64_t token = calls_.add(c.slot, c.gen, id);

@@ -6,7 +6,8 @@
 
 namespace ferry::loop {
 
-enum class Op : std::uint8_t { accept = 1, recv, send, wake, signal, cancel, client, accept_retry, deadline, drain };
+enum class Op : std::uint8_t { accept = 1, recv, send, wake, signal, cancel, client, accept_retry, deadline, drain,
+                               event_summary };
 
 struct Tag {
   Op op;

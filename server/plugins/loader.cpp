@@ -200,7 +200,6 @@ SyncResult sync_plugins(const config::Config& cfg, Launcher& launcher, SnapshotS
     }
     Prepared p;
     if (const Status st = prepare(cfg, launcher, open, snapshots, file, &p); !st.ok()) {
-      spdlog::error("plugin {} refused: {}", file.string(), st.message());
       out.refused.emplace_back(file, st.message());
       out.seen_refused[file] = stamp;
       if (is_passing(st)) out.transient.insert(file);
