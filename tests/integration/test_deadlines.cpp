@@ -109,7 +109,10 @@ TEST_CASE("process mode: a call that ignores its cancellation is killed after th
   CHECK(reply_for(*c, id).code == FERRY_E_CANCELLED);  // answered at once, not after the grace
   status_until(*c, "ops", [](const json& st) { return st["restarts"] == 1 && st["running"] == 0; },
                "the worker killed and replaced");
-  CHECK(d.log().find("ignored its call's cancellation for 100 ms; killing it") != std::string::npos);
+  wait_until([&] { return c->ping().has_value() && d.log().find("ignored that for 100 ms") != std::string::npos; },
+             "the kill logged");
+  CHECK_THAT(d.log(), Catch::Contains("killed: its call was cancelled (cancelled) and it ignored that for 100 ms"
+                                      " during ops.ignore, call " + std::to_string(id)));
   CHECK(must_call(*c, "ops.echo", "2").data == "2");
 }
 

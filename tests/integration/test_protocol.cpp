@@ -112,13 +112,13 @@ TEST_CASE("protocol: replies are not bounded by max_frame_bytes, which bounds wh
   CHECK(c->send_call("demo.echo_raw", std::string(2000, 'x')) == 0);  // refused locally: over the limit
 }
 
-TEST_CASE("protocol: a connection over max_connections is closed without a frame", "[integration][protocol]") {
+TEST_CASE("protocol: a connection over max_connections gets ERROR busy, then is closed", "[integration][protocol]") {
   FerrydProcess d({plugin_path("demo")}, "", "max_connections = 1\n");
   auto first = connect(d);
   std::string error;
   auto second = ferry::Client::connect(d.socket(), &error);
-  CHECK(second == nullptr);  // the HELLO went unanswered: closed
-  CHECK_FALSE(error.empty());
+  CHECK(second == nullptr);
+  CHECK_THAT(error, Catch::Contains("server refused: busy: too many connections"));
   CHECK(must_call(*first, "demo.echo", "[2]").data == "2");  // the first is unaffected
 }
 
