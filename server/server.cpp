@@ -102,6 +102,7 @@ void Server::run(int ready_fd) {
   for (auto& c : conns_) {
     if (c && c->fd >= 0) close_connection(*c);
   }
+  events_.flush_all(clock_.now_ms());  // the counts of a flood the stop cut short
   spdlog::info("event loop stopped");
 }
 

@@ -42,14 +42,16 @@ LogFields::~LogFields() { t_fields = outer_; }
 const nlohmann::json* LogFields::current() { return t_fields != nullptr ? &t_fields->fields_ : nullptr; }
 
 void JsonLogFormatter::format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) {
-  nlohmann::json line = {{"time", utc_time(msg.time)},
-                         {"level", std::string(spdlog::level::to_string_view(msg.level).data(),
-                                               spdlog::level::to_string_view(msg.level).size())},
-                         {"message", std::string(msg.payload.data(), msg.payload.size())}};
+  const auto level = spdlog::level::to_string_view(msg.level);
+  nlohmann::ordered_json line = {{"time", utc_time(msg.time)},
+                                 {"level", std::string(level.data(), level.size())},
+                                 {"message", std::string(msg.payload.data(), msg.payload.size())}};
   if (const nlohmann::json* fields = LogFields::current()) {
-    for (const auto& [key, value] : fields->items()) line.emplace(key, value);  // never over the three above
+    for (const auto& [key, value] : fields->items()) {
+      if (!line.contains(key)) line[key] = value;  // never over the three above
+    }
   }
-  const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  const std::string text = line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   dest.append(text.data(), text.data() + text.size());
 }
 

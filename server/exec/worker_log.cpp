@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/log_output.hpp"
 #include "common/text.hpp"
 #include "ferry/plugin.h"
 #include "worker/channel.hpp"
@@ -73,6 +74,7 @@ void WorkerLog::write(int level, std::string_view source, std::string_view text,
   const bool admitted = limit_.admit(now_ms);
   summarize(now_ms);
   if (!admitted) return;
+  const LogFields with({{"plugin", plugin_}, {"pid", pid_}});
   writer_(level, "[" + plugin_ + "] worker " + std::to_string(pid_) + std::string(source) + ": " +
                      printable(cut_line(text, channel::kMaxLogLine)));
 }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/log_limit.hpp"
+#include "common/log_output.hpp"
 #include "ferry/plugin.h"
 
 namespace ferry {
@@ -21,6 +22,8 @@ void LogSink::dropped(std::string_view plugin, std::uint64_t n) {
 }
 
 void SpdlogSink::write(int level, std::string_view plugin, std::uint64_t call_id, std::string_view text) {
+  const LogFields with(call_id == 0 ? nlohmann::json{{"plugin", plugin}}
+                                    : nlohmann::json{{"plugin", plugin}, {"call_id", call_id}});
   if (call_id == 0) return spdlog::log(to_level(level), "[{}] {}", plugin, text);
   spdlog::log(to_level(level), "[{}] call {}: {}", plugin, call_id, text);
 }

@@ -212,8 +212,12 @@ TEST_CASE("a flood of refused connections: each gets ERROR busy; the log is boun
 
 TEST_CASE("log_format = \"json\": every line ferryd writes is one JSON object, with fields",
           "[integration][failure-log]") {
-  FerrydProcess d({fixture_path("fixture_hostile")}, hostile_config("process"), "log_format = \"json\"\n");
+  FerrydProcess d({fixture_path("fixture_hostile"), fixture_path("fixture_logs")},
+                  hostile_config("process") + "[plugins.logs]\nexecutor = \"process\"\nworkers = 1\n" +
+                      (kSandbox ? "" : "[plugins.logs.sandbox]\nenabled = false\n"),
+                  "log_format = \"json\"\n");
   auto c = connect(d);
+  CHECK(must_call(*c, "logs.hello", R"(["tag \"q\"\nnext"])").code == FERRY_OK);  // a plugin's line, through its worker
   const std::uint64_t id = c->send_call("hostile.abort_now", "[]");
   CHECK(ferry::test::reply_for(*c, id).code == FERRY_E_WORKER_CRASHED);
   RawConn raw(d);
@@ -224,7 +228,7 @@ TEST_CASE("log_format = \"json\": every line ferryd writes is one JSON object, w
   REQUIRE(kill(d.pid(), SIGTERM) == 0);
   CHECK(d.wait() == 0);
   std::istringstream in(d.log());
-  int lines = 0, crashes = 0;
+  int lines = 0, crashes = 0, plugin_lines = 0;
   for (std::string line; std::getline(in, line); ++lines) {
     INFO(line);
     const json j = json::parse(line);  // throws (fails) on anything else
@@ -232,6 +236,11 @@ TEST_CASE("log_format = \"json\": every line ferryd writes is one JSON object, w
     CHECK(j["time"].is_string());
     CHECK(j["level"].is_string());
     CHECK(j["message"].is_string());
+    if (j["message"].get<std::string>().find("hello tag \"q\"") != std::string::npos) {
+      ++plugin_lines;
+      CHECK(j["plugin"] == "logs");
+      CHECK(j["pid"].get<int>() > 0);
+    }
     if (j.value("reason", "") != "crash") continue;
     ++crashes;
     CHECK(j["plugin"] == "hostile");
@@ -242,6 +251,7 @@ TEST_CASE("log_format = \"json\": every line ferryd writes is one JSON object, w
   }
   CHECK(lines > 5);
   CHECK(crashes == 1);
+  CHECK(plugin_lines == 1);
 }
 
 TEST_CASE("log_file: SIGUSR1 reopens it, for logrotate", "[integration][failure-log]") {
