@@ -23,9 +23,9 @@ constexpr std::int64_t kSettleMs = 100;
 config::ExecutorKind kind_of(const Plugin& p) {
   return p.library.is_loaded() ? config::ExecutorKind::thread : config::ExecutorKind::process;
 }
-// A sync's report in words: "config unchanged; loaded demo 1.2.0; 1 plugin file refused".
-std::string changes_text(const nlohmann::json& report) {
-  std::string text = "config " + report["config"].get<std::string>();
+// A sync's report in words: "config unchanged; loaded demo 1.2.0; 1 plugin files refused".
+std::string changes_text(const nlohmann::json& report, const std::string& config_file) {
+  std::string text = config_file.empty() ? "config unchanged" : "config reloaded from " + config_file;
   for (const auto& p : report["loaded"]) text += "; loaded " + p["plugin"].get<std::string>() + " " + p["version"].get<std::string>();
   for (const auto& p : report["removed"]) text += "; removed " + p["plugin"].get<std::string>();
   if (!report["refused"].empty()) text += "; " + std::to_string(report["refused"].size()) + " plugin files refused";
@@ -286,11 +286,11 @@ void Reloader::finish(Outcome out) {
     note_reload(ReloadResult::failed, message);
   } else {
     if (out.cfg) cfg_ = out.cfg;
-    report["config"] = out.cfg ? "reloaded from " + out.cfg->file.string() : "unchanged";
+    report["config"] = out.cfg ? "reloaded" : "unchanged";
     apply_sync(out.sync, &report);
     if (apply_) apply_(cfg_);
     message = json_text(report);
-    note_reload(ReloadResult::ok, changes_text(report));
+    note_reload(ReloadResult::ok, changes_text(report, out.cfg ? out.cfg->file.string() : std::string()));
   }
   for (const CallRef& ref : replies_) loop_tasks_.complete(Completion{ref, code, message});
   replies_.clear();
@@ -307,7 +307,9 @@ void Reloader::note_plugin_refused(const std::filesystem::path& file, const std:
 void Reloader::note_reload(ReloadResult result, const std::string& what) const {
   std::string kinds;
   for (const ReloadKind k : {ReloadKind::sighup, ReloadKind::call, ReloadKind::watch}) {
-    if ((kinds_ & (1u << unsigned(k))) != 0) kinds += (kinds.empty() ? "" : "+") + std::string(name(k));
+    if ((kinds_ & (1u << unsigned(k))) == 0) continue;
+    if (!kinds.empty()) kinds += '+';
+    kinds += name(k);
   }
   const LogFields with({{"reload", kinds}, {"result", name(result)}});
   if (result == ReloadResult::ok) return spdlog::info("reload ({}): ok: {}", kinds, what);
