@@ -244,7 +244,7 @@ void ProcessPool::after_call(std::uint16_t i) {
 }
 
 void ProcessPool::retire(std::uint16_t i, const std::string& why) {
-  spdlog::info("plugin {}: recycling worker {}: {}", opt_.plugin, workers_[i].proc.pid, why);
+  note_recycle(i, why);
   end_worker(i);  // replaced once it exited
 }
 

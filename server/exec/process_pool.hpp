@@ -152,6 +152,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   static ExitFacts exit_facts(const Worker& w, const WorkerExit& exit);
   std::string exit_what(ExitReason reason, const Worker& w, const WorkerExit& exit) const;
   void note_worker_exit(std::uint16_t i, const WorkerExit& exit);
+  void note_recycle(std::uint16_t i, const std::string& why);
   void arm_exit_summary();
   void on_exit_summary();
   // Its log (process_pool_logs.cpp).

@@ -83,6 +83,17 @@ void ProcessPool::note_worker_exit(std::uint16_t i, const WorkerExit& exit) {
   arm_exit_summary();
 }
 
+// The one log line of a recycling (its exit is then logged at debug level):
+// info, not a failure, but bounded like one, since max_calls_per_worker = 1
+// recycles a worker per call.
+void ProcessPool::note_recycle(std::uint16_t i, const std::string& why) {
+  const Worker& w = workers_[i];
+  const LogFields with({{"plugin", opt_.plugin}, {"pid", w.proc.pid}, {"reason", "recycled"}});
+  exits_.note("plugin " + opt_.plugin + ": workers recycled", spdlog::level::info, clock_.now_ms(),
+              "plugin " + opt_.plugin + ": recycling worker " + std::to_string(w.proc.pid) + ": " + why);
+  arm_exit_summary();
+}
+
 // A timer for the summary of exits not logged, so it comes after a flood too.
 void ProcessPool::arm_exit_summary() {
   const std::int64_t due = exits_.next_due_ms();
