@@ -23,11 +23,12 @@ using loop::pack;
 using loop::Tag;
 
 Server::Server(const config::ServerConfig& cfg, loop::Reactor& reactor, Router& router,
-               loop::CompletionQueue& completions, const Clock& clock)
+               loop::CompletionQueue& completions, const Clock& clock, Metrics& metrics)
     : cfg_(cfg),
       router_(router),
       completions_(completions),
       clock_(clock),
+      metrics_(metrics),
       reactor_(reactor),
       ring_(reactor.ring()) {
   conns_.emplace_back();  // slot 0 is never a connection

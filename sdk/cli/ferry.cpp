@@ -9,6 +9,8 @@
 //   ferry [--socket PATH] status [--json]
 //   ferry [--socket PATH] ping [--count N]
 //   ferry [--socket PATH] reload [--json]
+//   ferry [--socket PATH] metrics [--json]
+//   ferry [--socket PATH] top [--once] [--interval MS]
 //
 // Exit status (printed by --help too, from exit_status_help()):
 //   0  success                        3  cannot connect to ferryd
@@ -160,6 +162,14 @@ void add_ping_command(CLI::App& app, Options& o) {
   ping->add_option("--count,-c", o.count, "Number of pings")->check(CLI::Range(1, 1000000));
 }
 
+void add_metrics_commands(CLI::App& app, Options& o) {
+  CLI::App* metrics = app.add_subcommand("metrics", "Print ferryd's metrics in the Prometheus text format");
+  metrics->add_flag("--json", o.json, "Print them as JSON instead");
+  CLI::App* top = app.add_subcommand("top", "Show calls/s, run times, queues, workers and errors per plugin, live");
+  top->add_flag("--once", o.once, "Print one snapshot (over one interval) and exit");
+  top->add_option("--interval", o.interval_ms, "Milliseconds between samples")->check(CLI::Range(100, 3600000));
+}
+
 void configure(CLI::App& app, Options& o) {
   // Subcommands inherit the footer: every --help shows the exit status table.
   if (const char* env = std::getenv("FERRY_SOCKET"); env && *env) o.socket = env;
@@ -173,6 +183,7 @@ void configure(CLI::App& app, Options& o) {
   add_status_command(app, o);
   add_reload_command(app, o);
   add_ping_command(app, o);
+  add_metrics_commands(app, o);
 }
 
 // Returns an exit status when the program should stop here (help or bad usage).
@@ -343,5 +354,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("list")) return run_list(opt);
   if (app.got_subcommand("status")) return run_status(opt);
   if (app.got_subcommand("reload")) return run_reload(opt);
+  if (app.got_subcommand("metrics")) return run_metrics(opt);
+  if (app.got_subcommand("top")) return run_top(opt);
   return run_ping(opt);
 }

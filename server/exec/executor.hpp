@@ -2,6 +2,7 @@
 // submit() and stats() are called on the loop thread only; stop() once, after the loop ends.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -22,6 +23,7 @@ struct WorkerInfo {
 struct ExecutorStats {
   int workers = 0;
   int queued = 0;   // admitted, waiting for a worker
+  std::array<int, 3> queued_by_priority{};  // the same by priority: high, normal, low
   int running = 0;  // on a worker now
   std::uint64_t completed = 0;
   int stuck = 0;  // thread pools: threads still running a cancelled call
