@@ -143,8 +143,10 @@ void Server::on_wake() {
 
 void Server::reconfigure(const config::ServerConfig& cfg) {
   if (cfg.socket_path != cfg_.socket_path || cfg.socket_mode != cfg_.socket_mode ||
-      cfg.plugin_dir != cfg_.plugin_dir || cfg.max_frame_bytes != cfg_.max_frame_bytes) {
-    spdlog::warn("config reload: socket_path, socket_mode, plugin_dir and max_frame_bytes apply after a restart");
+      cfg.plugin_dir != cfg_.plugin_dir || cfg.max_frame_bytes != cfg_.max_frame_bytes ||
+      cfg.metrics_listen != cfg_.metrics_listen) {
+    spdlog::warn(
+        "config reload: socket_path, socket_mode, plugin_dir, max_frame_bytes and metrics_listen apply after a restart");
   }
   cfg_.log_level = cfg.log_level;
   cfg_.max_connections = cfg.max_connections;
