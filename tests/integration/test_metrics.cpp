@@ -3,6 +3,12 @@
 // real HTTP client, and `ferry metrics` / `ferry top --once`.
 #include <catch2/catch.hpp>
 
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <regex>
 #include <thread>
@@ -150,13 +156,66 @@ TEST_CASE("metrics: ferry metrics prints the text format, ferry top --once one s
                                 "--interval", "300"});
   stop = true;
   load.join();
+  INFO(top.out);
   REQUIRE(top.status == 0);
   CHECK_THAT(top.out, Catch::Contains("PLUGIN"));
   CHECK_THAT(top.out, Catch::Contains("CALLS/S"));
   std::smatch row;
-  REQUIRE(std::regex_search(top.out, row, std::regex(R"(\ndemo +thread +([0-9.]+) +(\S+) +(\S+) +0 +\d +\d/2 +plugin_error ([0-9.]+))")));
+  REQUIRE(std::regex_search(top.out, row, std::regex(R"(\ndemo +thread +([0-9.]+) +(\S+) +(\S+) +\d+ +\d+ +\d/2 +plugin_error ([0-9.]+))")));
   CHECK(std::stod(row[1]) > 0);   // calls/s
   CHECK(row[2] != "-");           // a p50 over the interval
   CHECK(std::stod(row[4]) > 0);   // errors/s
   CHECK(top.out.find("\x1b[") == std::string::npos);  // not a terminal: plain text
+}
+
+namespace {
+
+// Reads what the terminal shows until `done` holds, for at most 20 s.
+bool read_until(int fd, std::string& seen, const std::function<bool(const std::string&)>& done) {
+  const auto start = std::chrono::steady_clock::now();
+  while (!done(seen)) {
+    if (ferry::test::ms_since(start) > 20000) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) return done(seen);
+    seen.append(buf, std::size_t(n));
+  }
+  return true;
+}
+
+std::size_t count_of(const std::string& s, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("metrics: ferry top on a terminal redraws in place and quits on q", "[metrics][cli]") {
+  FerrydProcess d({plugin_path("demo")}, "[plugins.demo]\nexecutor = \"thread\"\n");
+  const std::string cli = ferry::test::ferry_cli_path(), socket = d.socket();
+  int master = -1;
+  const pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    execl(cli.c_str(), cli.c_str(), "--socket", socket.c_str(), "top", "--interval", "100", nullptr);
+    _exit(127);
+  }
+  std::string seen;
+  const std::string redraw = "\x1b[H\x1b[2J";
+  const bool drew = read_until(master, seen, [&](const std::string& s) { return count_of(s, redraw) >= 3; });
+  CHECK(write(master, "q", 1) == 1);
+  const bool restored = read_until(master, seen, [](const std::string& s) { return s.find("\x1b[?1049l") != std::string::npos; });
+  int status = -1;
+  for (int i = 0; i < 2000 && waitpid(pid, &status, WNOHANG) != pid; ++i) usleep(10000);  // bounded: fails below if it never exits
+  if (!WIFEXITED(status)) kill(pid, SIGKILL), waitpid(pid, &status, 0);
+  close(master);
+  CHECK(drew);  // three screens, each drawn over the last
+  CHECK(count_of(seen, "PLUGIN") >= 3);
+  CHECK(seen.find("demo") != std::string::npos);
+  CHECK(restored);  // the alternate screen left on q
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
