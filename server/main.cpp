@@ -16,6 +16,7 @@
 #include "exec/factory.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
+#include "notify.hpp"
 #include "plugins/finalizer.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
@@ -142,6 +143,7 @@ int serve(const Options& opt) {
   ferry::Server server(b.cfg->server, b.reactor, router, *b.completions, b.clock);
   if (const ferry::Status st = server.start(); !st.ok()) return cannot_start(st);
   connect_reloads(b, router, server);
+  ferry::notify_ready();  // the socket listens: connections wait in its backlog
   server.run(opt.ready_fd);
   return finish(b, router);
 }
