@@ -21,6 +21,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,19 +77,31 @@ def private_config(prefix: Path, sock: Path) -> Path:
 
 
 class Ferryd:
-    """The installed ferryd, started with --ready-fd; its log in a file."""
+    """The installed ferryd, started with --ready-fd and, as systemd would,
+    $NOTIFY_SOCKET (a datagram socket of ours); its log in a file."""
 
-    def __init__(self, prefix: Path, config: Path, log: Path):
-        self.log_path = log
+    def __init__(self, prefix: Path, config: Path, tmp: Path):
+        self.log_path = tmp / "ferryd.log"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(tmp / "notify.sock"))
+        env = dict(os.environ, NOTIFY_SOCKET=str(tmp / "notify.sock"))
         r, w = os.pipe()
-        with open(log, "wb") as out:
+        with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen([str(prefix / "bin/ferryd"), "--config", str(config), "--ready-fd", str(w)],
-                                         pass_fds=(w,), stdout=out, stderr=subprocess.STDOUT)
+                                         pass_fds=(w,), stdout=out, stderr=subprocess.STDOUT, env=env)
         os.close(w)
         try:
             self._wait_ready(r)
         finally:
             os.close(r)
+
+    def notified(self) -> bytes:
+        """What ferryd told $NOTIFY_SOCKET by the time it was ready ("" if nothing)."""
+        self.notify.setblocking(False)
+        try:
+            return self.notify.recv(4096)
+        except BlockingIOError:
+            return b""
 
     def _wait_ready(self, r: int) -> None:
         readable, _, _ = select.select([r], [], [], READY_WAIT_S)
@@ -143,8 +156,11 @@ def run_service(build: str, cmake: str, tmp: Path) -> int:
     prefix = tmp / "prefix"
     install(build, cmake, prefix)
     sock = tmp / "ferry.sock"
-    d = Ferryd(prefix, private_config(prefix, sock), tmp / "ferryd.log")
+    d = Ferryd(prefix, private_config(prefix, sock), tmp)
     try:
+        # Type=notify: READY=1 was sent before the ready fd was written.
+        notify = unit_key((prefix / "lib/systemd/system/ferryd.service").read_text(), "Type") == "notify"
+        check(d.notified() == (b"READY=1" if notify else b""), f"sd_notify with Type={'notify' if notify else 'simple'}")
         check_calls(prefix, sock)
         status = d.stop()
         check(status == 0, f"ferryd exited {status} on SIGTERM:\n{d.log()}")
