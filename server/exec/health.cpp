@@ -15,11 +15,11 @@ Health assess_workers(const ExecutorStats& st) {
   }
   if (failing == 0) return {};
   const std::string last = error.empty() ? "" : "; last error: " + error;
-  const std::string n = std::to_string(st.procs.size());
+  const std::string count = std::to_string(failing) + " of " + std::to_string(st.procs.size());
   if (failing == int(st.procs.size())) {
-    return {"unhealthy", "all " + n + " workers die before they are ready (retried with backoff)" + last};
+    return {"unhealthy", "every worker dies before it is ready (" + count + ", retried with backoff)" + last};
   }
-  return {"degraded", std::to_string(failing) + " of " + n + " workers die before they are ready" + last};
+  return {"degraded", "some workers die before they are ready (" + count + ")" + last};
 }
 
 }  // namespace
@@ -27,7 +27,8 @@ Health assess_workers(const ExecutorStats& st) {
 Health assess_health(const ExecutorStats& st) {
   if (!st.procs.empty()) return assess_workers(st);
   if (st.stuck > 0) {
-    return {"degraded", std::to_string(st.stuck) + " threads stuck in cancelled calls (replaced up to max_stuck_threads)"};
+    return {"degraded", "threads stuck in cancelled calls: " + std::to_string(st.stuck) +
+                            " (replaced up to max_stuck_threads)"};
   }
   return {};
 }
