@@ -16,6 +16,11 @@ ferry_full_path("${FERRY_SYSCONFDIR}/ferry" confdir)
 ferry_full_path("${FERRY_PLUGINDIR}" plugindir)
 ferry_full_path("${FERRY_UNITDIR}" unitdir)
 
+# One staging directory per destination: installs into two prefixes at once
+# (parallel tests) must not write each other's files.
+string(MD5 destination "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}")
+set(FERRY_STAGING_DIR "${FERRY_STAGING_DIR}/staged-${destination}")
+
 # Replaces the one line of `text` that sets `key`; fails the install when
 # config/server.toml no longer has exactly one such line.
 function(ferry_set_key text_var key value)
@@ -56,3 +61,5 @@ set(FERRYD "${bindir}/ferryd")
 set(FERRY_CONFIG "${confdir}/server.toml")
 configure_file("${CMAKE_CURRENT_LIST_DIR}/ferryd.service.in" "${FERRY_STAGING_DIR}/ferryd.service" @ONLY)
 file(INSTALL "${FERRY_STAGING_DIR}/ferryd.service" DESTINATION "${unitdir}")
+
+file(REMOVE_RECURSE "${FERRY_STAGING_DIR}")  # installed: nothing to keep
