@@ -30,6 +30,7 @@ from pathlib import Path
 SKIP = 77
 READY_WAIT_S = 60  # bounds, not delays: ferryd under ASan starts slowly
 STOP_WAIT_S = 60
+CALL_TIMEOUT_MS = "20000"
 INSTALLED_SOCKET = "/run/ferry/ferry.sock"
 
 # What the install must hold, relative to the prefix.
@@ -135,15 +136,21 @@ def expect(done: subprocess.CompletedProcess, out: str, what: str) -> None:
 
 def check_calls(prefix: Path, sock: Path) -> None:
     """The installed CLI calls both installed plugins; demo's workers are the installed ferry-worker."""
-    expect(ferry(prefix, sock, "call", "primes.is_prime", "112272535095293"), "true", "primes.is_prime")
+    expect(ferry(prefix, sock, "call", "--timeout", CALL_TIMEOUT_MS, "primes.is_prime", "112272535095293"), "true",
+           "primes.is_prime")
     ping = ferry(prefix, sock, "ping")
     check(ping.returncode == 0 and "pong from" in ping.stdout, f"ping: {ping.returncode} {ping.stdout}{ping.stderr}")
     status = json.loads(ferry(prefix, sock, "status", "--json").stdout)
     if "demo" in status["disabled"]:  # a kernel without the sandbox: demo runs in process mode
         print(f"NOTE: demo (process executor) not started here: {status['disabled']['demo']}")
         return
-    expect(ferry(prefix, sock, "call", "demo.echo", '{"a":[1,2]}'), '{"a":[1,2]}', "demo.echo")
-    demo = next(p for p in json.loads(ferry(prefix, sock, "status", "--json").stdout)["plugins"] if p["name"] == "demo")
+    # A worker that cannot start (not found, say) would leave this call queued: bounded.
+    expect(ferry(prefix, sock, "call", "--timeout", CALL_TIMEOUT_MS, "demo.echo", '{"a":[1,2]}'), '{"a":[1,2]}',
+           "demo.echo")
+    plugins = {p["name"]: p for p in json.loads(ferry(prefix, sock, "status", "--json").stdout)["plugins"]}
+    for name, p in plugins.items():
+        check(p["health"] == "ok", f"{name}: health {p['health']}: {p['health_reason']}")
+    demo = plugins["demo"]
     worker = prefix / "libexec/ferry/ferry-worker"
     pids = [w["pid"] for w in demo["processes"] if w["pid"] > 0]
     check(len(pids) > 0, f"demo has no worker process: {demo}")
