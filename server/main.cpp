@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <prometheus/metric_family.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -18,7 +19,7 @@
 #include "loop/reactor.hpp"
 #include "metrics.hpp"
 #include "metrics_http.hpp"
-#include <prometheus/metric_family.h>
+#include "notify.hpp"
 #include "plugins/finalizer.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
@@ -135,8 +136,9 @@ int finish(Base& b, ferry::Router& router) {
 // over HTTP (an address it cannot listen on stops the start: the operator
 // asked to be watched). `serving` is false once the loop ended: a scrape
 // still queued for it then gets nothing instead of a router that is stopping.
-ferry::Result<std::unique_ptr<ferry::MetricsEndpoint>> connect_metrics(Base& b, ferry::Metrics& metrics, ferry::Router& router,
-                                                        ferry::Server& server, const bool& serving) {
+using Endpoint = std::unique_ptr<ferry::MetricsEndpoint>;
+ferry::Result<Endpoint> connect_metrics(Base& b, ferry::Metrics& metrics, ferry::Router& router,
+                                        ferry::Server& server, const bool& serving) {
   auto snapshot = [&] {
     if (!serving) return std::vector<prometheus::MetricFamily>{};
     return metrics.families(ferry::Gauges{router.gauges(), server.connections()});
@@ -145,7 +147,7 @@ ferry::Result<std::unique_ptr<ferry::MetricsEndpoint>> connect_metrics(Base& b, 
     return format == "json" ? ferry::metrics_json(snapshot()) : ferry::metrics_text(snapshot());
   });
   const std::string& listen = b.cfg->server.metrics_listen;
-  if (listen.empty()) return std::unique_ptr<ferry::MetricsEndpoint>();
+  if (listen.empty()) return Endpoint();
   auto endpoint = ferry::MetricsEndpoint::start(listen, snapshot, [&b](std::function<void()> task) {
     b.completions->post(std::move(task));
   });
@@ -176,6 +178,7 @@ int serve(const Options& opt) {
     router.stop();
     return 1;
   }
+  ferry::notify_ready();  // the socket listens: connections wait in its backlog
   server.run(opt.ready_fd);
   serving = false;
   endpoint->reset();

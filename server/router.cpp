@@ -6,13 +6,18 @@
 #include <algorithm>
 
 #include "common/json_text.hpp"
+#include "exec/health.hpp"
 
 namespace ferry {
 namespace {
 nlohmann::json procs_json(const ExecutorStats& st) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& p : st.procs) {
-    out.push_back({{"pid", p.pid}, {"state", p.state}, {"calls", p.calls}, {"rss_kb", p.rss_kb}});
+    out.push_back({{"pid", p.pid},
+                   {"state", p.state},
+                   {"calls", p.calls},
+                   {"rss_kb", p.rss_kb},
+                   {"start_failures", p.start_failures}});
   }
   return out;
 }
@@ -255,6 +260,7 @@ std::string Router::list_json() const {
   nlohmann::json plugins = nlohmann::json::array();
   for (const auto& [name, lane] : lanes_) {
     const ExecutorStats st = lane->executor->stats();
+    const Health health = assess_health(st);
     int old_lanes = 0;
     for (const auto& r : retired_) old_lanes += r->plugin->name == name;
     for (const auto& r : ending_) old_lanes += r->plugin->name == name;  // its workers still end
@@ -263,6 +269,8 @@ std::string Router::list_json() const {
                        {"path", lane->plugin->source.string()},
                        {"loaded_at", lane->plugin->loaded_at},
                        {"executor", lane->executor->kind()},
+                       {"health", health.level},
+                       {"health_reason", health.reason},
                        {"workers", lane->cfg.workers},
                        {"queue_limit", lane->cfg.queue_limit},
                        {"timeout_ms", lane->cfg.timeout_ms},

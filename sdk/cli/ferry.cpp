@@ -158,7 +158,8 @@ void add_reload_command(CLI::App& app, Options& o) {
 }
 
 void add_ping_command(CLI::App& app, Options& o) {
-  CLI::App* ping = app.add_subcommand("ping", "Measure the round-trip time to the server");
+  CLI::App* ping = app.add_subcommand(
+      "ping", "Measure the round-trip time to the server; exit 0 only if it serves (not stopping)");
   ping->add_option("--count,-c", o.count, "Number of pings")->check(CLI::Range(1, 1000000));
 }
 
@@ -318,6 +319,19 @@ void print_summary(const std::vector<double>& rtts) {
   std::printf("%zu pings: min/avg/max = %.3f/%.3f/%.3f ms\n", rtts.size(), *lo, sum / rtts.size(), *hi);
 }
 
+// A PONG only shows that ferryd's loop answers: it does so while it drains,
+// too. A call shows that it still takes work (a draining ferryd answers
+// every call shutting_down). 0 when it serves.
+int check_serving(ferry::Client& client) {
+  std::optional<ferry::Reply> reply = client.call("ferry.status", "[]");
+  if (!reply) return no_reply(client);
+  if (reply->kind == ferry::ReplyKind::result) return 0;
+  if (reply->kind != ferry::ReplyKind::error) return fail(kExitUnexpected, "unexpected reply to ferry.status");
+  if (reply->code != FERRY_E_SHUTTING_DOWN) return server_error(reply->code, reply->data);
+  return server_error(reply->code, "ferryd is stopping: it finishes the calls it has and takes no new ones");
+}
+
+// Exit 0 only when every PING got its PONG and ferryd then still serves.
 int run_ping(const Options& o) {
   int status = 0;
   auto client = connect_or_report(o.socket, &status);
@@ -335,7 +349,7 @@ int run_ping(const Options& o) {
     std::printf("pong from %s: seq=%d time=%.3f ms\n", o.socket.c_str(), seq, rtts.back());
   }
   if (rtts.size() > 1) print_summary(rtts);
-  return 0;
+  return check_serving(*client);
 }
 
 }  // namespace

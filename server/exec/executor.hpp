@@ -18,6 +18,8 @@ struct WorkerInfo {
   std::string state;  // spawning, starting, idle, busy, retiring, backoff, empty
   std::uint64_t calls = 0;
   std::uint64_t rss_kb = 0;
+  int start_failures = 0;  // deaths before ready since it was last ready (its backoff)
+  std::string failure;     // the worker's own start error, while it waits to retry
 };
 
 struct ExecutorStats {

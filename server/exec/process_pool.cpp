@@ -365,7 +365,7 @@ ExecutorStats ProcessPool::stats() const {
                    .running = busy(), .completed = completed_, .stuck = 0, .restarts = restarts_, .procs = {}};
   for (const auto& w : workers_) {
     st.procs.push_back(WorkerInfo{w.proc.pid, state_name(int(w.state)), w.calls,
-                                  w.proc.pid > 0 ? rss_kb(w.proc.pid) : 0});
+                                  w.proc.pid > 0 ? rss_kb(w.proc.pid) : 0, w.backoff.failures(), w.failure});
   }
   return st;
 }
