@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config ccache python3
   libboost-dev libtomlplusplus-dev libspdlog-dev catch2 liburing-dev
-  libseccomp-dev libcli11-dev nlohmann-json3-dev
+  libseccomp-dev libcli11-dev nlohmann-json3-dev prometheus-cpp-dev libsystemd-dev
   python3-pytest python3-pytest-asyncio python3-hypothesis python3-pip python3-setuptools python3-wheel
 )
 

@@ -31,10 +31,13 @@ CallTable::Entry* CallTable::find(std::uint64_t token) {
   return e.used && e.gen == std::uint32_t(token >> 32) ? &e : nullptr;
 }
 
-void CallTable::arm(std::uint64_t token, std::int64_t deadline_ms, void* lane) {
+void CallTable::arm(std::uint64_t token, std::int64_t deadline_ms, void* lane, FunctionMetrics* metrics,
+                    std::int64_t admitted_ns) {
   Entry* e = find(token);
   if (e == nullptr) return;
   e->lane = lane;
+  e->metrics = metrics;
+  e->admitted_ns = admitted_ns;
   if (e->heap_pos != kNone) heap_remove(e->heap_pos);  // re-armed: its old place in the heap is wrong
   e->deadline_ms = deadline_ms;
   if (deadline_ms == 0 || e->answered) return;

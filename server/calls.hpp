@@ -10,6 +10,8 @@
 
 namespace ferry {
 
+struct FunctionMetrics;  // metrics.hpp
+
 class CallTable {
  public:
   struct Entry {
@@ -19,6 +21,8 @@ class CallTable {
     std::int64_t deadline_ms = 0;  // 0: none
     void* lane = nullptr;          // the router's handle of the executor running it
     bool answered = false;         // the client got its reply, or left
+    FunctionMetrics* metrics = nullptr;  // where its outcome and durations are counted
+    std::int64_t admitted_ns = 0;        // Clock::now_ns() when the router admitted it
    private:
     friend class CallTable;
     std::uint32_t gen = 0;
@@ -30,8 +34,9 @@ class CallTable {
   std::uint64_t add(std::uint32_t slot, std::uint32_t conn_gen, std::uint64_t call_id);
   // The live entry of a token, or null.
   Entry* find(std::uint64_t token);
-  // Records where the call runs and, if it has one, its deadline.
-  void arm(std::uint64_t token, std::int64_t deadline_ms, void* lane);
+  // Records where the call runs, if it has one its deadline, and where it is counted.
+  void arm(std::uint64_t token, std::int64_t deadline_ms, void* lane, FunctionMetrics* metrics = nullptr,
+           std::int64_t admitted_ns = 0);
   // The client is answered (or gone): its deadline no longer matters.
   void answer(Entry& e);
   // Frees the entry (the executor is done with the call).

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <prometheus/metric_family.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -17,6 +18,9 @@
 #include "exec/factory.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
+#include "metrics.hpp"
+#include "metrics_http.hpp"
+#include "notify.hpp"
 #include "plugins/finalizer.hpp"
 #include "plugins/invoke.hpp"
 #include "plugins/registry.hpp"
@@ -153,6 +157,30 @@ int finish(Base& b, ferry::Router& router) {
   return 0;
 }
 
+// Metrics on the socket (ferry.metrics) and, with [server] metrics_listen,
+// over HTTP (an address it cannot listen on stops the start: the operator
+// asked to be watched). `serving` is false once the loop ended: a scrape
+// still queued for it then gets nothing instead of a router that is stopping.
+using Endpoint = std::unique_ptr<ferry::MetricsEndpoint>;
+ferry::Result<Endpoint> connect_metrics(Base& b, ferry::Metrics& metrics, ferry::Router& router,
+                                        ferry::Server& server, const bool& serving) {
+  auto snapshot = [&] {
+    if (!serving) return std::vector<prometheus::MetricFamily>{};
+    return metrics.families(ferry::Gauges{router.gauges(), server.connections()});
+  };
+  router.set_metrics_handler([snapshot](std::string_view format) {
+    return format == "json" ? ferry::metrics_json(snapshot()) : ferry::metrics_text(snapshot());
+  });
+  const std::string& listen = b.cfg->server.metrics_listen;
+  if (listen.empty()) return Endpoint();
+  auto endpoint = ferry::MetricsEndpoint::start(listen, snapshot, [&b](std::function<void()> task) {
+    b.completions->post(std::move(task));
+  });
+  if (!endpoint.ok()) return endpoint.status();
+  spdlog::info("metrics on http://{}/metrics (port {})", listen, (*endpoint)->port());
+  return std::move(endpoint).value();
+}
+
 int serve(const Options& opt) {
   block_signals();
   Base b;
@@ -162,12 +190,23 @@ int serve(const Options& opt) {
   auto on_loop = [&](std::function<void()> task) { b.completions->post(std::move(task)); };
   const auto factory =
       ferry::make_executor_factory({b.reactor, *b.completions, *b.launcher, *b.invoker, b.clock, on_loop});
+  ferry::Metrics metrics;
   ferry::Router router(b.cfg, b.registry, *factory, *b.invoker, b.clock, on_loop,
-                       [&](std::function<void()> task) { b.reloader->run_off_loop(std::move(task)); });
-  ferry::Server server(b.cfg->server, b.reactor, router, *b.completions, b.clock);
+                       [&](std::function<void()> task) { b.reloader->run_off_loop(std::move(task)); }, metrics);
+  ferry::Server server(b.cfg->server, b.reactor, router, *b.completions, b.clock, metrics);
   if (const ferry::Status st = server.start(); !st.ok()) return cannot_start(st);
   connect_reloads(b, router, server);
+  bool serving = true;
+  auto endpoint = connect_metrics(b, metrics, router, server, serving);
+  if (!endpoint.ok()) {
+    cannot_start(endpoint.status());
+    router.stop();
+    return 1;
+  }
+  ferry::notify_ready();  // the socket listens: connections wait in its backlog
   server.run(opt.ready_fd);
+  serving = false;
+  endpoint->reset();
   return finish(b, router);
 }
 

@@ -6,13 +6,18 @@
 #include <algorithm>
 
 #include "common/json_text.hpp"
+#include "exec/health.hpp"
 
 namespace ferry {
 namespace {
 nlohmann::json procs_json(const ExecutorStats& st) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& p : st.procs) {
-    out.push_back({{"pid", p.pid}, {"state", p.state}, {"calls", p.calls}, {"rss_kb", p.rss_kb}});
+    out.push_back({{"pid", p.pid},
+                   {"state", p.state},
+                   {"calls", p.calls},
+                   {"rss_kb", p.rss_kb},
+                   {"start_failures", p.start_failures}});
   }
   return out;
 }
@@ -37,12 +42,13 @@ std::string what_changed(const Plugin& old, const Plugin& now) {
 }  // namespace
 
 Router::Router(std::shared_ptr<const config::Config> cfg, Registry& registry, ExecutorFactory& factory,
-               Invoker& invoker, const Clock& clock, Runner defer, Runner off_loop)
+               Invoker& invoker, const Clock& clock, Runner defer, Runner off_loop, Metrics& metrics)
     : cfg_(std::move(cfg)),
       registry_(registry),
       factory_(factory),
       invoker_(invoker),
       clock_(clock),
+      metrics_(metrics),
       defer_(std::move(defer)),
       off_loop_(std::move(off_loop)) {
   apply(cfg_);
@@ -63,6 +69,7 @@ std::shared_ptr<Router::Lane> Router::make_lane(const std::shared_ptr<const Plug
     return nullptr;
   }
   lane->executor = std::move(executor).value();
+  for (const auto& f : plugin->functions) lane->metrics.push_back(metrics_.function(f));
   return lane;
 }
 
@@ -151,27 +158,25 @@ void Router::ended(Lane* raw) {
 
 std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call, Route* route) {
   if (shutting_down_) return Immediate{FERRY_E_SHUTTING_DOWN, "ferryd is shutting down"};
-  if (call.name == "ferry.list" || call.name == "ferry.status") return Immediate{FERRY_OK, list_json()};
-  if (call.name == "ferry.reload") {
-    if (!reload_) return Immediate{FERRY_E_INTERNAL, "reloading is not available"};
-    reload_(ref);
-    *route = Route{nullptr, 0};  // answered when the reload is applied
-    return std::nullopt;
-  }
+  if (call.name.starts_with("ferry.")) return builtin(ref, call, route);
   auto fn = registry_.find(call.name);
   if (fn == nullptr) {
+    route->metrics = metrics_.unknown();
     return Immediate{FERRY_E_UNKNOWN_FUNCTION, "unknown function '" + std::string(call.name) + "'"};
   }
   auto found = lanes_.find(fn->plugin->name);
   if (found == lanes_.end()) {
+    route->metrics = metrics_.function(call.name);
     return Immediate{FERRY_E_UNKNOWN_FUNCTION, "'" + std::string(call.name) + "' is unavailable: plugin " +
                                                    fn->plugin->name + " was not started: " +
                                                    disabled_[fn->plugin->name]};
   }
   Lane& lane = *found->second;
+  route->metrics = lane.metrics[fn->index];
   const std::uint32_t limit = lane.cfg.timeout_ms;
   const std::uint32_t timeout = call.timeout_ms == 0 ? limit : std::min(call.timeout_ms, limit);
-  const std::int64_t deadline = clock_.now_ms() + timeout;
+  route->admitted_ns = clock_.now_ns();
+  const std::int64_t deadline = route->admitted_ns / 1'000'000 + timeout;
   Job job{ref, std::move(fn), std::string(proto::as_chars(call.payload)), deadline, priority_rank(call.priority),
           (call.flags & proto::kCallPartials) != 0};
   if (!lane.executor->submit(std::move(job))) {
@@ -180,8 +185,41 @@ std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call&
                                        std::to_string(lane.cfg.queue_limit) + " queued calls"};
   }
   ++lane.outstanding;
-  *route = Route{&lane, deadline};
+  route->lane = &lane;
+  route->deadline_ms = deadline;
   return std::nullopt;
+}
+
+// ferry.list, ferry.status, ferry.metrics, ferry.reload; other "ferry."
+// names are unknown functions.
+std::optional<Immediate> Router::builtin(const CallRef& ref, const proto::Call& call, Route* route) {
+  static constexpr std::string_view kNames[] = {"ferry.list", "ferry.status", "ferry.metrics", "ferry.reload"};
+  if (std::find(std::begin(kNames), std::end(kNames), call.name) == std::end(kNames)) {
+    route->metrics = metrics_.unknown();
+    return Immediate{FERRY_E_UNKNOWN_FUNCTION, "unknown function '" + std::string(call.name) + "'"};
+  }
+  route->metrics = metrics_.function(call.name);
+  if (call.name == "ferry.list" || call.name == "ferry.status") return Immediate{FERRY_OK, list_json()};
+  if (call.name == "ferry.reload") {
+    if (!reload_) return Immediate{FERRY_E_INTERNAL, "reloading is not available"};
+    reload_(ref);
+    route->lane = nullptr;  // answered when the reload is applied
+    return std::nullopt;
+  }
+  return metrics_reply(call.payload);
+}
+
+// ferry.metrics takes no argument (the Prometheus text format) or ["text"] or ["json"].
+Immediate Router::metrics_reply(std::span<const std::uint8_t> payload) const {
+  if (!metrics_text_) return Immediate{FERRY_E_INTERNAL, "metrics are not available"};
+  const auto args = nlohmann::json::parse(proto::as_chars(payload), nullptr, false);
+  std::string format = "text";
+  if (args.is_array() && args.size() == 1 && args[0].is_string()) format = args[0].get<std::string>();
+  else if (!payload.empty() && !(args.is_array() && args.empty())) format = "?";
+  if (format != "text" && format != "json") {
+    return Immediate{FERRY_E_BAD_REQUEST, "ferry.metrics takes [] or [\"text\"] or [\"json\"]"};
+  }
+  return Immediate{FERRY_OK, metrics_text_(format)};
 }
 
 void Router::cancel(void* lane, const CallRef& ref, ferry_code why) {
@@ -222,6 +260,7 @@ std::string Router::list_json() const {
   nlohmann::json plugins = nlohmann::json::array();
   for (const auto& [name, lane] : lanes_) {
     const ExecutorStats st = lane->executor->stats();
+    const Health health = assess_health(st);
     int old_lanes = 0;
     for (const auto& r : retired_) old_lanes += r->plugin->name == name;
     for (const auto& r : ending_) old_lanes += r->plugin->name == name;  // its workers still end
@@ -230,6 +269,8 @@ std::string Router::list_json() const {
                        {"path", lane->plugin->source.string()},
                        {"loaded_at", lane->plugin->loaded_at},
                        {"executor", lane->executor->kind()},
+                       {"health", health.level},
+                       {"health_reason", health.reason},
                        {"workers", lane->cfg.workers},
                        {"queue_limit", lane->cfg.queue_limit},
                        {"timeout_ms", lane->cfg.timeout_ms},
@@ -246,6 +287,51 @@ std::string Router::list_json() const {
   nlohmann::json disabled = nlohmann::json::object();
   for (const auto& [name, why] : disabled_) disabled[name] = why;
   return json_text(nlohmann::json{{"plugins", std::move(plugins)}, {"disabled", std::move(disabled)}});
+}
+
+}  // namespace ferry
+
+namespace ferry {
+namespace {
+
+// Adds one lane's executor state to g: a plugin's old lanes still finishing
+// calls count with its serving one.
+void add_gauges(const ExecutorStats& st, std::string_view kind, PluginGauges& g) {
+  for (int i = 0; i < 3; ++i) g.queued[i] += st.queued_by_priority[i];
+  g.running += st.running;
+  g.stuck += st.stuck;
+  if (kind == "thread") {
+    g.workers["busy"] += st.running;
+    g.workers["stuck"] += st.stuck;
+    g.workers["idle"] += std::max(0, st.workers - st.running - st.stuck);
+    return;
+  }
+  for (const WorkerInfo& w : st.procs) {
+    ++g.workers[w.state];
+    g.rss_bytes += w.rss_kb * 1024;
+  }
+}
+
+}  // namespace
+
+std::vector<PluginGauges> Router::gauges() const {
+  std::map<std::string, PluginGauges, std::less<>> by_name;
+  for (const auto& [name, lane] : lanes_) {
+    PluginGauges& g = by_name[name];
+    g.plugin = name;
+    g.version = lane->plugin->version;
+    g.executor = lane->executor->kind();
+    add_gauges(lane->executor->stats(), g.executor, g);
+  }
+  for (const auto* old : {&retired_, &ending_}) {
+    for (const auto& lane : *old) {
+      auto it = by_name.find(lane->plugin->name);
+      if (it != by_name.end()) add_gauges(lane->executor->stats(), lane->executor->kind(), it->second);
+    }
+  }
+  std::vector<PluginGauges> out;
+  for (auto& [_, g] : by_name) out.push_back(std::move(g));
+  return out;
 }
 
 }  // namespace ferry

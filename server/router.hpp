@@ -20,6 +20,7 @@
 #include "exec/factory.hpp"
 #include "ferry/wire.hpp"
 #include "plugins/invoke.hpp"
+#include "metrics.hpp"
 #include "plugins/registry.hpp"
 
 namespace ferry {
@@ -32,9 +33,13 @@ struct Immediate {
 
 // Where an admitted call went: the lane handle (for cancel() and finished())
 // and its deadline.
+// `metrics`: the called function's counters, set whenever the function is
+// known (also for an immediate reply such as busy).
 struct Route {
   void* lane = nullptr;
   std::int64_t deadline_ms = 0;
+  FunctionMetrics* metrics = nullptr;
+  std::int64_t admitted_ns = 0;  // Clock::now_ns() at admission
 };
 
 class Router {
@@ -45,8 +50,9 @@ class Router {
   // lanes are torn down through both. Builds the lanes of cfg at once (see
   // apply()). Everything given must outlive the router.
   using Runner = std::function<void(std::function<void()>)>;
+  // Calls are counted in `metrics`.
   Router(std::shared_ptr<const config::Config> cfg, Registry& registry, ExecutorFactory& factory, Invoker& invoker,
-         const Clock& clock, Runner defer, Runner off_loop);
+         const Clock& clock, Runner defer, Runner off_loop, Metrics& metrics);
   ~Router();
 
   // Hands the call to a lane (nullopt: *route says where; the reply comes
@@ -68,6 +74,11 @@ class Router {
   void apply(std::shared_ptr<const config::Config> cfg);
   const config::Config& config() const { return *cfg_; }
 
+  // Each plugin's state now, for a metrics scrape.
+  std::vector<PluginGauges> gauges() const;
+  // Who answers `ferry.metrics`: its argument is the format, "text" or "json".
+  void set_metrics_handler(std::function<std::string(std::string_view format)> f) { metrics_text_ = std::move(f); }
+
   // Who answers `ferry.reload` (through the sink, once the reload is done).
   void set_reload_handler(std::function<void(const CallRef&)> f) { reload_ = std::move(f); }
 
@@ -85,18 +96,22 @@ class Router {
     std::uint64_t outstanding = 0;  // admitted, not yet finished()
     std::uint32_t max_call_depth = 0;  // what its workers were told (process)
     bool retired = false;
+    std::vector<FunctionMetrics*> metrics;  // by Function::index
   };
   std::shared_ptr<Lane> make_lane(const std::shared_ptr<const Plugin>& plugin, const config::PluginConfig& pc);
   void retire(std::shared_ptr<Lane> lane);
   void dispose(std::shared_ptr<Lane> lane);
   void ended(Lane* lane);
   std::string list_json() const;
+  std::optional<Immediate> builtin(const CallRef& ref, const proto::Call& call, Route* route);
+  Immediate metrics_reply(std::span<const std::uint8_t> payload) const;
 
   std::shared_ptr<const config::Config> cfg_;
   Registry& registry_;
   ExecutorFactory& factory_;
   Invoker& invoker_;
   const Clock& clock_;
+  Metrics& metrics_;
   std::map<std::string, std::shared_ptr<Lane>, std::less<>> lanes_;  // by plugin name
   std::vector<std::shared_ptr<Lane>> retired_;  // replaced, finishing their calls
   std::vector<std::shared_ptr<Lane>> ending_;   // process lanes with no calls left, workers ending
@@ -104,6 +119,7 @@ class Router {
   bool shutting_down_ = false;
   int abandoned_threads_ = 0;
   std::function<void(const CallRef&)> reload_;
+  std::function<std::string(std::string_view)> metrics_text_;
   Runner defer_, off_loop_;
   bool final_ = false;  // stop(): no loop any more
 };

@@ -23,11 +23,12 @@ using loop::pack;
 using loop::Tag;
 
 Server::Server(const config::ServerConfig& cfg, loop::Reactor& reactor, Router& router,
-               loop::CompletionQueue& completions, const Clock& clock)
+               loop::CompletionQueue& completions, const Clock& clock, Metrics& metrics)
     : cfg_(cfg),
       router_(router),
       completions_(completions),
       clock_(clock),
+      metrics_(metrics),
       reactor_(reactor),
       ring_(reactor.ring()) {
   conns_.emplace_back();  // slot 0 is never a connection
@@ -145,8 +146,10 @@ void Server::on_wake() {
 
 void Server::reconfigure(const config::ServerConfig& cfg) {
   if (cfg.socket_path != cfg_.socket_path || cfg.socket_mode != cfg_.socket_mode ||
-      cfg.plugin_dir != cfg_.plugin_dir || cfg.max_frame_bytes != cfg_.max_frame_bytes) {
-    spdlog::warn("config reload: socket_path, socket_mode, plugin_dir and max_frame_bytes apply after a restart");
+      cfg.plugin_dir != cfg_.plugin_dir || cfg.max_frame_bytes != cfg_.max_frame_bytes ||
+      cfg.metrics_listen != cfg_.metrics_listen) {
+    spdlog::warn(
+        "config reload: socket_path, socket_mode, plugin_dir, max_frame_bytes and metrics_listen apply after a restart");
   }
   if (cfg.log_format != cfg_.log_format || cfg.log_file != cfg_.log_file) {
     spdlog::warn("config reload: log_format and log_file apply after a restart");

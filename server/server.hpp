@@ -28,9 +28,10 @@ struct Conn;
 
 class Server {
  public:
-  // Everything given must outlive the server; `clock` times deadlines and the drain.
+  // Everything given must outlive the server; `clock` times deadlines and
+  // the drain; calls' outcomes and durations are counted in `metrics`.
   Server(const config::ServerConfig& cfg, loop::Reactor& reactor, Router& router,
-         loop::CompletionQueue& completions, const Clock& clock);
+         loop::CompletionQueue& completions, const Clock& clock, Metrics& metrics);
   ~Server();
 
   // Sets up the signalfd and the listening socket (the reactor is ready),
@@ -50,6 +51,8 @@ class Server {
   void on_reopen_logs(std::function<void()> f) { on_reopen_logs_ = std::move(f); }
   // Starts the drain (as SIGTERM does).
   void begin_drain();
+  // Client connections open now.
+  std::size_t connections() const { return open_conns_; }
 
  private:
   // server.cpp: set-up and the dispatch of completions
@@ -103,6 +106,7 @@ class Server {
   Router& router_;
   loop::CompletionQueue& completions_;
   const Clock& clock_;
+  Metrics& metrics_;
   loop::Reactor& reactor_;
   loop::Ring& ring_;
   int listen_fd_ = -1;

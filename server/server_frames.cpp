@@ -103,11 +103,12 @@ bool Server::handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t
   auto now = router_.dispatch(CallRef{c.slot, c.gen, id, token}, call, &route);
   if (now) {
     calls_.release(token);
+    Metrics::count(route.metrics != nullptr ? route.metrics : metrics_.unknown(), now->code);
     reply(c, id, now->code, now->data);
     return true;
   }
   c.calls.emplace(id, token);
-  calls_.arm(token, route.deadline_ms, route.lane);
+  calls_.arm(token, route.deadline_ms, route.lane, route.metrics, route.admitted_ns);
   if (route.deadline_ms != 0 && (deadline_timer_ms_ == 0 || route.deadline_ms < deadline_timer_ms_)) {
     arm_deadline_timer();
   }
@@ -133,6 +134,7 @@ void Server::reply(Conn& c, std::uint64_t id, ferry_code code, std::string_view 
 void Server::abandon(std::uint64_t token, CallTable::Entry& e, ferry_code why, std::string_view message) {
   if (e.answered) return;
   calls_.answer(e);
+  if (e.metrics != nullptr) Metrics::count(e.metrics, why);
   if (Conn* c = lookup(e.slot, e.conn_gen)) {
     c->calls.erase(e.call_id);
     reply(*c, e.call_id, why, message);
@@ -171,7 +173,9 @@ void Server::deliver(std::vector<Completion>& done) {
     CallTable::Entry* e = calls_.find(d.ref.token);
     if (e == nullptr) continue;
     void* lane = e->lane;
+    if (e->metrics != nullptr) Metrics::observe(e->metrics, e->admitted_ns, d.started_ns, d.finished_ns);
     if (!e->answered) {
+      if (e->metrics != nullptr) Metrics::count(e->metrics, d.code);
       if (Conn* c = lookup(d.ref.slot, d.ref.gen)) {
         c->calls.erase(d.ref.call_id);
         reply(*c, d.ref.call_id, d.code, d.data);

@@ -28,6 +28,8 @@ struct Options {
   std::string priority = "normal";
   bool json = false;
   int count = 1;
+  bool once = false;       // top: one snapshot, then exit
+  int interval_ms = 1000;  // top: between samples
 };
 
 // Prints "ferry: message" to stderr; returns status.
@@ -44,5 +46,9 @@ int report(const ferry::Client& client, const std::optional<ferry::Reply>& reply
 int run_list(const Options& o);
 int run_status(const Options& o);
 int run_reload(const Options& o);
+
+// top.cpp: the ferry.metrics built-in, as is (`ferry metrics`) or live (`ferry top`).
+int run_metrics(const Options& o);
+int run_top(const Options& o);
 
 }  // namespace ferry_cli

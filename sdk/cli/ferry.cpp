@@ -9,6 +9,8 @@
 //   ferry [--socket PATH] status [--json]
 //   ferry [--socket PATH] ping [--count N]
 //   ferry [--socket PATH] reload [--json]
+//   ferry [--socket PATH] metrics [--json]
+//   ferry [--socket PATH] top [--once] [--interval MS]
 //
 // Exit status (printed by --help too, from exit_status_help()):
 //   0  success                        3  cannot connect to ferryd
@@ -156,8 +158,17 @@ void add_reload_command(CLI::App& app, Options& o) {
 }
 
 void add_ping_command(CLI::App& app, Options& o) {
-  CLI::App* ping = app.add_subcommand("ping", "Measure the round-trip time to the server");
+  CLI::App* ping = app.add_subcommand(
+      "ping", "Measure the round-trip time to the server; exit 0 only if it serves (not stopping)");
   ping->add_option("--count,-c", o.count, "Number of pings")->check(CLI::Range(1, 1000000));
+}
+
+void add_metrics_commands(CLI::App& app, Options& o) {
+  CLI::App* metrics = app.add_subcommand("metrics", "Print ferryd's metrics in the Prometheus text format");
+  metrics->add_flag("--json", o.json, "Print them as JSON instead");
+  CLI::App* top = app.add_subcommand("top", "Show calls/s, run times, queues, workers and errors per plugin, live");
+  top->add_flag("--once", o.once, "Print one snapshot (over one interval) and exit");
+  top->add_option("--interval", o.interval_ms, "Milliseconds between samples")->check(CLI::Range(100, 3600000));
 }
 
 void configure(CLI::App& app, Options& o) {
@@ -173,6 +184,7 @@ void configure(CLI::App& app, Options& o) {
   add_status_command(app, o);
   add_reload_command(app, o);
   add_ping_command(app, o);
+  add_metrics_commands(app, o);
 }
 
 // Returns an exit status when the program should stop here (help or bad usage).
@@ -307,6 +319,19 @@ void print_summary(const std::vector<double>& rtts) {
   std::printf("%zu pings: min/avg/max = %.3f/%.3f/%.3f ms\n", rtts.size(), *lo, sum / rtts.size(), *hi);
 }
 
+// A PONG only shows that ferryd's loop answers: it does so while it drains,
+// too. A call shows that it still takes work (a draining ferryd answers
+// every call shutting_down). 0 when it serves.
+int check_serving(ferry::Client& client) {
+  std::optional<ferry::Reply> reply = client.call("ferry.status", "[]");
+  if (!reply) return no_reply(client);
+  if (reply->kind == ferry::ReplyKind::result) return 0;
+  if (reply->kind != ferry::ReplyKind::error) return fail(kExitUnexpected, "unexpected reply to ferry.status");
+  if (reply->code != FERRY_E_SHUTTING_DOWN) return server_error(reply->code, reply->data);
+  return server_error(reply->code, "ferryd is stopping: it finishes the calls it has and takes no new ones");
+}
+
+// Exit 0 only when every PING got its PONG and ferryd then still serves.
 int run_ping(const Options& o) {
   int status = 0;
   auto client = connect_or_report(o.socket, &status);
@@ -324,7 +349,7 @@ int run_ping(const Options& o) {
     std::printf("pong from %s: seq=%d time=%.3f ms\n", o.socket.c_str(), seq, rtts.back());
   }
   if (rtts.size() > 1) print_summary(rtts);
-  return 0;
+  return check_serving(*client);
 }
 
 }  // namespace
@@ -343,5 +368,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("list")) return run_list(opt);
   if (app.got_subcommand("status")) return run_status(opt);
   if (app.got_subcommand("reload")) return run_reload(opt);
+  if (app.got_subcommand("metrics")) return run_metrics(opt);
+  if (app.got_subcommand("top")) return run_top(opt);
   return run_ping(opt);
 }

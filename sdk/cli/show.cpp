@@ -88,6 +88,8 @@ void print_status(const json& doc) {
       std::printf("  old versions finishing %llu", (unsigned long long)uint_field(p, "draining_versions"));
     }
     std::printf("  loaded %s", string_field(p, "loaded_at").c_str());
+    std::printf("  health %s", string_field(p, "health").c_str());
+    if (const std::string why = string_field(p, "health_reason"); !why.empty()) std::printf(": %s", why.c_str());
     std::printf("\n");
     for (const json& w : p.value("processes", json::array())) {
       std::printf("  pid %-8llu %-9s calls %-8llu rss %.1f MiB\n", (unsigned long long)uint_field(w, "pid"),

@@ -10,4 +10,10 @@ std::int64_t SystemClock::now_ms() const {
   return std::int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+std::int64_t SystemClock::now_ns() const {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
 }  // namespace ferry

@@ -6,6 +6,7 @@
 #include "config/settings.hpp"
 #include "sandbox/fields.hpp"
 
+#include <arpa/inet.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -121,6 +122,27 @@ bool read_log_format(Ctx& c, const toml::node& n, const std::string& key, LogFor
   return true;
 }
 
+// "ADDRESS:PORT": an IPv4 address, or an IPv6 one in brackets; port 0..65535.
+bool read_listen(Ctx& c, const toml::node& n, const std::string& key, std::string& out) {
+  const std::string* s = read_string(c, n, key);
+  if (!s) return false;
+  if (s->empty()) return out.clear(), true;
+  const auto colon = s->rfind(':');
+  std::uint32_t port = 0;
+  const char* end = s->data() + s->size();
+  const bool port_ok = colon != std::string::npos && colon + 1 < s->size() &&
+                       std::from_chars(s->data() + colon + 1, end, port).ptr == end && port <= 65535;
+  const std::string host = colon == std::string::npos ? "" : s->substr(0, colon);
+  in6_addr a6;
+  in_addr a4;
+  const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']' &&
+                  inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a6) == 1;
+  if (!port_ok || !(v6 || inet_pton(AF_INET, host.c_str(), &a4) == 1))
+    return fail(c, n, key, "must be \"ADDRESS:PORT\", e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"");
+  out = *s;
+  return true;
+}
+
 bool read_executor(Ctx& c, const toml::node& n, const std::string& key, ExecutorKind& out) {
   const std::string* s = read_string(c, n, key);
   if (!s) return false;
@@ -187,6 +209,8 @@ const Field<ServerConfig> kServerFields[] = {
        return read_int(c, n, k, 0, 3600000, s.drain_timeout_ms); }},
     {"max_call_depth", [](Ctx& c, const Node& n, const Key& k, SC& s) {
        return read_int(c, n, k, 1, 1000, s.max_call_depth); }},
+    {"metrics_listen", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_listen(c, n, k, s.metrics_listen); }},
 };
 
 bool read_sandbox(Ctx& c, const toml::node& n, const std::string& key, sandbox::Spec& out);

@@ -53,6 +53,9 @@ struct ServerConfig {
   std::uint32_t drain_timeout_ms = 10000;  // Default: 10000; 0..3600000
   // Nested calls (ctx.call) deeper than this are refused call_depth_exceeded.
   std::uint32_t max_call_depth = 64;  // Default: 64; 1..1000
+  // Where /metrics is served over HTTP, "ADDRESS:PORT" ("[::1]:9464" for
+  // IPv6; port 0 picks a free one, logged at start). Needs a restart.
+  std::string metrics_listen;  // Default: "" (off)
 };
 
 // Plugin name -> its settings (PluginConfig::settings).

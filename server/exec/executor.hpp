@@ -2,6 +2,7 @@
 // submit() and stats() are called on the loop thread only; stop() once, after the loop ends.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -17,11 +18,14 @@ struct WorkerInfo {
   std::string state;  // spawning, starting, idle, busy, retiring, backoff, empty
   std::uint64_t calls = 0;
   std::uint64_t rss_kb = 0;
+  int start_failures = 0;  // deaths before ready since it was last ready (its backoff)
+  std::string failure;     // the worker's own start error, while it waits to retry
 };
 
 struct ExecutorStats {
   int workers = 0;
   int queued = 0;   // admitted, waiting for a worker
+  std::array<int, 3> queued_by_priority{};  // the same by priority: high, normal, low
   int running = 0;  // on a worker now
   std::uint64_t completed = 0;
   int stuck = 0;  // thread pools: threads still running a cancelled call

@@ -21,6 +21,7 @@ struct Job {
   std::int64_t deadline_ms = 0;  // CLOCK_MONOTONIC ms; 0 = none
   int priority = 1;              // 0 high, 1 normal, 2 low: queued calls run highest first
   bool stream = false;           // the client asked for partial results (else they are dropped)
+  std::int64_t started_ns = 0;   // Clock::now_ns() when an executor started it; 0 until then
 };
 
 // Runs job.fn on this thread through `invoker` and returns its completion.

@@ -41,6 +41,7 @@ class JobQueue {
     append(c, store(std::move(job)));
     if (joins) join(lv, &c);
     ++size_;
+    ++lv.size;
     return true;
   }
   bool pop(Job* job) {
@@ -52,6 +53,7 @@ class JobQueue {
       c->head = nodes_[i].next;
       release(i);
       --size_;
+      --lv.size;
       next_turn(lv, c);
       return true;
     }
@@ -64,12 +66,15 @@ class JobQueue {
       auto it = lv.conns.find(ref.slot);
       if (it == lv.conns.end() || !unlink(it->second, ref, out)) continue;
       --size_;
+      --lv.size;
       if (it->second.head == kNone) leave(lv, &it->second);
       return true;
     }
     return false;
   }
   int size() const { return size_; }
+  // Queued jobs of one priority (0 high, 1 normal, 2 low).
+  int size_at(int priority) const { return levels_[std::clamp(priority, 0, 2)].size; }
   bool empty() const { return size_ == 0; }
   void set_capacity(int capacity) { capacity_ = capacity; }
 
@@ -90,6 +95,7 @@ class JobQueue {
     Conn* first = nullptr;                          // the rotation, next turn first
     Conn* last = nullptr;
     Conn* recent = nullptr;  // the last connection to queue: skips the hash
+    int size = 0;            // jobs queued at this priority
   };
 
   static Conn& conn(Level& lv, std::uint32_t slot) {

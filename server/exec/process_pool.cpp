@@ -139,6 +139,7 @@ void ProcessPool::start_call(std::uint16_t i, Job&& job) {
   w.credit = job.stream ? make_credit(i) : nullptr;
   w.partials = w.partial_bytes = 0;
   w.partial_chunks.clear();
+  job.started_ns = clock_.now_ns();
   const Status sent = channel::send(w.proc.channel, h, job.payload);
   w.call.emplace(std::move(job));
   w.state = State::busy;
@@ -319,7 +320,10 @@ std::string ProcessPool::death_message(const Worker& w, int how, int status) con
 
 void ProcessPool::finish(Job& job, ferry_code code, std::string data) {
   ++completed_;
-  sink_.complete(Completion{job.ref, code, std::move(data)});
+  Completion c{job.ref, code, std::move(data)};
+  c.started_ns = job.started_ns;
+  c.finished_ns = clock_.now_ns();
+  sink_.complete(std::move(c));
 }
 
 void ProcessPool::cancel(const CallRef& ref, ferry_code why) {
@@ -353,11 +357,12 @@ void ProcessPool::on_kill_timer(std::uint16_t i) {
 }
 
 ExecutorStats ProcessPool::stats() const {
-  ExecutorStats st{.workers = int(workers_.size()), .queued = queue_.size(), .running = busy(),
-                   .completed = completed_, .stuck = 0, .restarts = restarts_, .procs = {}};
+  ExecutorStats st{.workers = int(workers_.size()), .queued = queue_.size(),
+                   .queued_by_priority = {queue_.size_at(0), queue_.size_at(1), queue_.size_at(2)},
+                   .running = busy(), .completed = completed_, .stuck = 0, .restarts = restarts_, .procs = {}};
   for (const auto& w : workers_) {
     st.procs.push_back(WorkerInfo{w.proc.pid, state_name(int(w.state)), w.calls,
-                                  w.proc.pid > 0 ? rss_kb(w.proc.pid) : 0});
+                                  w.proc.pid > 0 ? rss_kb(w.proc.pid) : 0, w.backoff.failures(), w.failure});
   }
   return st;
 }

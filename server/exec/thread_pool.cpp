@@ -72,7 +72,11 @@ void ThreadPool::cancel(const CallRef& ref, ferry_code why) {
     }
     if (cancelled_ > 0) find_stuck();
   }
-  if (queued) sink_.complete(Completion{job.ref, why, "cancelled before it started"});
+  if (queued) {
+    Completion c{job.ref, why, "cancelled before it started"};
+    c.finished_ns = clock_.now_ns();
+    sink_.complete(std::move(c));
+  }
   reap();
 }
 
@@ -154,8 +158,10 @@ int ThreadPool::stop() {
 ExecutorStats ThreadPool::stats() const {
   std::lock_guard lock(mu_);
   if (cancelled_ > 0) const_cast<ThreadPool*>(this)->find_stuck();
-  return ExecutorStats{.workers = live_, .queued = queue_.size(), .running = running_ - stuck_,
-                       .completed = completed_, .stuck = stuck_, .restarts = 0, .procs = {}};
+  return ExecutorStats{.workers = live_, .queued = queue_.size(),
+                       .queued_by_priority = {queue_.size_at(0), queue_.size_at(1), queue_.size_at(2)},
+                       .running = running_ - stuck_, .completed = completed_, .stuck = stuck_, .restarts = 0,
+                       .procs = {}};
 }
 
 // One worker is woken at a time; it wakes the next if work is still queued
@@ -194,7 +200,10 @@ void ThreadPool::work(Thread* self) {
   Job job;
   bool leave = false;
   while (!leave && next(self, &job)) {
+    const std::int64_t started_ns = clock_.now_ns();
     Completion c = run_job(job, invoker_, CallEnv{0, &self->control, self->window.get()});
+    c.started_ns = started_ns;
+    c.finished_ns = clock_.now_ns();
     job = Job{};  // drop the library reference before reporting
     {
       // Free the slot first, so a caller reacting to this completion is admitted.

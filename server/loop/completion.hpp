@@ -47,6 +47,10 @@ struct Completion {
   // loop gives its credit back to. Null on the call's one final completion,
   // which comes after all its partials.
   std::shared_ptr<PartialCredit> partial;
+  // Clock::now_ns() when the call started and finished running; 0 when it
+  // never started (dropped from its queue). For metrics.
+  std::int64_t started_ns = 0;
+  std::int64_t finished_ns = 0;
 };
 
 // Receives finished calls. Thread-safe: executors call it from any thread.

@@ -101,7 +101,7 @@ int registrar_add(ferry_registrar* reg, const char* name, ferry_fn fn, void* use
     if (reg->error.empty()) reg->error = problem;
     return FERRY_E_BAD_REQUEST;
   }
-  reg->functions.push_back(Function{full, fn, user, nullptr});
+  reg->functions.push_back(Function{full, fn, user, nullptr, 0});
   return 0;
 }
 
@@ -195,7 +195,7 @@ Prepared described_plugin(const std::filesystem::path& file, const std::string& 
   p.plugin->version = version;
   p.plugin->functions = functions;
   std::sort(p.plugin->functions.begin(), p.plugin->functions.end());
-  for (const auto& f : p.plugin->functions) p.functions.push_back(Function{f, nullptr, nullptr, nullptr});
+  for (const auto& f : p.plugin->functions) p.functions.push_back(Function{f, nullptr, nullptr, nullptr, 0});
   return p;
 }
 
@@ -216,8 +216,10 @@ Status Registry::install(Prepared p, bool replace) {
   FERRY_RETURN_IF_ERROR(admit(plugin, replace));
   plugin.loaded_at = utc_now();
   remove(plugin.name);
+  const auto& names = plugin.functions;  // sorted
   for (auto& f : p.functions) {
     f.plugin = p.plugin;
+    f.index = std::uint32_t(std::lower_bound(names.begin(), names.end(), f.name) - names.begin());
     auto fn = std::make_shared<const Function>(std::move(f));
     functions_.emplace(fn->name, std::move(fn));
   }

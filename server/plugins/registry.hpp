@@ -74,6 +74,7 @@ struct Function {
   ferry_fn fn = nullptr;
   void* user = nullptr;
   std::shared_ptr<const Plugin> plugin;
+  std::uint32_t index = 0;  // its place in plugin->functions (set by Registry::install)
 };
 
 struct StringHash {

@@ -316,10 +316,15 @@ Result<std::unique_ptr<Launcher>> make_process_launcher(std::string worker_path)
   }
 }
 
+// In the build tree ferry-worker sits next to ferryd; installed, it is in
+// libexec (FERRY_WORKER_FROM_BINDIR, relative to bin/, so a prefix can move).
 std::string default_worker_path() {
   std::error_code ec;
-  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return (self.parent_path() / "ferry-worker").string();
+  const auto dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  const auto beside = dir / "ferry-worker";
+  if (std::filesystem::exists(beside, ec)) return beside.string();
+  const auto installed = (dir / FERRY_WORKER_FROM_BINDIR).lexically_normal();
+  return std::filesystem::exists(installed, ec) ? installed.string() : beside.string();
 }
 
 }  // namespace ferry

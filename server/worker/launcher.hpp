@@ -71,7 +71,10 @@ class Launcher {
 // beyond async-signal-safe setup). Fails when its spawning thread cannot start.
 Result<std::unique_ptr<Launcher>> make_process_launcher(std::string worker_path);
 
-// The ferry-worker executable installed next to the running ferryd.
+// The ferry-worker executable of the running ferryd: next to it (the build
+// tree), else in the installed layout, <prefix>/libexec/ferry/ferry-worker
+// beside <prefix>/bin/ferryd. When neither exists, the first (spawning then
+// fails naming it).
 std::string default_worker_path();
 
 }  // namespace ferry

@@ -369,3 +369,15 @@ TEST_CASE("the bundled config/server.toml parses cleanly", "[config]") {
   CHECK(c.plugin("demo").timeout_ms == 60000u);
   CHECK(c.plugin("other").workers == c.defaults.workers);
 }
+
+TEST_CASE("metrics_listen is off by default, else ADDRESS:PORT", "[config]") {
+  CHECK(parse_ok("").server.metrics_listen.empty());
+  for (const char* ok : {"127.0.0.1:9464", "0.0.0.0:0", "[::1]:9464", "[::]:65535", ""})
+    CHECK(parse_ok(std::string("[server]\nmetrics_listen = \"") + ok + "\"\n").server.metrics_listen == ok);
+  const std::string msg = "must be \"ADDRESS:PORT\", e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"";
+  for (const char* bad : {"9464", "localhost:9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "::1:9464",
+                          "[::1]", "127.0.0.1:94x", "[not-an-address]:1"}) {
+    CHECK(parse_error(std::string("[server]\nmetrics_listen = \"") + bad + "\"\n") ==
+          "test.toml:2: server.metrics_listen: " + msg);
+  }
+}

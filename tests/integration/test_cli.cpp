@@ -5,12 +5,17 @@
 #include <pty.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+
+#include <nlohmann/json.hpp>
 
 #include "ferry/errors.h"
 #include "ferryd_process.hpp"
@@ -257,6 +262,43 @@ TEST_CASE("ferry ping answers, and a missing server is a clear error", "[cli]") 
   auto gone = run_command({ferry_cli_path(), "--socket", d.dir().string() + "/nothing.sock", "ping"});
   CHECK(gone.status == 3);
   CHECK_THAT(gone.err, Catch::Contains("nothing.sock"));
+}
+
+TEST_CASE("ferry ping fails once ferryd stops serving: draining, gone, or a stale socket file", "[cli]") {
+  FerrydProcess d({plugin_path("demo")});
+  auto sleeper = ferry::test::connect(d);
+  REQUIRE(sleeper->send_call("demo.sleep_ms", "[60000]") != 0);
+  REQUIRE(sleeper->flush());
+  auto probe = ferry::test::connect(d);  // connected before the drain
+  ferry::test::status_until(*probe, "demo", [](const nlohmann::json& st) { return st["running"] == 1; },
+                            "demo.sleep_ms running");
+  REQUIRE(ferry_cli(d, {"ping"}).status == 0);
+
+  kill(d.pid(), SIGTERM);  // drains: the sleeping call keeps ferryd in its drain
+  ferry::test::wait_until(
+      [&] { return ferry::test::must_call(*probe, "ferry.status", "[]").code == FERRY_E_SHUTTING_DOWN; },
+      "ferryd draining");
+  auto pong = probe->ping("still");  // the loop still answers PINGs: no proof of serving
+  REQUIRE(pong.has_value());
+  CHECK(pong->kind == ferry::ReplyKind::pong);
+  auto draining = ferry_cli(d, {"ping"});
+  CHECK(draining.status == 3);  // its socket is gone with the drain's first step
+  CHECK_THAT(draining.err, Catch::Contains(d.socket()));
+
+  sleeper.reset();  // the call is cancelled with its connection: the drain ends
+  CHECK(d.wait() == 0);
+  CHECK(ferry_cli(d, {"ping"}).status == 3);
+
+  // A socket file nobody listens on (a ferryd that was killed): refused.
+  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", d.socket().c_str());
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  close(fd);
+  auto stale = ferry_cli(d, {"ping"});
+  CHECK(stale.status == 3);
+  CHECK_THAT(stale.err, Catch::Contains("is ferryd running?"));
 }
 
 TEST_CASE("ferryd --check-config validates a config file", "[cli]") {

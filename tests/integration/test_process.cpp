@@ -215,6 +215,36 @@ TEST_CASE("a worker that cannot start is retried with backoff; the server stays 
   CHECK(plugin_status(*c, "demo")["processes"][0]["state"] != "idle");
 }
 
+TEST_CASE("ferry status: a plugin whose workers all die before ready is unhealthy, the others ok", "[process][health]") {
+  FerrydProcess d({fixture_path("fixture_good"), plugin_path("primes"), plugin_path("demo")},
+                  "[plugins.good]\nexecutor = \"process\"\nworkers = 2\n"
+                  "[plugins.good.sandbox]\nread_paths = [\"/nonexistent/ferry/health\"]\n" +
+                      std::string(kDemoProcess));
+  auto c = connect(d);
+  wait_all_idle(*c, "demo");
+  const json good = status_until(
+      *c, "good",
+      [](const json& st) {
+        return st["health"] == "unhealthy" && st["health_reason"].get<std::string>().find("/nonexistent/ferry/health") !=
+                                                  std::string::npos;
+      },
+      "good unhealthy, with its workers' own error");
+  CHECK_THAT(good["health_reason"].get<std::string>(), Catch::StartsWith("every worker dies before it is ready (2 of 2"));
+  for (const auto& w : good["processes"]) CHECK(w["start_failures"].get<int>() >= 1);
+  CHECK(plugin_status(*c, "demo")["health"] == "ok");
+  CHECK(plugin_status(*c, "demo")["health_reason"] == "");
+  CHECK(plugin_status(*c, "primes")["health"] == "ok");
+
+  // Once every slot has failed, none can get ready: the CLI sees it too.
+  auto cli = ferry::test::run_command({ferry::test::ferry_cli_path(), "--socket", d.socket(), "status", "--json"});
+  REQUIRE(cli.status == 0);
+  const json doc = json::parse(cli.out);
+  for (const auto& p : doc["plugins"]) CHECK(p["health"] == (p["name"] == "good" ? "unhealthy" : "ok"));
+  auto text = ferry::test::run_command({ferry::test::ferry_cli_path(), "--socket", d.socket(), "status"});
+  CHECK_THAT(text.out, Catch::Contains("health unhealthy: every worker dies before it is ready (2 of 2"));
+  CHECK_THAT(text.out, Catch::Contains("health ok"));
+}
+
 namespace {
 
 struct Hostile {

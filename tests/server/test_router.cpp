@@ -87,8 +87,9 @@ struct Fixture {
   }
   std::unique_ptr<ferry::Router> router(std::shared_ptr<const Config> cfg) {
     auto now = [](std::function<void()> task) { task(); };
-    return std::make_unique<ferry::Router>(cfg, registry, factory, invoker, clock, now, now);
+    return std::make_unique<ferry::Router>(cfg, registry, factory, invoker, clock, now, now, metrics);
   }
+  ferry::Metrics metrics;
 };
 
 }  // namespace
@@ -205,4 +206,48 @@ TEST_CASE("router: ferryd's stop also stops lanes whose workers are still ending
   CHECK(f.factory.stops == 0);
   r->stop();
   CHECK(f.factory.stops == 4);  // the two ending lanes too (bounded, in the real pool), not only the live ones
+}
+
+TEST_CASE("router: a call names its function's counters; unknown names share one", "[router][metrics]") {
+  Fixture f;
+  auto r = f.router(config_with(1, 0, 1000));
+  ferry::Route route;
+  CHECK_FALSE(r->dispatch({1, 1, 1, 10}, call_of("a.f"), &route).has_value());
+  REQUIRE(route.metrics == f.metrics.function("a.f"));
+  CHECK(route.metrics->plugin->plugin == "a");
+  CHECK(route.admitted_ns == 5000 * 1'000'000LL);
+  ferry::Route busy;
+  REQUIRE(r->dispatch({1, 1, 2, 20}, call_of("a.f"), &busy).has_value());  // busy: counted as a.f too
+  CHECK(busy.metrics == route.metrics);
+  ferry::Route unknown, bogus;
+  REQUIRE(r->dispatch({1, 1, 3, 30}, call_of("zz.top"), &unknown).has_value());
+  REQUIRE(r->dispatch({1, 1, 4, 40}, call_of("ferry.bogus"), &bogus).has_value());
+  CHECK(unknown.metrics == f.metrics.unknown());
+  CHECK(bogus.metrics == f.metrics.unknown());
+  // A client's made-up names never become labels.
+  const std::string text = ferry::metrics_text(f.metrics.families({}));
+  CHECK(text.find("zz") == std::string::npos);
+  CHECK(text.find("bogus") == std::string::npos);
+  r->stop();
+}
+
+TEST_CASE("router: ferry.metrics answers text or json through its handler, and refuses other formats",
+          "[router][metrics]") {
+  Fixture f;
+  auto r = f.router(config_with(1, 0, 1000));
+  ferry::Route route;
+  CHECK(r->dispatch({1, 1, 1, 10}, call_of("ferry.metrics"), &route)->code == FERRY_E_INTERNAL);  // no handler yet
+  r->set_metrics_handler([](std::string_view format) { return "format=" + std::string(format); });
+  CHECK(r->dispatch({1, 1, 2, 20}, call_of("ferry.metrics"), &route)->data == "format=text");
+  const std::string json_arg = R"(["json"])";
+  auto call = call_of("ferry.metrics");
+  call.payload = ferry::proto::as_bytes(json_arg);
+  CHECK(r->dispatch({1, 1, 3, 30}, call, &route)->data == "format=json");
+  const std::string bad_arg = R"(["yaml"])";
+  call.payload = ferry::proto::as_bytes(bad_arg);
+  CHECK(r->dispatch({1, 1, 4, 40}, call, &route)->code == FERRY_E_BAD_REQUEST);
+  CHECK(r->gauges().size() == 2);  // a and b, each with its version and kind
+  CHECK(r->gauges()[0].plugin == "a");
+  CHECK(r->gauges()[0].executor == "fake");
+  r->stop();
 }
