@@ -166,7 +166,7 @@ ferry::Result<Endpoint> connect_metrics(Base& b, ferry::Metrics& metrics, ferry:
                                         ferry::Server& server, const bool& serving) {
   auto snapshot = [&] {
     if (!serving) return std::vector<prometheus::MetricFamily>{};
-    return metrics.families(ferry::Gauges{router.gauges(), server.connections()});
+    return metrics.families(ferry::take_snapshot(router, server, *b.reloader));
   };
   router.set_metrics_handler([snapshot](std::string_view format) {
     return format == "json" ? ferry::metrics_json(snapshot()) : ferry::metrics_text(snapshot());

@@ -119,7 +119,7 @@ void call_families(const std::deque<FunctionMetrics>& functions, const std::dequ
   out.push_back(std::move(run));
 }
 
-void gauge_families(const Gauges& g, std::vector<MetricFamily>& out) {
+void gauge_families(const Snapshot& g, std::vector<MetricFamily>& out) {
   auto depth = family("ferry_queue_depth", "Calls admitted and waiting for a worker", MetricType::Gauge);
   auto running = family("ferry_calls_running", "Calls running now", MetricType::Gauge);
   auto workers = family("ferry_workers", "Worker processes (process) or threads (thread), by state",
@@ -144,12 +144,35 @@ void gauge_families(const Gauges& g, std::vector<MetricFamily>& out) {
   for (auto* f : {&depth, &running, &workers, &rss, &stuck, &info, &conns, &build}) out.push_back(std::move(*f));
 }
 
+void exit_families(const Snapshot& s, std::vector<MetricFamily>& out) {
+  auto exits = family("ferry_worker_exits_total", "Worker processes that ended, by reason", MetricType::Counter);
+  for (const PluginGauges& p : s.plugins) {
+    if (p.executor != "process") continue;
+    for (int r = 0; r < kExitReasonCount; ++r) {
+      add_value(exits, {{"plugin", p.plugin}, {"reason", name(ExitReason(r))}}, double(p.exits[r]));
+    }
+  }
+  out.push_back(std::move(exits));
+}
+
+void counted_family(std::string name, std::string help, const std::vector<LabeledCount>& counts,
+                    std::vector<MetricFamily>& out) {
+  auto f = family(std::move(name), std::move(help), MetricType::Counter);
+  for (const LabeledCount& c : counts) add_value(f, c.labels, double(c.value));
+  out.push_back(std::move(f));
+}
+
 }  // namespace
 
-std::vector<MetricFamily> Metrics::families(const Gauges& g) const {
+std::vector<MetricFamily> Metrics::families(const Snapshot& s) const {
   std::vector<MetricFamily> out;
   call_families(functions_, plugins_, out);
-  gauge_families(g, out);
+  gauge_families(s, out);
+  exit_families(s, out);
+  counted_family("ferry_connections_refused_total", "Connections closed at once, by reason", s.refused, out);
+  counted_family("ferry_protocol_errors_total", "Connections failed for a protocol error, by kind",
+                 s.protocol_errors, out);
+  counted_family("ferry_reloads_total", "Config reloads, by what asked (kind) and result", s.reloads, out);
   return out;
 }
 

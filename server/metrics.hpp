@@ -15,6 +15,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include "exec/worker_exit.hpp"
 #include "ferry/errors.h"
 
 namespace ferry {
@@ -59,12 +60,31 @@ struct PluginGauges {
   int stuck = 0;
   std::uint64_t rss_bytes = 0;
   std::map<std::string, int> workers;  // by state
+  // Worker exits since ferryd started, by ExitReason: its lanes' counts and
+  // those of lanes already dropped (a counter must never go down).
+  std::array<std::uint64_t, kExitReasonCount> exits{};
 };
 
-struct Gauges {
+// A count kept elsewhere (the server, the reloader), with its labels.
+struct LabeledCount {
+  std::vector<prometheus::ClientMetric::Label> labels;
+  std::uint64_t value = 0;
+};
+
+// What a scrape reads besides the call counters, taken on the loop.
+struct Snapshot {
   std::vector<PluginGauges> plugins;
   std::uint64_t connections = 0;
+  std::vector<LabeledCount> refused;          // {reason}
+  std::vector<LabeledCount> protocol_errors;  // {kind}
+  std::vector<LabeledCount> reloads;          // {kind, result}
 };
+
+class Router;
+class Server;
+class Reloader;
+// The snapshot of a running ferryd. Loop thread.
+Snapshot take_snapshot(const Router& router, const Server& server, const Reloader& reloader);
 
 class Metrics {
  public:
@@ -81,8 +101,8 @@ class Metrics {
   static void observe(FunctionMetrics* f, std::int64_t admitted_ns, std::int64_t started_ns,
                       std::int64_t finished_ns);
 
-  // Every family: the counters above and `g`.
-  std::vector<prometheus::MetricFamily> families(const Gauges& g) const;
+  // Every family: the counters above and `s`.
+  std::vector<prometheus::MetricFamily> families(const Snapshot& s) const;
 
  private:
   std::deque<PluginMetrics> plugins_;      // stable addresses

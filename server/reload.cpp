@@ -303,11 +303,12 @@ void Reloader::note_plugin_refused(const std::filesystem::path& file, const std:
   spdlog::error("plugin {} refused: {}{}", file.string(), why, serving ? "; the loaded version keeps serving" : "");
 }
 
-// The one log line of a reload's outcome (a counter by kind and result belongs here).
+// The one log line of a reload's outcome, counted once per kind it served.
 void Reloader::note_reload(ReloadResult result, const std::string& what) const {
   std::string kinds;
   for (const ReloadKind k : {ReloadKind::sighup, ReloadKind::call, ReloadKind::watch}) {
     if ((kinds_ & (1u << unsigned(k))) == 0) continue;
+    reload_counts_[std::size_t(k) * 2 + std::size_t(result)].fetch_add(1, std::memory_order_relaxed);
     if (!kinds.empty()) kinds += '+';
     kinds += name(k);
   }

@@ -10,6 +10,8 @@
 
 #include <linux/time_types.h>
 
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -65,6 +67,10 @@ class Reloader final : public loop::IoClient {
   // while a sync runs are merged into the next one; its one log line names
   // every kind merged into it.
   void request(ReloadKind kind, bool config, std::optional<CallRef> reply = std::nullopt);
+  // Reloads done so far of this kind with this result (metrics). Thread-safe.
+  std::uint64_t reloads(ReloadKind kind, ReloadResult result) const {
+    return reload_counts_[std::size_t(kind) * 2 + std::size_t(result)].load(std::memory_order_relaxed);
+  }
   // Runs `task` on the reloader's thread, after any sync already queued.
   void run_off_loop(std::function<void()> task);
   const std::shared_ptr<const config::Config>& config() const { return cfg_; }
@@ -105,6 +111,8 @@ class Reloader final : public loop::IoClient {
   // Loop side: one sync at a time; requests meanwhile are merged.
   bool running_ = false;
   bool want_ = false, want_config_ = false;
+  // Reloads by kind and result (ok, failed), for metrics: read from a scrape's thread.
+  mutable std::array<std::atomic<std::uint64_t>, kReloadKindCount * 2> reload_counts_{};
   unsigned want_kinds_ = 0, kinds_ = 0;  // bits 1 << ReloadKind: of the next sync, of the running one
   std::vector<CallRef> replies_, next_replies_;
   // inotify

@@ -153,6 +153,10 @@ void Router::ended(Lane* raw) {
   std::shared_ptr<Lane> lane = std::move(*it);
   ending_.erase(it);
   lane->executor->stop();
+  // Its workers' exits stay counted: ferry_worker_exits_total must not go down.
+  auto& gone = exits_gone_[lane->plugin->name];
+  const ExecutorStats st = lane->executor->stats();
+  for (int r = 0; r < kExitReasonCount; ++r) gone[r] += st.exits[r];
   defer_([this, lane]() mutable { off_loop_([lane]() mutable { lane.reset(); }); });
 }
 
@@ -298,6 +302,7 @@ namespace {
 // calls count with its serving one.
 void add_gauges(const ExecutorStats& st, std::string_view kind, PluginGauges& g) {
   for (int i = 0; i < 3; ++i) g.queued[i] += st.queued_by_priority[i];
+  for (int r = 0; r < kExitReasonCount; ++r) g.exits[r] += st.exits[r];
   g.running += st.running;
   g.stuck += st.stuck;
   if (kind == "thread") {
@@ -322,6 +327,9 @@ std::vector<PluginGauges> Router::gauges() const {
     g.version = lane->plugin->version;
     g.executor = lane->executor->kind();
     add_gauges(lane->executor->stats(), g.executor, g);
+    if (auto gone = exits_gone_.find(name); gone != exits_gone_.end()) {
+      for (int r = 0; r < kExitReasonCount; ++r) g.exits[r] += gone->second[r];
+    }
   }
   for (const auto* old : {&retired_, &ending_}) {
     for (const auto& lane : *old) {

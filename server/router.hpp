@@ -116,6 +116,8 @@ class Router {
   std::vector<std::shared_ptr<Lane>> retired_;  // replaced, finishing their calls
   std::vector<std::shared_ptr<Lane>> ending_;   // process lanes with no calls left, workers ending
   std::map<std::string, std::string, std::less<>> disabled_;  // plugin name -> why
+  // Worker exits of process lanes already dropped, by plugin (metrics).
+  std::map<std::string, std::array<std::uint64_t, kExitReasonCount>, std::less<>> exits_gone_;
   bool shutting_down_ = false;
   int abandoned_threads_ = 0;
   std::function<void(const CallRef&)> reload_;

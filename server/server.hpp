@@ -6,6 +6,7 @@
 // server_events.cpp (protocol errors and refused connections, in the log).
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
@@ -53,6 +54,9 @@ class Server {
   void begin_drain();
   // Client connections open now.
   std::size_t connections() const { return open_conns_; }
+  // Connections failed for a protocol error, by ProtocolError; refused, by ConnRefusal.
+  const std::array<std::uint64_t, kProtocolErrorCount>& protocol_errors() const { return protocol_errors_; }
+  const std::array<std::uint64_t, kConnRefusalCount>& refused() const { return refused_; }
 
  private:
   // server.cpp: set-up and the dispatch of completions
@@ -125,6 +129,8 @@ class Server {
   std::size_t open_conns_ = 0;
   __kernel_timespec accept_retry_at_{};  // when accepting resumes after EMFILE/ENFILE
   EventLog events_;  // protocol errors and refusals, bounded per kind
+  std::array<std::uint64_t, kProtocolErrorCount> protocol_errors_{};  // by ProtocolError, for metrics
+  std::array<std::uint64_t, kConnRefusalCount> refused_{};            // by ConnRefusal, for metrics
   __kernel_timespec events_ts_{};
   bool events_armed_ = false;  // a timer for events_' next summary is pending
 };

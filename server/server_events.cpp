@@ -32,8 +32,9 @@ void Server::refuse(int fd, ConnRefusal reason) {
   close(fd);
 }
 
-// The one log line of a refused connection; a counter by reason belongs here.
+// The one log line of a refused connection, and its count.
 void Server::note_refused(const Peer& peer, ConnRefusal reason) {
+  ++refused_[std::size_t(reason)];
   const LogFields with({{"reason", name(reason)}, {"peer_pid", peer.pid}, {"peer_uid", peer.uid}});
   const std::string kind = std::string("connection refused (") + name(reason) + ")";
   events_.note(kind, spdlog::level::warn, clock_.now_ms(),
@@ -44,8 +45,9 @@ void Server::note_refused(const Peer& peer, ConnRefusal reason) {
   arm_event_summary();
 }
 
-// The one log line of a client's protocol error; a counter by kind belongs here.
+// The one log line of a client's protocol error, and its count.
 void Server::note_protocol_error(const Conn& c, ProtocolError kind, const std::string& why) {
+  ++protocol_errors_[std::size_t(kind)];
   const LogFields with({{"kind", name(kind)}, {"peer_pid", c.peer.pid}, {"peer_uid", c.peer.uid}});
   const std::string what = std::string("protocol error (") + name(kind) + ")";
   events_.note(what, spdlog::level::warn, clock_.now_ms(),

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "exec/job.hpp"
+#include "exec/worker_exit.hpp"
 
 namespace ferry {
 
@@ -31,6 +32,8 @@ struct ExecutorStats {
   int stuck = 0;  // thread pools: threads still running a cancelled call
   std::uint64_t restarts = 0;     // process pools: workers replaced so far
   std::vector<WorkerInfo> procs;  // process pools: one per worker
+  // Process pools: workers that ended since the pool began, by ExitReason.
+  std::array<std::uint64_t, kExitReasonCount> exits{};
 };
 
 class Executor {

@@ -360,6 +360,7 @@ ExecutorStats ProcessPool::stats() const {
   ExecutorStats st{.workers = int(workers_.size()), .queued = queue_.size(),
                    .queued_by_priority = {queue_.size_at(0), queue_.size_at(1), queue_.size_at(2)},
                    .running = busy(), .completed = completed_, .stuck = 0, .restarts = restarts_, .procs = {}};
+  st.exits = exit_counts_;
   for (const auto& w : workers_) {
     st.procs.push_back(WorkerInfo{w.proc.pid, state_name(int(w.state)), w.calls,
                                   w.proc.pid > 0 ? rss_kb(w.proc.pid) : 0, w.backoff.failures(), w.failure});

@@ -175,6 +175,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   std::vector<Worker> workers_;
   std::uint64_t completed_ = 0;
   std::uint64_t restarts_ = 0;
+  std::array<std::uint64_t, kExitReasonCount> exit_counts_{};  // by ExitReason, for metrics
   bool stopping_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // spawn results check it: the pool may be gone
   // Credits check it: set to null by stop(), on the loop thread, as are their give_backs.

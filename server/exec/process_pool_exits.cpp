@@ -66,6 +66,7 @@ std::string ProcessPool::exit_what(ExitReason reason, const Worker& w, const Wor
 void ProcessPool::note_worker_exit(std::uint16_t i, const WorkerExit& exit) {
   const Worker& w = workers_[i];
   const ExitReason reason = classify_exit(exit_facts(w, exit));
+  ++exit_counts_[std::size_t(reason)];
   std::string context;
   nlohmann::json fields = {{"plugin", opt_.plugin}, {"pid", w.proc.pid}, {"reason", name(reason)}};
   if (w.call) {

@@ -15,6 +15,7 @@
 
 #include "ferry/errors.h"
 #include "ferryd_process.hpp"
+#include "sandbox/sandbox.hpp"
 
 using ferry::test::FerrydProcess;
 using ferry::test::must_call;
@@ -218,4 +219,46 @@ TEST_CASE("metrics: ferry top on a terminal redraws in place and quits on q", "[
   CHECK(restored);  // the alternate screen left on q
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("metrics: worker exits are counted by reason: a crash, a violation, a deadline", "[metrics][process]") {
+  const bool sandbox = ferry::sandbox::probe().missing.empty();
+  std::string toml = "[plugins.hostile]\nexecutor = \"process\"\nworkers = 1\n";
+  if (!sandbox) toml += "[plugins.hostile.sandbox]\nenabled = false\n";
+  FerrydProcess d({ferry::test::fixture_path("fixture_hostile")}, toml);
+  auto c = ferry::test::connect(d);
+  CHECK(must_call(*c, "hostile.abort_now", "[]").code == FERRY_E_WORKER_CRASHED);
+  if (sandbox) CHECK(must_call(*c, "hostile.connect_tcp", "[9]").code == FERRY_E_SANDBOX_VIOLATION);
+  CHECK(must_call(*c, "hostile.spin", "[]", 200).code == FERRY_E_TIMEOUT);
+  const auto exits = [&](const char* reason) {
+    return value_of(metrics_json(*c), "ferry_worker_exits_total", {{"plugin", "hostile"}, {"reason", reason}});
+  };
+  ferry::test::wait_until([&] { return exits("deadline") == 1; }, "the deadline kill counted");
+  CHECK(exits("crash") == 1);
+  CHECK(exits("violation") == (sandbox ? 1 : 0));
+  CHECK(exits("oom") == 0);
+  CHECK(exits("cancelled") == 0);
+  CHECK(exits("recycled") == 0);
+  const json m = metrics_json(*c);
+  CHECK(value_of(m, "ferry_calls_total", {{"plugin", "hostile"}, {"outcome", "worker_crashed"}}) == 1);
+  CHECK(value_of(m, "ferry_calls_total", {{"plugin", "hostile"}, {"outcome", "timeout"}}) == 1);
+}
+
+TEST_CASE("metrics: protocol errors, refused connections and reloads are counted", "[metrics]") {
+  FerrydProcess d({plugin_path("demo")}, "", "max_connections = 2\n");
+  auto c = ferry::test::connect(d);
+  const auto bad = ferry::test::raw_exchange(d, std::string(16, '\xff'));
+  CHECK(bad.code == FERRY_E_BAD_REQUEST);
+  {
+    auto second = ferry::test::connect(d);  // the two allowed
+    const auto refused = ferry::test::raw_exchange(d, "");
+    CHECK(refused.code == FERRY_E_BUSY);
+  }
+  CHECK(must_call(*c, "ferry.reload", "[]").kind == ferry::ReplyKind::result);
+  const json m = metrics_json(*c);
+  CHECK(value_of(m, "ferry_protocol_errors_total", {{"kind", "bad_header"}}) == 1);
+  CHECK(value_of(m, "ferry_protocol_errors_total", {{"kind", "bad_call"}}) == 0);
+  CHECK(value_of(m, "ferry_connections_refused_total", {{"reason", "max_connections"}}) == 1);
+  CHECK(value_of(m, "ferry_reloads_total", {{"kind", "call"}, {"result", "ok"}}) == 1);
+  CHECK(value_of(m, "ferry_reloads_total", {{"kind", "call"}, {"result", "failed"}}) == 0);
 }

@@ -15,7 +15,8 @@ namespace {
 double sample(const std::string& text, const std::string& series) {
   std::size_t at = 0;
   while ((at = text.find(series, at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + series.size() + 1));
+    const bool whole = (at == 0 || text[at - 1] == '\n') && text.compare(at + series.size(), 1, " ") == 0;
+    if (whole) return std::stod(text.substr(at + series.size() + 1));
     at += series.size();
   }
   return -1;
@@ -68,7 +69,7 @@ TEST_CASE("metrics: gauges come from the snapshot given, and JSON carries the sa
   p.running = 2;
   p.rss_bytes = 4096;
   p.workers = {{"idle", 1}, {"busy", 2}};
-  const auto families = m.families(ferry::Gauges{{p}, 7});
+  const auto families = m.families(ferry::Snapshot{{p}, 7, {}, {}, {}});
   const std::string text = ferry::metrics_text(families);
   CHECK(sample(text, R"(ferry_queue_depth{plugin="demo",priority="low"})") == 3);
   CHECK(sample(text, R"(ferry_calls_running{plugin="demo"})") == 2);
