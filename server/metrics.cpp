@@ -49,18 +49,6 @@ const char* kPriorities[] = {"high", "normal", "low"};
 
 }  // namespace
 
-void Histogram::observe_ns(std::int64_t ns) {
-  if (ns < 0) ns = 0;
-  const double s = double(ns) * 1e-9;
-  // The first bound at or above s; a linear scan of 18 doubles beats a
-  // binary search on the short durations that dominate.
-  std::size_t i = 0;
-  while (i < kBounds.size() && s > kBounds[i]) ++i;
-  ++buckets_[i];
-  ++count_;
-  sum_ns_ += ns;
-}
-
 void Histogram::export_to(ClientMetric& m) const {
   m.histogram.sample_count = count_;
   m.histogram.sample_sum = double(sum_ns_) * 1e-9;

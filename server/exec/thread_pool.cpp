@@ -200,10 +200,10 @@ void ThreadPool::work(Thread* self) {
   Job job;
   bool leave = false;
   while (!leave && next(self, &job)) {
-    const std::int64_t started_ns = clock_.now_ns();
-    Completion c = run_job(job, invoker_, CallEnv{0, &self->control, self->window.get()});
-    c.started_ns = started_ns;
-    c.finished_ns = clock_.now_ns();
+    CallTimes times;
+    Completion c = run_job(job, invoker_, CallEnv{0, &self->control, self->window.get(), &times});
+    c.started_ns = times.started_ns;  // 0 if it never ran (its deadline had passed)
+    c.finished_ns = times.started_ns != 0 ? times.finished_ns : clock_.now_ns();
     job = Job{};  // drop the library reference before reporting
     {
       // Free the slot first, so a caller reacting to this completion is admitted.
