@@ -161,7 +161,10 @@ void Router::ended(Lane* raw) {
 }
 
 std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call, Route* route) {
-  if (shutting_down_) return Immediate{FERRY_E_SHUTTING_DOWN, "ferryd is shutting down"};
+  if (shutting_down_) {
+    route->metrics = registry_.find(call.name) != nullptr ? metrics_.function(call.name) : metrics_.unknown();
+    return Immediate{FERRY_E_SHUTTING_DOWN, "ferryd is shutting down"};
+  }
   if (call.name.starts_with("ferry.")) return builtin(ref, call, route);
   auto fn = registry_.find(call.name);
   if (fn == nullptr) {
