@@ -177,7 +177,7 @@ ferry::Result<Endpoint> connect_metrics(Base& b, ferry::Metrics& metrics, ferry:
     b.completions->post(std::move(task));
   });
   if (!endpoint.ok()) return endpoint.status();
-  spdlog::info("metrics on http://{}/metrics (port {})", listen, (*endpoint)->port());
+  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), (*endpoint)->port());
   return std::move(endpoint).value();
 }
 

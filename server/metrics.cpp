@@ -5,6 +5,8 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "common/json_text.hpp"
@@ -118,6 +120,7 @@ void gauge_families(const Snapshot& g, std::vector<MetricFamily>& out) {
                       MetricType::Gauge);
   auto info = family("ferry_plugin_info", "The plugin version serving, and its executor", MetricType::Gauge);
   for (const PluginGauges& p : g.plugins) {
+    if (p.executor.empty()) continue;  // not serving: only its counters remain
     for (int i = 0; i < 3; ++i) add_value(depth, {{"plugin", p.plugin}, {"priority", kPriorities[i]}}, p.queued[i]);
     add_value(running, {{"plugin", p.plugin}}, p.running);
     for (const auto& [state, n] : p.workers) add_value(workers, {{"plugin", p.plugin}, {"state", state}}, n);
@@ -135,7 +138,8 @@ void gauge_families(const Snapshot& g, std::vector<MetricFamily>& out) {
 void exit_families(const Snapshot& s, std::vector<MetricFamily>& out) {
   auto exits = family("ferry_worker_exits_total", "Worker processes that ended, by reason", MetricType::Counter);
   for (const PluginGauges& p : s.plugins) {
-    if (p.executor != "process") continue;
+    const bool any = std::any_of(p.exits.begin(), p.exits.end(), [](std::uint64_t n) { return n != 0; });
+    if (p.executor != "process" && !any) continue;
     for (int r = 0; r < kExitReasonCount; ++r) {
       add_value(exits, {{"plugin", p.plugin}, {"reason", name(ExitReason(r))}}, double(p.exits[r]));
     }

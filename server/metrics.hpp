@@ -51,7 +51,7 @@ class Histogram {
 };
 
 // Outcomes by wire code: ok, then every error code's name.
-inline constexpr int kOutcomes = FERRY_E_INTERNAL + 1;
+inline constexpr int kOutcomes = FERRY_CODE_COUNT;
 
 struct PluginMetrics {
   std::string plugin;
@@ -66,6 +66,7 @@ struct FunctionMetrics {
 };
 
 // One plugin's state at a scrape (from its lane's ExecutorStats).
+// executor is empty for a plugin that no longer serves (only its exits remain).
 struct PluginGauges {
   std::string plugin, version, executor;
   std::array<int, 3> queued{};  // by priority: high, normal, low

@@ -5,27 +5,45 @@
 #include <prometheus/metric_family.h>
 
 #include <chrono>
-#include <future>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 
 namespace ferry {
 
-// Answers a scrape with what the loop snapshots for it.
-class MetricsEndpoint::Collector final : public prometheus::Collectable {
+// Answers a scrape with what the loop snapshots for it. close() makes
+// scrapes still waiting give up at once, so ferryd's stop never waits on one.
+class MetricsEndpoint::Collector final : public prometheus::Collectable,
+                                         public std::enable_shared_from_this<MetricsEndpoint::Collector> {
  public:
   Collector(Snapshot snapshot, Post post) : snapshot_(std::move(snapshot)), post_(std::move(post)) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    // Shared: a loop that answers after the wait gave up still has a promise.
-    auto done = std::make_shared<std::promise<std::vector<prometheus::MetricFamily>>>();
-    auto result = done->get_future();
-    post_([done, snapshot = snapshot_] { done->set_value(snapshot()); });
-    if (result.wait_for(std::chrono::milliseconds(kWaitMs)) != std::future_status::ready) return {};
-    return result.get();
+    // Shared: a loop that answers after the wait gave up still has somewhere to write.
+    auto slot = std::make_shared<std::optional<std::vector<prometheus::MetricFamily>>>();
+    post_([self = shared_from_this(), slot] {
+      auto families = self->snapshot_();
+      std::lock_guard lock(self->mu_);
+      *slot = std::move(families);
+      self->cv_.notify_all();
+    });
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(kWaitMs), [&] { return slot->has_value() || closed_; });
+    return slot->has_value() ? std::move(**slot) : std::vector<prometheus::MetricFamily>{};
+  }
+
+  void close() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
   }
 
  private:
   Snapshot snapshot_;
   Post post_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool closed_ = false;
 };
 
 Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::start(const std::string& listen, Snapshot snapshot,
@@ -44,7 +62,11 @@ Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::start(const std::strin
   return e;
 }
 
-// The exposer first: no scrape may run once the collector is gone.
-MetricsEndpoint::~MetricsEndpoint() { exposer_.reset(); }
+// Waiting scrapes give up, then the exposer goes (joining its thread)
+// before the collector: no scrape may run once the collector is gone.
+MetricsEndpoint::~MetricsEndpoint() {
+  collector_->close();
+  exposer_.reset();
+}
 
 }  // namespace ferry

@@ -111,7 +111,7 @@ class Reloader final : public loop::IoClient {
   // Loop side: one sync at a time; requests meanwhile are merged.
   bool running_ = false;
   bool want_ = false, want_config_ = false;
-  // Reloads by kind and result (ok, failed), for metrics: read from a scrape's thread.
+  // Reloads by kind and result (ok, failed), for metrics; atomic, so any thread may read them.
   mutable std::array<std::atomic<std::uint64_t>, kReloadKindCount * 2> reload_counts_{};
   unsigned want_kinds_ = 0, kinds_ = 0;  // bits 1 << ReloadKind: of the next sync, of the running one
   std::vector<CallRef> replies_, next_replies_;

@@ -162,7 +162,7 @@ void Router::ended(Lane* raw) {
 
 std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call, Route* route) {
   if (shutting_down_) {
-    route->metrics = registry_.find(call.name) != nullptr ? metrics_.function(call.name) : metrics_.unknown();
+    route->metrics = known(call.name) ? metrics_.function(call.name) : metrics_.unknown();
     return Immediate{FERRY_E_SHUTTING_DOWN, "ferryd is shutting down"};
   }
   if (call.name.starts_with("ferry.")) return builtin(ref, call, route);
@@ -199,9 +199,18 @@ std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call&
 
 // ferry.list, ferry.status, ferry.metrics, ferry.reload; other "ferry."
 // names are unknown functions.
+namespace {
+constexpr std::string_view kBuiltins[] = {"ferry.list", "ferry.status", "ferry.metrics", "ferry.reload"};
+bool is_builtin(std::string_view name) {
+  return std::find(std::begin(kBuiltins), std::end(kBuiltins), name) != std::end(kBuiltins);
+}
+}  // namespace
+
+// A built-in or a registered function: a name that may become a label.
+bool Router::known(std::string_view name) const { return is_builtin(name) || registry_.find(name) != nullptr; }
+
 std::optional<Immediate> Router::builtin(const CallRef& ref, const proto::Call& call, Route* route) {
-  static constexpr std::string_view kNames[] = {"ferry.list", "ferry.status", "ferry.metrics", "ferry.reload"};
-  if (std::find(std::begin(kNames), std::end(kNames), call.name) == std::end(kNames)) {
+  if (!is_builtin(call.name)) {
     route->metrics = metrics_.unknown();
     return Immediate{FERRY_E_UNKNOWN_FUNCTION, "unknown function '" + std::string(call.name) + "'"};
   }
@@ -330,9 +339,13 @@ std::vector<PluginGauges> Router::gauges() const {
     g.version = lane->plugin->version;
     g.executor = lane->executor->kind();
     add_gauges(lane->executor->stats(), g.executor, g);
-    if (auto gone = exits_gone_.find(name); gone != exits_gone_.end()) {
-      for (int r = 0; r < kExitReasonCount; ++r) g.exits[r] += gone->second[r];
-    }
+  }
+  // Exits of lanes already dropped, also of a plugin that no longer serves
+  // (disabled or removed): a counter's series must not vanish or go down.
+  for (const auto& [name, gone] : exits_gone_) {
+    PluginGauges& g = by_name[name];
+    g.plugin = name;
+    for (int r = 0; r < kExitReasonCount; ++r) g.exits[r] += gone[r];
   }
   for (const auto* old : {&retired_, &ending_}) {
     for (const auto& lane : *old) {

@@ -105,6 +105,7 @@ class Router {
   std::string list_json() const;
   std::optional<Immediate> builtin(const CallRef& ref, const proto::Call& call, Route* route);
   Immediate metrics_reply(std::span<const std::uint8_t> payload) const;
+  bool known(std::string_view name) const;
 
   std::shared_ptr<const config::Config> cfg_;
   Registry& registry_;

@@ -3,6 +3,7 @@
 // the previous sample (calls/s, run-time percentiles, errors/s) next to
 // what is true now (queued, running, workers).
 #include <poll.h>
+#include <signal.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ struct PluginRow {
   double calls = 0;
   std::map<std::string, double> errors;  // by outcome, ok excluded
   std::vector<std::pair<double, double>> buckets;  // run time: (le, cumulative count), all functions
+  double runs = 0;                                  // run time: every call counted (the +Inf bucket)
   double queued = 0, running = 0, workers = 0, busy = 0, backoff = 0;
 };
 
@@ -45,6 +47,7 @@ std::string label(const json& m, const char* key) {
 }
 
 void add_buckets(PluginRow& row, const json& m) {
+  row.runs += m["count"].get<double>();
   const json& b = m["buckets"];
   if (row.buckets.empty()) {
     for (const json& pair : b) row.buckets.emplace_back(pair[0].get<double>(), 0);
@@ -79,29 +82,37 @@ void fold(Sample& s, const std::string& family, const json& m) {
   }
 }
 
+// A reply of another shape (a field of another type) is no sample: top
+// must end normally, restoring the terminal, rather than throw.
 std::optional<Sample> parse_sample(const std::string& text) {
   const json doc = json::parse(text, nullptr, false);
   if (!doc.is_array()) return std::nullopt;
   Sample s;
   s.at = std::chrono::steady_clock::now();
-  for (const json& f : doc) {
-    if (!f.is_object() || !f["name"].is_string() || !f["metrics"].is_array()) return std::nullopt;
-    for (const json& m : f["metrics"]) fold(s, f["name"].get<std::string>(), m);
+  try {
+    for (const json& f : doc) {
+      if (!f.is_object() || !f["name"].is_string() || !f["metrics"].is_array()) return std::nullopt;
+      for (const json& m : f["metrics"]) fold(s, f["name"].get<std::string>(), m);
+    }
+  } catch (const json::exception&) {
+    return std::nullopt;
   }
   return s;
 }
 
 // The q-quantile of the calls counted by `now` minus `before` (cumulative
 // buckets), interpolated within its bucket, as Prometheus'
-// histogram_quantile does; -1 without calls.
+// histogram_quantile does: the last finite bound when it lies beyond
+// every bound; -1 without calls.
 double quantile(double q, const PluginRow& now, const PluginRow* before) {
+  const bool same = before != nullptr && before->buckets.size() == now.buckets.size();
   std::vector<double> counts;
   for (std::size_t i = 0; i < now.buckets.size(); ++i) {
-    const bool same = before != nullptr && before->buckets.size() == now.buckets.size();
     counts.push_back(now.buckets[i].second - (same ? before->buckets[i].second : 0));
   }
-  if (counts.empty() || counts.back() <= 0) return -1;
-  const double rank = q * counts.back();
+  const double total = now.runs - (same ? before->runs : 0);
+  if (counts.empty() || total <= 0) return -1;
+  const double rank = q * total;
   for (std::size_t i = 0; i < counts.size(); ++i) {
     if (counts[i] < rank) continue;
     const double lo = i == 0 ? 0 : now.buckets[i - 1].first, below = i == 0 ? 0 : counts[i - 1];
@@ -165,15 +176,19 @@ std::string render(const std::string& socket, const Sample& now, const Sample& b
   return out + line;
 }
 
-std::optional<Sample> fetch(ferry::Client& client, int* status) {
+// One sample, or null with *failed set to what went wrong (reported by the
+// caller once the terminal is back to normal).
+std::optional<Sample> fetch(ferry::Client& client, std::optional<ferry::Reply>* failed) {
   std::optional<ferry::Reply> reply = client.call("ferry.metrics", R"(["json"])");
-  if (!reply || reply->kind != ferry::ReplyKind::result) {
-    *status = report(client, reply);
-    return std::nullopt;
-  }
-  std::optional<Sample> s = parse_sample(reply->data);
-  if (!s) *status = fail(kExitUnexpected, "unexpected ferry.metrics reply");
+  std::optional<Sample> s;
+  if (reply && reply->kind == ferry::ReplyKind::result) s = parse_sample(reply->data);
+  if (!s) *failed = std::move(reply);
   return s;
+}
+
+int report_failure(const ferry::Client& client, const std::optional<ferry::Reply>& failed) {
+  if (failed && failed->kind == ferry::ReplyKind::result) return fail(kExitUnexpected, "unexpected ferry.metrics reply");
+  return report(client, failed);
 }
 
 // The terminal in raw-ish mode while top runs (keys without Enter, no
@@ -196,7 +211,30 @@ class RawTerminal {
   bool active_ = false;
 };
 
+// The alternate screen without a cursor while it lives (live mode), left
+// however top ends.
+class LiveScreen {
+ public:
+  explicit LiveScreen(bool on) : on_(on) {
+    if (on_) std::fputs("\x1b[?1049h\x1b[?25l", stdout);
+  }
+  ~LiveScreen() {
+    if (on_) std::fputs("\x1b[?25h\x1b[?1049l", stdout), std::fflush(stdout);
+  }
+
+ private:
+  bool on_;
+};
+
 volatile std::sig_atomic_t g_interrupted = 0;  // set by SIGINT/SIGTERM: leave and restore the terminal
+
+// Without SA_RESTART: a Ctrl-C also ends a wait for ferryd's reply.
+void on_interrupt(int sig) {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_interrupted = 1; };
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, nullptr);
+}
 
 // Waits up to ms; true when the user pressed q (or the input ended).
 bool wait_for_quit(const RawTerminal& term, int ms) {
@@ -219,28 +257,36 @@ int run_metrics(const Options& o) {
   return 0;
 }
 
+// Samples until q, Ctrl-C or --once; a failure ends it, and is reported
+// once the terminal is restored.
 int run_top(const Options& o) {
   int status = 0;
   auto client = connect_or_report(o.socket, &status);
   if (!client) return status;
-  std::optional<Sample> before = fetch(*client, &status);
-  if (!before) return status;
+  std::optional<ferry::Reply> failed;
+  std::optional<Sample> before = fetch(*client, &failed);
+  if (!before) return report_failure(*client, failed);
   const bool live = !o.once && isatty(STDOUT_FILENO);
-  std::signal(SIGINT, [](int) { g_interrupted = 1; });
-  std::signal(SIGTERM, [](int) { g_interrupted = 1; });
-  RawTerminal term;
-  if (live) std::fputs("\x1b[?1049h\x1b[?25l", stdout);  // the alternate screen, no cursor
-  while (!wait_for_quit(term, o.interval_ms)) {
-    std::optional<Sample> now = fetch(*client, &status);
-    if (!now) break;
-    const std::string screen = render(o.socket, *now, *before);
-    std::fputs(live ? ("\x1b[H\x1b[2J" + screen + "\npress q to quit").c_str() : (screen + "\n").c_str(), stdout);
-    std::fflush(stdout);
-    before = std::move(now);
-    if (o.once) break;
+  bool broken = false;
+  on_interrupt(SIGINT);
+  on_interrupt(SIGTERM);
+  {
+    RawTerminal term;
+    LiveScreen screen(live);
+    while (!wait_for_quit(term, o.interval_ms)) {
+      std::optional<Sample> now = fetch(*client, &failed);
+      if (!now) {
+        broken = true;
+        break;
+      }
+      const std::string text = render(o.socket, *now, *before);
+      std::fputs(live ? ("\x1b[H\x1b[2J" + text + "\npress q to quit").c_str() : (text + "\n").c_str(), stdout);
+      std::fflush(stdout);
+      before = std::move(now);
+      if (o.once) break;
+    }
   }
-  if (live) std::fputs("\x1b[?25h\x1b[?1049l", stdout);
-  return status;
+  return broken && !g_interrupted ? report_failure(*client, failed) : 0;
 }
 
 }  // namespace ferry_cli

@@ -101,11 +101,12 @@ void ThreadPool::find_stuck() {
 }
 
 // The one log line of a stuck thread (each becomes stuck once, so their
-// number is bounded by the threads); a counter of them belongs here.
+// number is bounded by the threads); ferry_stuck_threads shows how many are now.
 void ThreadPool::note_stuck(const Thread& t, std::int64_t now_ms, bool replaced) const {
-  const LogFields with({{"plugin", name_}, {"function", t.function}, {"call_id", t.ref.call_id}});
+  const std::string& function = t.function != nullptr ? *t.function : name_;
+  const LogFields with({{"plugin", name_}, {"function", function}, {"call_id", t.ref.call_id}});
   spdlog::warn("plugin {}: a thread is stuck in {}, call {}: it ignores the call's cancellation ({} ms ago); {}",
-               name_, t.function, t.ref.call_id, now_ms - t.cancelled_ms,
+               name_, function, t.ref.call_id, now_ms - t.cancelled_ms,
                replaced ? "starting a replacement thread"
                         : stopping_ ? "ferryd is stopping" : "no replacement (max_stuck_threads reached)");
 }
@@ -187,7 +188,7 @@ bool ThreadPool::next(Thread* self, Job* job) {
   ++running_;
   self->busy = true;
   self->ref = job->ref;
-  self->function = job->fn ? job->fn->name : std::string();
+  self->function = job->fn ? &job->fn->name : nullptr;
   self->control.reset(job->deadline_ms);
   self->window = job->stream ? std::make_shared<PartialWindow>(job->ref, job->deadline_ms, sink_, clock_) : nullptr;
   const bool wake = !queue_.empty() && wake_one();
@@ -204,13 +205,13 @@ void ThreadPool::work(Thread* self) {
     Completion c = run_job(job, invoker_, CallEnv{0, &self->control, self->window.get(), &times});
     c.started_ns = times.started_ns;  // 0 if it never ran (its deadline had passed)
     c.finished_ns = times.started_ns != 0 ? times.finished_ns : clock_.now_ns();
-    job = Job{};  // drop the library reference before reporting
     {
       // Free the slot first, so a caller reacting to this completion is admitted.
       std::lock_guard lock(mu_);
       --running_;
       ++completed_;
       self->busy = false;
+      self->function = nullptr;  // its job goes next
       self->window.reset();  // the loop keeps it while it holds credit of its partials
       if (self->cancelled_ms != 0 && !self->stuck) --cancelled_;
       self->cancelled_ms = 0;
@@ -221,6 +222,7 @@ void ThreadPool::work(Thread* self) {
         if (leave) --live_;
       }
     }
+    job = Job{};  // drop the library reference before reporting
     sink_.complete(std::move(c));
   }
   std::lock_guard lock(mu_);

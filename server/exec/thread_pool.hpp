@@ -47,7 +47,7 @@ class ThreadPool final : public Executor {
     CallControl control;  // what the running call's ctx.cancelled() and cancel_fd() read
     std::shared_ptr<PartialWindow> window;  // its partial results, if its client asked
     CallRef ref;                         // the running call
-    std::string function;                // its function's full name, for the log
+    const std::string* function = nullptr;  // its function's full name (work()'s job holds it), for the log
     std::int64_t cancelled_ms = 0;       // when its call was cancelled (0: not)
     bool busy = false;
     bool stuck = false;

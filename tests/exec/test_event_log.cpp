@@ -86,6 +86,11 @@ TEST_CASE("worker exits are classified into one fixed set of names", "[log]") {
   CHECK(reason({CLD_EXITED, 0, -1, 0, FERRY_OK, false, true}) == "recycled");
   CHECK(reason({CLD_KILLED, SIGKILL, -1, 0, FERRY_OK, true, true}) == "recycled");  // past its end grace
   CHECK(reason({CLD_KILLED, SIGSEGV, -1, 0, FERRY_OK, false, true}) == "crash");    // its shutdown hook crashed
+  // In its call's cancel grace, what the worker did itself wins over the kill that was coming.
+  CHECK(reason({CLD_KILLED, SIGSEGV, -1, 0, FERRY_E_TIMEOUT, false, false}) == "crash");
+  CHECK(reason({CLD_KILLED, SIGKILL, -1, SIGABRT, FERRY_E_CANCELLED, false, false}) == "crash");
+  CHECK(reason({CLD_KILLED, SIGSYS, 41, 0, FERRY_E_TIMEOUT, false, false}) == "violation");
+  CHECK(reason({CLD_EXITED, 1, -1, 0, FERRY_E_TIMEOUT, false, false}) == "crash");  // exited, not killed
   for (int r = 0; r < ferry::kExitReasonCount; ++r) CHECK(ferry::name(ExitReason(r)) != nullptr);
 }
 

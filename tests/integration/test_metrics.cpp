@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <regex>
 #include <thread>
 
@@ -114,7 +116,7 @@ TEST_CASE("metrics: metrics_listen serves /metrics over HTTP, scraped by a real 
   FerrydProcess d({plugin_path("demo")}, "", "metrics_listen = \"127.0.0.1:0\"\n");
   std::smatch port;
   const std::string log = d.log();
-  REQUIRE(std::regex_search(log, port, std::regex(R"(metrics on http://\S+ \(port (\d+)\))")));
+  REQUIRE(std::regex_search(log, port, std::regex(R"(metrics on http://127\.0\.0\.1:(\d+)/metrics)")));
   auto c = ferry::test::connect(d);
   for (int i = 0; i < 4; ++i) must_call(*c, "demo.noop", "");
   const std::string url = "http://127.0.0.1:" + port[1].str() + "/metrics";
@@ -209,8 +211,9 @@ TEST_CASE("metrics: ferry top on a terminal redraws in place and quits on q", "[
   const bool drew = read_until(master, seen, [&](const std::string& s) { return count_of(s, redraw) >= 3; });
   CHECK(write(master, "q", 1) == 1);
   const bool restored = read_until(master, seen, [](const std::string& s) { return s.find("\x1b[?1049l") != std::string::npos; });
+  // Its exit, polled for at most 20 s (the bound only matters on failure).
   int status = -1;
-  for (int i = 0; i < 2000 && waitpid(pid, &status, WNOHANG) != pid; ++i) usleep(10000);  // bounded: fails below if it never exits
+  for (int i = 0; i < 2000 && waitpid(pid, &status, WNOHANG) != pid; ++i) poll(nullptr, 0, 10);
   if (!WIFEXITED(status)) kill(pid, SIGKILL), waitpid(pid, &status, 0);
   close(master);
   CHECK(drew);  // three screens, each drawn over the last
@@ -249,6 +252,8 @@ TEST_CASE("metrics: protocol errors, refused connections and reloads are counted
   auto c = ferry::test::connect(d);
   const auto bad = ferry::test::raw_exchange(d, std::string(16, '\xff'));
   CHECK(bad.code == FERRY_E_BAD_REQUEST);
+  ferry::test::wait_until([&] { return value_of(metrics_json(*c), "ferry_connections") == 1; },
+                          "the failed connection closed");
   {
     auto second = ferry::test::connect(d);  // the two allowed
     const auto refused = ferry::test::raw_exchange(d, "");
@@ -261,4 +266,32 @@ TEST_CASE("metrics: protocol errors, refused connections and reloads are counted
   CHECK(value_of(m, "ferry_connections_refused_total", {{"reason", "max_connections"}}) == 1);
   CHECK(value_of(m, "ferry_reloads_total", {{"kind", "call"}, {"result", "ok"}}) == 1);
   CHECK(value_of(m, "ferry_reloads_total", {{"kind", "call"}, {"result", "failed"}}) == 0);
+}
+
+TEST_CASE("metrics: worker exits stay counted when their pool is replaced by a reload", "[metrics][process]") {
+  const bool sandbox = ferry::sandbox::probe().missing.empty();
+  std::string toml = "[plugins.hostile]\nexecutor = \"process\"\nworkers = 1\n";
+  if (!sandbox) toml += "[plugins.hostile.sandbox]\nenabled = false\n";
+  FerrydProcess d({ferry::test::fixture_path("fixture_hostile")}, toml);
+  auto c = ferry::test::connect(d);
+  const auto crashes = [&] {
+    return value_of(metrics_json(*c), "ferry_worker_exits_total", {{"plugin", "hostile"}, {"reason", "crash"}});
+  };
+  CHECK(must_call(*c, "hostile.abort_now", "[]").code == FERRY_E_WORKER_CRASHED);
+  ferry::test::wait_until([&] { return crashes() == 1; }, "the crash counted");
+  // A changed pool size is a new lane; the old one ends its workers and is dropped.
+  std::string text;
+  {
+    std::ifstream in(d.dir() / "server.toml");
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  text.replace(text.find("workers = 1"), 11, "workers = 2");
+  std::ofstream(d.dir() / "server.toml") << text;
+  CHECK(must_call(*c, "ferry.reload", "[]").kind == ferry::ReplyKind::result);
+  ferry::test::status_until(*c, "hostile", [](const json& p) {
+    return p["workers"] == 2 && p["draining_versions"] == 0;
+  }, "the old pool gone");
+  CHECK(crashes() == 1);
+  CHECK(must_call(*c, "hostile.abort_now", "[]").code == FERRY_E_WORKER_CRASHED);
+  ferry::test::wait_until([&] { return crashes() == 2; }, "both crashes counted");
 }
