@@ -3,6 +3,7 @@
 // (the caller decides whether a bad config is fatal or a refused reload).
 #include "config/config.hpp"
 
+#include "config/readers.hpp"
 #include "config/settings.hpp"
 #include "sandbox/fields.hpp"
 
@@ -25,6 +26,7 @@ namespace ferry::config {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace detail;  // NOLINT: the readers are this file's vocabulary
 
 // Flip to true once the process executor lands; the check below then vanishes.
 constexpr bool kProcessExecutorSupported = true;
@@ -34,56 +36,6 @@ constexpr std::array<std::string_view, 7> kLogLevels = {
 
 // Largest socket path bind() accepts (sun_path includes the terminating NUL).
 constexpr std::size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
-
-// State of one parse: where relative paths point, and the first error.
-struct Ctx {
-  std::string file;  // as given by the caller: it prefixes every message
-  fs::path dir;      // absolute directory of the config file
-  std::string error;
-};
-
-// Records "<file>:<line>: <key>: <msg>" and returns false, so checks chain.
-bool fail(Ctx& c, const toml::node& n, const std::string& key, std::string_view msg) {
-  c.error = c.file + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
-  c.error += msg;
-  return false;
-}
-
-std::string join(const std::string& path, std::string_view key) {
-  return path.empty() ? std::string(key) : path + "." + std::string(key);
-}
-
-fs::path resolve(const fs::path& dir, const fs::path& p) {
-  return p.is_absolute() ? p : (dir / p).lexically_normal();
-}
-
-// ---- typed readers: each checks the TOML type, then the value ----
-
-template <class Int>
-bool read_int(Ctx& c, const toml::node& n, const std::string& key, std::int64_t lo,
-              std::int64_t hi, Int& out) {
-  const auto* v = n.as_integer();
-  if (!v) return fail(c, n, key, "must be an integer");
-  if (v->get() < lo || v->get() > hi)
-    return fail(c, n, key, "must be " + std::to_string(lo) + ".." + std::to_string(hi));
-  out = static_cast<Int>(v->get());
-  return true;
-}
-
-const std::string* read_string(Ctx& c, const toml::node& n, const std::string& key) {
-  const auto* v = n.as_string();
-  if (!v) fail(c, n, key, "must be a string");
-  return v ? &v->get() : nullptr;
-}
-
-bool read_path(Ctx& c, const toml::node& n, const std::string& key, fs::path& out) {
-  const std::string* s = read_string(c, n, key);
-  if (!s) return false;
-  if (s->empty() || s->find('\0') != std::string::npos)
-    return fail(c, n, key, "must be a non-empty path");
-  out = resolve(c.dir, *s);
-  return true;
-}
 
 bool read_socket_path(Ctx& c, const toml::node& n, const std::string& key, fs::path& out) {
   if (!read_path(c, n, key, out)) return false;
@@ -151,27 +103,6 @@ bool read_executor(Ctx& c, const toml::node& n, const std::string& key, Executor
   if (*s == "process" && !kProcessExecutorSupported)
     return fail(c, n, key, "\"process\" is not yet supported (use \"thread\")");
   out = *s == "thread" ? ExecutorKind::thread : ExecutorKind::process;
-  return true;
-}
-
-bool read_bool(Ctx& c, const toml::node& n, const std::string& key, bool& out) {
-  const auto* v = n.as_boolean();
-  if (!v) return fail(c, n, key, "must be true or false");
-  out = v->get();
-  return true;
-}
-
-// An array of paths, each resolved against the config file's directory.
-bool read_path_list(Ctx& c, const toml::node& n, const std::string& key,
-                    std::vector<std::string>& out) {
-  const auto* a = n.as_array();
-  if (!a) return fail(c, n, key, "must be an array of paths");
-  out.clear();
-  for (std::size_t i = 0; i < a->size(); ++i) {
-    fs::path p;
-    if (!read_path(c, *a->get(i), key + "[" + std::to_string(i) + "]", p)) return false;
-    out.push_back(p.string());
-  }
   return true;
 }
 
