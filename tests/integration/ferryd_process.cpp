@@ -1,5 +1,7 @@
 #include "ferryd_process.hpp"
 
+#include "sandbox/sandbox.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -247,6 +249,18 @@ void wait_until(const std::function<bool()>& done, const char* what) {
 
 std::int64_t ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
+}
+
+bool sandbox_available() {
+  static const bool available = ferry::sandbox::probe().missing.empty();
+  return available;
+}
+
+std::string plugin_toml(const std::string& name, const std::string& executor, int workers, const std::string& extra) {
+  std::string toml = "[plugins." + name + "]\nexecutor = \"" + executor + "\"\nworkers = " + std::to_string(workers) +
+                     "\n" + extra + (extra.empty() || extra.back() == '\n' ? "" : "\n");
+  if (executor == "process" && !sandbox_available()) toml += "[plugins." + name + ".sandbox]\nenabled = false\n";
+  return toml;
 }
 
 }  // namespace ferry::test

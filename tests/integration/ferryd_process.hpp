@@ -94,4 +94,11 @@ RawAnswer raw_exchange(const FerrydProcess& d, const std::string& bytes, bool wa
 // Milliseconds of the steady clock since t.
 std::int64_t ms_since(std::chrono::steady_clock::time_point t);
 
+// Whether this kernel gives process workers their whole sandbox.
+bool sandbox_available();
+// A [plugins.NAME] section: executor, workers, then `extra` lines; a
+// process plugin runs unsandboxed where the kernel lacks the sandbox.
+std::string plugin_toml(const std::string& name, const std::string& executor, int workers,
+                        const std::string& extra = "");
+
 }  // namespace ferry::test

@@ -23,7 +23,6 @@
 #include "common/event_limit.hpp"
 #include "ferry/client.hpp"
 #include "ferryd_process.hpp"
-#include "sandbox/sandbox.hpp"
 #include "stream_support.hpp"
 
 using ferry::test::connect;
@@ -38,12 +37,10 @@ using json = nlohmann::json;
 
 namespace {
 
-const bool kSandbox = ferry::sandbox::probe().missing.empty();
+const bool kSandbox = ferry::test::sandbox_available();
 
 std::string hostile_config(const std::string& executor, const std::string& extra = "") {
-  std::string toml = "[plugins.hostile]\nexecutor = \"" + executor + "\"\nworkers = 1\n" + extra;
-  if (executor == "process" && !kSandbox) toml += "[plugins.hostile.sandbox]\nenabled = false\n";
-  return toml;
+  return ferry::test::plugin_toml("hostile", executor, 1, extra);
 }
 
 std::vector<std::string> lines_with(const std::string& log, const std::string& what) {
@@ -217,8 +214,7 @@ TEST_CASE("a flood of refused connections: each gets ERROR busy; the log is boun
 TEST_CASE("log_format = \"json\": every line ferryd writes is one JSON object, with fields",
           "[integration][failure-log]") {
   FerrydProcess d({fixture_path("fixture_hostile"), fixture_path("fixture_logs")},
-                  hostile_config("process") + "[plugins.logs]\nexecutor = \"process\"\nworkers = 1\n" +
-                      (kSandbox ? "" : "[plugins.logs.sandbox]\nenabled = false\n"),
+                  hostile_config("process") + ferry::test::plugin_toml("logs", "process", 1),
                   "log_format = \"json\"\n");
   auto c = connect(d);
   CHECK(must_call(*c, "logs.hello", R"(["tag \"q\"\nnext"])").code == FERRY_OK);  // a plugin's line, through its worker

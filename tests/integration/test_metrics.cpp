@@ -17,7 +17,6 @@
 
 #include "ferry/errors.h"
 #include "ferryd_process.hpp"
-#include "sandbox/sandbox.hpp"
 
 using ferry::test::FerrydProcess;
 using ferry::test::must_call;
@@ -225,10 +224,8 @@ TEST_CASE("metrics: ferry top on a terminal redraws in place and quits on q", "[
 }
 
 TEST_CASE("metrics: worker exits are counted by reason: a crash, a violation, a deadline", "[metrics][process]") {
-  const bool sandbox = ferry::sandbox::probe().missing.empty();
-  std::string toml = "[plugins.hostile]\nexecutor = \"process\"\nworkers = 1\n";
-  if (!sandbox) toml += "[plugins.hostile.sandbox]\nenabled = false\n";
-  FerrydProcess d({ferry::test::fixture_path("fixture_hostile")}, toml);
+  const bool sandbox = ferry::test::sandbox_available();
+  FerrydProcess d({ferry::test::fixture_path("fixture_hostile")}, ferry::test::plugin_toml("hostile", "process", 1));
   auto c = ferry::test::connect(d);
   CHECK(must_call(*c, "hostile.abort_now", "[]").code == FERRY_E_WORKER_CRASHED);
   if (sandbox) CHECK(must_call(*c, "hostile.connect_tcp", "[9]").code == FERRY_E_SANDBOX_VIOLATION);
@@ -269,10 +266,7 @@ TEST_CASE("metrics: protocol errors, refused connections and reloads are counted
 }
 
 TEST_CASE("metrics: worker exits stay counted when their pool is replaced by a reload", "[metrics][process]") {
-  const bool sandbox = ferry::sandbox::probe().missing.empty();
-  std::string toml = "[plugins.hostile]\nexecutor = \"process\"\nworkers = 1\n";
-  if (!sandbox) toml += "[plugins.hostile.sandbox]\nenabled = false\n";
-  FerrydProcess d({ferry::test::fixture_path("fixture_hostile")}, toml);
+  FerrydProcess d({ferry::test::fixture_path("fixture_hostile")}, ferry::test::plugin_toml("hostile", "process", 1));
   auto c = ferry::test::connect(d);
   const auto crashes = [&] {
     return value_of(metrics_json(*c), "ferry_worker_exits_total", {{"plugin", "hostile"}, {"reason", "crash"}});
