@@ -224,12 +224,15 @@ TEST_CASE("a thread that ignores cancellation is stuck, replaced up to the cap, 
     CHECK(st.running == 0);      // stuck threads hold no capacity
     CHECK(st.workers == 2);      // one replacement; the cap allows no second
   }
-  // A new job runs on the replacement while both stuck calls still run.
+  // A new job waits for a thread (both are stuck, the cap reached); once the
+  // stuck calls end it runs, and the pool is back to its one thread. The
+  // first stuck thread to finish may take it, so it may still run when the
+  // second leaves: wait for all three to be done.
   Job quick = f.job(3, "good.hello", "[]");
   REQUIRE(pool.submit(std::move(quick)));
+  CHECK(done.wait_for(3).size() == 3);
   auto st = stats_until(pool, [](const ferry::ExecutorStats& s) { return s.stuck == 0 && s.workers == 1; });
   CHECK(st.running == 0);
-  CHECK(done.wait_for(3).size() == 3);
   CHECK(pool.stop() == 0);
 }
 
