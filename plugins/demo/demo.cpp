@@ -7,6 +7,7 @@
 //   demo.noop      (raw bytes)  -> null               the benchmark's no-op
 //   demo.echo_raw  (raw bytes)  -> the same bytes     any bytes, JSON or not
 //   demo.count     [n, ms]      -> n                  streams 1..n as partial results, one every ms
+//   demo.is_prime_slow [n]      -> bool               trial division: CPU-bound work for the benchmark
 //
 // See plugins/primes/primes.cpp for how to start a plugin of your own.
 #include <algorithm>
@@ -18,6 +19,8 @@
 #include <thread>
 
 #include <ferry/plugin.hpp>
+
+#include "trial_division.h"
 
 namespace {
 
@@ -72,6 +75,7 @@ FERRY_PLUGIN("demo", "1.0.0") {
   plugin.def("fail", fail);
   plugin.def("crash", crash);
   plugin.def("count", count);
+  plugin.def("is_prime_slow", [](std::uint64_t n) { return ferry_trial_division(n) != 0; });
   // raw: the payload is not parsed and the reply is these exact bytes.
   plugin.raw("noop", [](std::string_view) { return std::string("null"); });
   plugin.raw("echo_raw", [](std::string_view bytes) { return std::string(bytes); });

@@ -321,3 +321,20 @@ TEST_CASE("connections come and go without leaking fds or threads", "[integratio
   CHECK(pool_threads(proc) == 2 + 3 + 1);
   CHECK(count_entries(proc + "/task") == threads);
 }
+
+TEST_CASE("demo.is_prime_slow: trial division, the benchmark's CPU-bound work, in both executors",
+          "[integration][demo]") {
+  const std::string executor = GENERATE("thread", "process");
+  FerrydProcess d({plugin_path("demo")}, ferry::test::plugin_toml("demo", executor, 1));
+  auto c = connect(d);
+  const std::pair<const char*, const char*> cases[] = {
+      {"[0]", "false"}, {"[1]", "false"}, {"[2]", "true"}, {"[91]", "false"},  // 7 * 13
+      {"[1000000007]", "true"}, {"[1000000011]", "false"}, {"[4294967311]", "true"}};  // past 32 bits
+  for (const auto& [arg, want] : cases) {
+    INFO(arg);
+    const ferry::Reply r = must_call(*c, "demo.is_prime_slow", arg);
+    REQUIRE(r.kind == ReplyKind::result);
+    CHECK(r.data == want);
+  }
+  CHECK(must_call(*c, "demo.is_prime_slow", R"(["x"])").code == FERRY_E_BAD_REQUEST);
+}
