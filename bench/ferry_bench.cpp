@@ -1,6 +1,10 @@
 // ferry-bench: drives ferryd with C connections x D calls in flight each and
 // reports calls/s and latency percentiles, for a function and, in the same
 // run, for PING (answered on the event loop, no hand-off), plus their ratio.
+// With --echo-socket it runs the same load against ferry-echo (the limit: an
+// inline echo server) too, and prints every figure as a ratio to it. The
+// load runs on --threads epoll threads (load_engine.hpp), so that the client
+// is not the bottleneck.
 // With --timeout MS and a function that runs longer, it measures deadline
 // accuracy instead: how late after MS each `timeout` reply arrives. With
 // --stream N it measures partial results instead: one call of demo.count
@@ -10,11 +14,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <thread>
 #include <vector>
 
 #include "ferry/client.hpp"
 #include "ferry/errors.h"
+#include "load_engine.hpp"
 
 namespace {
 
@@ -30,86 +34,47 @@ struct Options {
   std::uint32_t timeout_ms = 0;
   long stream = 0;  // partials per streamed call (0: not this mode)
   int runs = 3;
+  int threads = 1;          // client threads, each one epoll over its share of the connections
+  std::string echo_socket;  // ferry-echo's socket: "" = no ratios to the limit
 };
 
-struct Result {
-  double seconds = 0;
-  std::vector<double> latencies_us;  // one per call
-  long errors = 0;
-  long timeouts = 0;
-  std::string failure;
-};
+using ferry::bench::PhaseResult;
 
-Result failed(std::string why) {
-  Result r;
-  r.failure = std::move(why);
-  return r;
+// One phase against `socket`: PING, or o.function, at o's load.
+PhaseResult run_phase(const Options& o, bool ping, const std::string& socket) {
+  ferry::bench::LoadSpec spec;
+  spec.socket = socket;
+  spec.connections = o.connections;
+  spec.depth = o.depth;
+  spec.calls = o.calls;
+  spec.threads = o.threads;
+  spec.ping = ping;
+  spec.request = ping ? ferry::bench::ping_request(o.payload)
+                      : ferry::bench::call_request(o.function, o.payload, o.timeout_ms);
+  spec.idle_limit_ms = 10000 + 2 * int(std::min<std::uint32_t>(o.timeout_ms, 3600000));
+  return ferry::bench::run_load(spec);
 }
 
-// One connection's share: keeps `depth` requests in flight until `n` are answered.
-Result drive(const Options& o, bool ping, long n) {
-  Result r;
-  std::string err;
-  auto c = ferry::Client::connect(o.socket, &err);
-  if (!c) return failed(err);
-  std::vector<Clock::time_point> sent(std::size_t(n) + 1);
-  r.latencies_us.reserve(std::size_t(n));
-  long issued = 0;
-  auto issue = [&] {
-    const std::uint64_t id = ping ? c->send_ping() : c->send_call(o.function, o.payload, o.timeout_ms);
-    sent[std::size_t(id - 1) % sent.size()] = Clock::now();
-    ++issued;
-  };
-  for (; issued < std::min<long>(o.depth, n);) issue();
-  for (long done = 0; done < n; ++done) {
-    auto rep = c->read_reply();
-    if (!rep) return failed(c->last_error());
-    const auto now = Clock::now();
-    r.errors += rep->kind == ferry::ReplyKind::error;
-    r.timeouts += rep->kind == ferry::ReplyKind::error && rep->code == FERRY_E_TIMEOUT;
-    r.latencies_us.push_back(
-        std::chrono::duration<double, std::micro>(now - sent[std::size_t(rep->call_id - 1) % sent.size()]).count());
-    if (issued < n) issue();
-  }
-  return r;
-}
-
-Result run_phase(const Options& o, bool ping) {
-  std::vector<Result> parts(std::size_t(o.connections));
-  std::vector<std::thread> threads;
-  const long share = o.calls / o.connections;
-  const auto start = Clock::now();
-  for (int i = 0; i < o.connections; ++i) {
-    threads.emplace_back([&, i] { parts[std::size_t(i)] = drive(o, ping, share); });
-  }
-  for (auto& t : threads) t.join();
-  Result all;
-  all.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  for (auto& p : parts) {
-    if (!p.failure.empty()) all.failure = p.failure;
-    all.errors += p.errors;
-    all.timeouts += p.timeouts;
-    all.latencies_us.insert(all.latencies_us.end(), p.latencies_us.begin(), p.latencies_us.end());
-  }
-  std::sort(all.latencies_us.begin(), all.latencies_us.end());
-  return all;
-}
+PhaseResult run_phase(const Options& o, bool ping) { return run_phase(o, ping, o.socket); }
 
 double pct(const std::vector<double>& v, double p) {
   if (v.empty()) return 0;
   return v[std::min(v.size() - 1, std::size_t(p * double(v.size())))];
 }
 
-double rate(const Result& r) { return double(r.latencies_us.size()) / r.seconds; }
+double rate(const PhaseResult& r) { return double(r.latencies_us.size()) / r.seconds; }
 
-void print(const char* name, const Result& r) {
-  std::printf("%-22s %12.0f %10.1f %10.1f %10.1f %8ld\n", name, rate(r), pct(r.latencies_us, 0.5),
+// One table row; `limit` (ferry-echo's calls/s, 0 = not measured) adds its ratio.
+void print(const char* name, const PhaseResult& r, double limit) {
+  std::printf("%-22s %12.0f %10.1f %10.1f %10.1f %8ld", name, rate(r), pct(r.latencies_us, 0.5),
               pct(r.latencies_us, 0.99), r.latencies_us.empty() ? 0 : r.latencies_us.back(), r.errors);
+  if (limit > 0) std::printf(" %8.2f", rate(r) / limit);
+  std::printf("\n");
 }
 
 // Every call should be answered `timeout`, o.timeout_ms after it was sent.
 int deadline_accuracy(const Options& o) {
-  const Result r = run_phase(o, false);
+  const PhaseResult r = run_phase(o, false);
   if (!r.failure.empty() || r.latencies_us.empty()) {
     std::fprintf(stderr, "ferry-bench: %s\n", r.failure.c_str());
     return 1;
@@ -155,6 +120,40 @@ int stream_throughput(const Options& o) {
   return 0;
 }
 
+// PING and o.function against ferryd in the same run, and with --echo-socket
+// the same load of o.function against ferry-echo: the limit, every figure
+// also as a ratio to it.
+int throughput(const Options& o) {
+  const bool echo = !o.echo_socket.empty();
+  Options warm = o;
+  warm.calls = std::max(1000L, o.calls / 10);
+  run_phase(warm, false);  // warm-up
+  if (echo) run_phase(warm, false, o.echo_socket);
+  const PhaseResult ping = run_phase(o, true);
+  const PhaseResult call = run_phase(o, false);
+  const PhaseResult limit = echo ? run_phase(o, false, o.echo_socket) : PhaseResult{};
+  if (!ping.failure.empty() || !call.failure.empty() || !limit.failure.empty()) {
+    std::fprintf(stderr, "ferry-bench: %s\n", (ping.failure + call.failure + limit.failure).c_str());
+    return 1;
+  }
+  const double lim = echo ? rate(limit) : 0;
+  std::printf("%d connections x %d in flight, %ld calls per phase, %d client thread(s)\n", o.connections, o.depth,
+              o.calls, std::clamp(o.threads, 1, o.connections));
+  std::printf("%-22s %12s %10s %10s %10s %8s%s\n", "phase", "calls/s", "p50 us", "p99 us", "max us", "errors",
+              echo ? "   x echo" : "");
+  if (echo) print("ferry-echo (limit)", limit, lim);
+  print("PING (loop only)", ping, lim);
+  print(o.function.c_str(), call, lim);
+  std::printf("ratio %s/PING: throughput %.2f, p50 latency %.2fx\n", o.function.c_str(),
+              rate(call) / rate(ping), pct(call.latencies_us, 0.5) / pct(ping.latencies_us, 0.5));
+  if (echo)
+    std::printf("ratio to ferry-echo: PING throughput %.2f, %s throughput %.2f, p50 latency %.2fx and %.2fx\n",
+                rate(ping) / lim, o.function.c_str(), rate(call) / lim,
+                pct(ping.latencies_us, 0.5) / pct(limit.latencies_us, 0.5),
+                pct(call.latencies_us, 0.5) / pct(limit.latencies_us, 0.5));
+  return call.errors == 0 && limit.errors == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -170,24 +169,13 @@ int main(int argc, char** argv) {
   app.add_option("--stream", o.stream, "partials per call: measures one streamed call of demo.count [N,0] instead")
       ->check(CLI::PositiveNumber);
   app.add_option("--runs", o.runs, "runs of --stream")->capture_default_str()->check(CLI::Range(1, 1000));
+  app.add_option("--threads", o.threads, "client threads, each one epoll over its share of the connections")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("--echo-socket", o.echo_socket,
+                 "ferry-echo's socket: also run the same load against it (the limit) and print ratios to it");
   CLI11_PARSE(app, argc, argv);
   if (o.stream != 0) return stream_throughput(o);
   if (o.timeout_ms != 0) return deadline_accuracy(o);
 
-  Options warm = o;
-  warm.calls = std::max(1000L, o.calls / 10);
-  run_phase(warm, false);  // warm-up
-  const Result ping = run_phase(o, true);
-  const Result call = run_phase(o, false);
-  if (!ping.failure.empty() || !call.failure.empty()) {
-    std::fprintf(stderr, "ferry-bench: %s\n", (ping.failure + call.failure).c_str());
-    return 1;
-  }
-  std::printf("%d connections x %d in flight, %ld calls per phase\n", o.connections, o.depth, o.calls);
-  std::printf("%-22s %12s %10s %10s %10s %8s\n", "phase", "calls/s", "p50 us", "p99 us", "max us", "errors");
-  print("PING (loop only)", ping);
-  print(o.function.c_str(), call);
-  std::printf("ratio %s/PING: throughput %.2f, p50 latency %.2fx\n", o.function.c_str(),
-              rate(call) / rate(ping), pct(call.latencies_us, 0.5) / pct(ping.latencies_us, 0.5));
-  return call.errors == 0 ? 0 : 1;
+  return throughput(o);
 }
