@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds Ferry (Release) and measures demo.noop through the thread executor and
-# through the process executor (sandboxed workers), each against PING in the
-# same ferry-bench run, at 4 connections x 16 in flight and at 1 x 1; then how
+# through the process executor (sandboxed workers), each against PING and
+# against ferry-echo (the limit: an inline echo server) in the same ferry-bench
+# run, at 4 connections x 16 in flight and at 1 x 1; then checks ferry-bench's
+# PING figure against ferry-blast, an independent client; then how
 # late `timeout` replies come after a 100 ms deadline, and how many partial
 # results one streamed call delivers per second. Prints the workers' start
 # times too. Extra arguments go to every demo.noop run.
@@ -12,7 +14,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 chmod 755 "$work"
 pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+echo_pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; [ -n "$echo_pid" ] && kill "$echo_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+"$root/build/ferry-echo" --socket "$work/echo.sock" 2>/dev/null &
+echo_pid=$!
 
 start_ferryd() {  # start_ferryd EXECUTOR
   sed -e "s|^socket_path = .*|socket_path = \"$work/ferry.sock\"|" \
@@ -28,8 +33,15 @@ start_ferryd() {  # start_ferryd EXECUTOR
 for mode in thread process; do
   start_ferryd "$mode"
   echo "=== demo.noop in $mode mode"
-  "$root/build/ferry-bench" --socket "$work/ferry.sock" -c 4 -d 16 -n 200000 -f demo.noop "$@"
-  "$root/build/ferry-bench" --socket "$work/ferry.sock" -c 1 -d 1 -n 20000 -f demo.noop "$@"
+  "$root/build/ferry-bench" --socket "$work/ferry.sock" --echo-socket "$work/echo.sock" -c 4 -d 16 -n 200000 -f demo.noop "$@"
+  "$root/build/ferry-bench" --socket "$work/ferry.sock" --echo-socket "$work/echo.sock" -c 1 -d 1 -n 20000 -f demo.noop "$@"
+  if [ "$mode" = thread ]; then
+    echo "=== the client is not the bottleneck: PING at 4 x 16, ferry-bench vs ferry-blast (independent, in C)"
+    for _ in 1 2 3; do
+      "$root/build/ferry-bench" --socket "$work/ferry.sock" -c 4 -d 16 -n 1000000 | grep '^PING'
+    done
+    "$root/build/ferry-blast" -s "$work/ferry.sock" -c 4 -d 16 -n 1000000 -r 3 --ping | tail -1
+  fi
   echo "=== deadline accuracy in $mode mode: demo.sleep_ms(10 s) with a 100 ms deadline"
   "$root/build/ferry-bench" --socket "$work/ferry.sock" -c 4 -d 16 -n 1280 -f demo.sleep_ms -p '[10000]' -t 100
   echo "=== partial results in $mode mode: one call of demo.count emitting 200,000 as fast as it can"
