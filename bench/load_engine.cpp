@@ -187,6 +187,39 @@ void teardown(Group& g) {
   if (g.ep >= 0) close(g.ep);
 }
 
+// Deals the connections to threads round-robin; each group's latencies get
+// their own stretch of res.latencies_us.
+std::vector<Group> plan(const LoadSpec& spec, PhaseResult& res) {
+  const int threads = std::clamp(spec.threads, 1, spec.connections);
+  const long share = spec.calls / spec.connections;
+  std::vector<Group> groups(static_cast<std::size_t>(threads));
+  res.latencies_us.resize(std::size_t(share) * std::size_t(spec.connections));
+  std::size_t offset = 0;
+  for (int t = 0; t < threads; ++t) {
+    Group& g = groups[std::size_t(t)];
+    g.spec = &spec;
+    g.conns.resize(std::size_t((spec.connections - t + threads - 1) / threads));
+    for (Conn& c : g.conns) c.share = share;
+    g.lat = res.latencies_us.data() + offset;
+    offset += g.conns.size() * std::size_t(share);
+  }
+  return groups;
+}
+
+// Sums the groups up; a failed group's unused latency slots are squeezed out.
+void collect(const std::vector<Group>& groups, PhaseResult& res) {
+  std::size_t kept = 0;
+  for (const Group& g : groups) {
+    if (!g.failure.empty()) res.failure = g.failure;
+    res.errors += g.errors;
+    res.timeouts += g.timeouts;
+    std::copy_n(g.lat, g.nlat, res.latencies_us.data() + kept);  // moves down, never up
+    kept += g.nlat;
+  }
+  res.latencies_us.resize(kept);
+  std::sort(res.latencies_us.begin(), res.latencies_us.end());
+}
+
 }  // namespace
 
 std::string call_request(std::string_view function, std::string_view payload, std::uint32_t timeout_ms) {
@@ -201,24 +234,12 @@ std::string ping_request(std::string_view payload) {
   return out;
 }
 
-// Connections are dealt to threads round-robin; every thread connects its
-// own, then all start together, so the clock covers only the load.
+// Every thread connects its own connections, then all start together, so
+// the clock covers only the load.
 PhaseResult run_load(const LoadSpec& spec) {
-  const int threads = std::clamp(spec.threads, 1, spec.connections);
-  const long share = spec.calls / spec.connections;
-  std::vector<Group> groups(static_cast<std::size_t>(threads));
   PhaseResult res;
-  res.latencies_us.resize(std::size_t(share) * std::size_t(spec.connections));
-  std::size_t offset = 0;
-  for (int t = 0; t < threads; ++t) {
-    Group& g = groups[std::size_t(t)];
-    g.spec = &spec;
-    g.conns.resize(std::size_t((spec.connections - t + threads - 1) / threads));
-    for (Conn& c : g.conns) c.share = share;
-    g.lat = res.latencies_us.data() + offset;
-    offset += g.conns.size() * std::size_t(share);
-  }
-  std::latch ready(threads + 1), go(1);
+  std::vector<Group> groups = plan(spec, res);
+  std::latch ready(std::ptrdiff_t(groups.size()) + 1), go(1);
   std::vector<std::thread> pool;
   for (Group& g : groups) {
     pool.emplace_back([&g, &ready, &go] {
@@ -234,16 +255,7 @@ PhaseResult run_load(const LoadSpec& spec) {
   go.count_down();
   for (auto& t : pool) t.join();
   res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::size_t kept = 0;
-  for (Group& g : groups) {
-    if (!g.failure.empty()) res.failure = g.failure;
-    res.errors += g.errors;
-    res.timeouts += g.timeouts;
-    std::copy_n(g.lat, g.nlat, res.latencies_us.data() + kept);  // compacts a failed group's gap
-    kept += g.nlat;
-  }
-  res.latencies_us.resize(kept);
-  std::sort(res.latencies_us.begin(), res.latencies_us.end());
+  collect(groups, res);
   return res;
 }
 
