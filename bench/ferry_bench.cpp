@@ -132,9 +132,8 @@ int throughput(const Options& o) {
   const PhaseResult ping = run_phase(o, true);
   const PhaseResult call = run_phase(o, false);
   const PhaseResult limit = echo ? run_phase(o, false, o.echo_socket) : PhaseResult{};
-  if (!ping.failure.empty() || !call.failure.empty() || !limit.failure.empty()) {
-    std::fprintf(stderr, "ferry-bench: %s\n", (ping.failure + call.failure + limit.failure).c_str());
-    return 1;
+  for (const PhaseResult* r : {&ping, &call, &limit}) {
+    if (!r->failure.empty()) return std::fprintf(stderr, "ferry-bench: %s\n", r->failure.c_str()), 1;
   }
   const double lim = echo ? rate(limit) : 0;
   std::printf("%d connections x %d in flight, %ld calls per phase, %d client thread(s)\n", o.connections, o.depth,
