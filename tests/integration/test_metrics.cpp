@@ -289,3 +289,20 @@ TEST_CASE("metrics: worker exits stay counted when their pool is replaced by a r
   CHECK(must_call(*c, "hostile.abort_now", "[]").code == FERRY_E_WORKER_CRASHED);
   ferry::test::wait_until([&] { return crashes() == 2; }, "both crashes counted");
 }
+
+TEST_CASE("metrics: a thread that ignores its call's cancellation shows as stuck", "[metrics]") {
+  FerrydProcess d({ferry::test::fixture_path("fixture_ops_v1")}, ferry::test::plugin_toml("ops", "thread", 1));
+  auto c = ferry::test::connect(d);
+  CHECK(value_of(metrics_json(*c), "ferry_stuck_threads", {{"plugin", "ops"}}) == 0);
+  // It runs 1.5 s whatever it is told; its deadline passes after 50 ms.
+  CHECK(must_call(*c, "ops.ignore", "[1500]", 50).code == FERRY_E_TIMEOUT);
+  json m;
+  ferry::test::wait_until([&] {
+    m = metrics_json(*c);
+    return value_of(m, "ferry_stuck_threads", {{"plugin", "ops"}}) == 1;
+  }, "one stuck thread");
+  CHECK(value_of(m, "ferry_workers", {{"plugin", "ops"}, {"state", "stuck"}}) == 1);
+  ferry::test::wait_until([&] {
+    return value_of(metrics_json(*c), "ferry_stuck_threads", {{"plugin", "ops"}}) == 0;
+  }, "the stuck call ended");
+}
