@@ -9,6 +9,8 @@
 // accuracy instead: how late after MS each `timeout` reply arrives. With
 // --stream N it measures partial results instead: one call of demo.count
 // emitting N partials as fast as it can, partials/s, in --runs runs.
+// With --size N every request carries N raw bytes (for demo.echo_raw, and the
+// same-size PING), and each row also shows MB/s.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -36,6 +38,7 @@ struct Options {
   int runs = 3;
   int threads = 1;          // client threads, each one epoll over its share of the connections
   std::string echo_socket;  // ferry-echo's socket: "" = no ratios to the limit
+  std::size_t size = 0;     // --size: payload bytes (replaces --payload); 0 = not set
 };
 
 using ferry::bench::PhaseResult;
@@ -64,10 +67,12 @@ double pct(const std::vector<double>& v, double p) {
 
 double rate(const PhaseResult& r) { return double(r.latencies_us.size()) / r.seconds; }
 
-// One table row; `limit` (ferry-echo's calls/s, 0 = not measured) adds its ratio.
-void print(const char* name, const PhaseResult& r, double limit) {
+// One table row; `limit` (ferry-echo's calls/s, 0 = not measured) adds its
+// ratio, `size` (payload bytes, 0 = not set) the payload MB/s.
+void print(const char* name, const PhaseResult& r, double limit, std::size_t size) {
   std::printf("%-22s %12.0f %10.1f %10.1f %10.1f %8ld", name, rate(r), pct(r.latencies_us, 0.5),
               pct(r.latencies_us, 0.99), r.latencies_us.empty() ? 0 : r.latencies_us.back(), r.errors);
+  if (size > 0) std::printf(" %10.1f", rate(r) * double(size) / 1e6);
   if (limit > 0) std::printf(" %8.2f", rate(r) / limit);
   std::printf("\n");
 }
@@ -138,11 +143,11 @@ int throughput(const Options& o) {
   const double lim = echo ? rate(limit) : 0;
   std::printf("%d connections x %d in flight, %ld calls per phase, %d client thread(s)\n", o.connections, o.depth,
               o.calls, std::clamp(o.threads, 1, o.connections));
-  std::printf("%-22s %12s %10s %10s %10s %8s%s\n", "phase", "calls/s", "p50 us", "p99 us", "max us", "errors",
-              echo ? "   x echo" : "");
-  if (echo) print("ferry-echo (limit)", limit, lim);
-  print("PING (loop only)", ping, lim);
-  print(o.function.c_str(), call, lim);
+  std::printf("%-22s %12s %10s %10s %10s %8s%s%s\n", "phase", "calls/s", "p50 us", "p99 us", "max us", "errors",
+              o.size > 0 ? "       MB/s" : "", echo ? "   x echo" : "");
+  if (echo) print("ferry-echo (limit)", limit, lim, o.size);
+  print("PING (loop only)", ping, lim, o.size);
+  print(o.function.c_str(), call, lim, o.size);
   std::printf("ratio %s/PING: throughput %.2f, p50 latency %.2fx\n", o.function.c_str(),
               rate(call) / rate(ping), pct(call.latencies_us, 0.5) / pct(ping.latencies_us, 0.5));
   if (echo)
@@ -172,7 +177,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--echo-socket", o.echo_socket,
                  "ferry-echo's socket: also run the same load against it (the limit) and print ratios to it");
+  app.add_option("--size", o.size, "payload of N raw bytes instead of --payload (e.g. demo.echo_raw); adds MB/s")
+      ->check(CLI::Range(std::size_t(1), std::size_t(1) << 30));
   CLI11_PARSE(app, argc, argv);
+  if (o.size > 0) o.payload.assign(o.size, 'x');
   if (o.stream != 0) return stream_throughput(o);
   if (o.timeout_ms != 0) return deadline_accuracy(o);
 

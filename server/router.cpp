@@ -69,6 +69,7 @@ std::shared_ptr<Router::Lane> Router::make_lane(const std::shared_ptr<const Plug
     return nullptr;
   }
   lane->executor = std::move(executor).value();
+  lane->executor->batch_wakes();
   for (const auto& f : plugin->functions) lane->metrics.push_back(metrics_.function(f));
   return lane;
 }
@@ -124,6 +125,10 @@ void Router::retire(std::shared_ptr<Lane> lane) {
 // loop, without blocking it), then is stopped here and freed after the
 // loop's next turn has submitted whatever it queued.
 void Router::dispose(std::shared_ptr<Lane> lane) {
+  if (lane->flush_due) {  // on the loop, before the executor may stop or go
+    lane->flush_due = false;
+    lane->executor->flush();
+  }
   auto finish = [](const std::shared_ptr<Lane>& l) {
     // Threads left running in plugin code still use their pool: keep it.
     if (l->executor->stop() > 0) (void)l->executor.release();
@@ -160,6 +165,15 @@ void Router::ended(Lane* raw) {
   defer_([this, lane]() mutable { off_loop_([lane]() mutable { lane.reset(); }); });
 }
 
+void Router::flush() {
+  for (const auto& lane : to_flush_) {
+    if (!lane->flush_due) continue;  // disposed of (and flushed) since
+    lane->flush_due = false;
+    lane->executor->flush();
+  }
+  to_flush_.clear();
+}
+
 std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call& call, Route* route) {
   if (shutting_down_) {
     route->metrics = known(call.name) ? metrics_.function(call.name) : metrics_.unknown();
@@ -192,6 +206,10 @@ std::optional<Immediate> Router::dispatch(const CallRef& ref, const proto::Call&
                                        std::to_string(lane.cfg.queue_limit) + " queued calls"};
   }
   ++lane.outstanding;
+  if (!lane.flush_due) {
+    lane.flush_due = true;
+    to_flush_.push_back(found->second);
+  }
   route->lane = &lane;
   route->deadline_ms = deadline;
   return std::nullopt;

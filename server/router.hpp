@@ -64,6 +64,9 @@ class Router {
   // A call of `lane` reached the loop through the sink: a retired lane with
   // nothing left is stopped.
   void finished(void* lane);
+  // Wakes the workers of the lanes that got calls since the last flush:
+  // the loop calls it once per turn (Executor::batch_wakes).
+  void flush();
 
   // Makes the registry's current plugins and `cfg` live: one lane per
   // plugin, of the kind and size cfg says; a plugin whose library or
@@ -96,6 +99,7 @@ class Router {
     std::uint64_t outstanding = 0;  // admitted, not yet finished()
     std::uint32_t max_call_depth = 0;  // what its workers were told (process)
     bool retired = false;
+    bool flush_due = false;  // its executor got calls this turn: flush() wakes its workers
     std::vector<FunctionMetrics*> metrics;  // by Function::index
   };
   std::shared_ptr<Lane> make_lane(const std::shared_ptr<const Plugin>& plugin, const config::PluginConfig& pc);
@@ -114,6 +118,7 @@ class Router {
   const Clock& clock_;
   Metrics& metrics_;
   std::map<std::string, std::shared_ptr<Lane>, std::less<>> lanes_;  // by plugin name
+  std::vector<std::shared_ptr<Lane>> to_flush_;  // flush_due lanes
   std::vector<std::shared_ptr<Lane>> retired_;  // replaced, finishing their calls
   std::vector<std::shared_ptr<Lane>> ending_;   // process lanes with no calls left, workers ending
   std::map<std::string, std::string, std::less<>> disabled_;  // plugin name -> why

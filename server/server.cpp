@@ -90,6 +90,7 @@ void Server::run(int ready_fd) {
     close(ready_fd);
   }
   while (!(draining_ && drained())) {
+    router_.flush();
     flush_sends();
     const int rc = ring_.submit_and_wait();
     if (rc < 0 && rc != -EINTR && rc != -ETIME) {

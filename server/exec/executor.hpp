@@ -42,6 +42,12 @@ class Executor {
   // Admits a job or returns false at capacity (running + queued = workers +
   // queue_limit): the caller replies busy. Never blocks.
   virtual bool submit(Job&& job) = 0;
+  // For the loop: after batch_wakes(), submit() leaves waking a worker to
+  // flush(), which the loop calls once per turn after its submits, so a burst
+  // of calls costs one wake and the workers do not contend with the loop
+  // while it queues them. Default: every submit wakes at once.
+  virtual void batch_wakes() {}
+  virtual void flush() {}
   // The loop no longer waits for this call (deadline, CANCEL, client gone):
   // a queued job is removed (its completion, with `why`, still reaches the
   // sink); a running one is flagged (thread) or its worker killed (process).

@@ -51,8 +51,15 @@ bool ThreadPool::submit(Job&& job) {
   if (stopping_ || !queue_.admit(std::move(job), running_ - stuck_)) return false;
   const bool wake = wake_one();
   lock.unlock();
-  if (wake) cv_.notify_one();
+  if (wake && batch_) wake_due_ = true;
+  else if (wake) cv_.notify_one();
   return true;
+}
+
+void ThreadPool::flush() {
+  if (!wake_due_) return;
+  wake_due_ = false;
+  cv_.notify_one();
 }
 
 void ThreadPool::cancel(const CallRef& ref, ferry_code why) {
@@ -175,16 +182,34 @@ bool ThreadPool::wake_one() {
 }
 
 // Waits for the next job; false once the thread should leave: stopping with
-// the queue empty, or one thread too many after a stuck call ended.
-bool ThreadPool::next(Thread* self, Job* job) {
+// the queue empty, or one thread too many after a stuck call ended. `done`
+// (optional) is the call this thread just finished: its slot is freed in the
+// same critical section that takes the next job, and it is posted before this
+// thread waits or runs again, so a caller reacting to it is admitted.
+bool ThreadPool::next(Thread* self, Job* job, Completion* done) {
   std::unique_lock lock(mu_);
+  if (done != nullptr) {
+    const bool leave = finish(self);
+    if (leave || queue_.empty()) {
+      lock.unlock();
+      sink_.complete(std::move(*done));
+      done = nullptr;
+      if (leave) return false;
+      lock.lock();
+    }
+  }
   while (queue_.empty() && !stopping_) {
     ++idle_;
     cv_.wait(lock);
     --idle_;
     if (waking_ > 0) --waking_;
   }
-  if (!queue_.pop(job)) return false;
+  if (!queue_.pop(job)) {
+    --live_;
+    lock.unlock();
+    if (done != nullptr) sink_.complete(std::move(*done));
+    return false;
+  }
   ++running_;
   self->busy = true;
   self->ref = job->ref;
@@ -194,39 +219,41 @@ bool ThreadPool::next(Thread* self, Job* job) {
   const bool wake = !queue_.empty() && wake_one();
   lock.unlock();
   if (wake) cv_.notify_one();
+  if (done != nullptr) sink_.complete(std::move(*done));
   return true;
+}
+
+// The bookkeeping of a call that ended on `self`, with mu_ held; true when
+// the thread leaves (a stuck one whose replacement took over).
+bool ThreadPool::finish(Thread* self) {
+  --running_;
+  ++completed_;
+  self->busy = false;
+  self->function = nullptr;  // its job goes next
+  self->window.reset();      // the loop keeps it while it holds credit of its partials
+  if (self->cancelled_ms != 0 && !self->stuck) --cancelled_;
+  self->cancelled_ms = 0;
+  if (!self->stuck) return false;
+  self->stuck = false;
+  --stuck_;
+  const bool leave = live_ - stuck_ > workers_;  // its replacement took over
+  if (leave) --live_;
+  return leave;
 }
 
 void ThreadPool::work(Thread* self) {
   Job job;
-  bool leave = false;
-  while (!leave && next(self, &job)) {
+  Completion done;
+  bool ran = false;
+  while (next(self, &job, ran ? &done : nullptr)) {
     CallTimes times;
-    Completion c = run_job(job, invoker_, CallEnv{0, &self->control, self->window.get(), &times});
-    c.started_ns = times.started_ns;  // 0 if it never ran (its deadline had passed)
-    c.finished_ns = times.started_ns != 0 ? times.finished_ns : clock_.now_ns();
-    {
-      // Free the slot first, so a caller reacting to this completion is admitted.
-      std::lock_guard lock(mu_);
-      --running_;
-      ++completed_;
-      self->busy = false;
-      self->function = nullptr;  // its job goes next
-      self->window.reset();  // the loop keeps it while it holds credit of its partials
-      if (self->cancelled_ms != 0 && !self->stuck) --cancelled_;
-      self->cancelled_ms = 0;
-      if (self->stuck) {
-        self->stuck = false;
-        --stuck_;
-        leave = live_ - stuck_ > workers_;  // its replacement took over
-        if (leave) --live_;
-      }
-    }
+    done = run_job(job, invoker_, CallEnv{0, &self->control, self->window.get(), &times});
+    done.started_ns = times.started_ns;  // 0 if it never ran (its deadline had passed)
+    done.finished_ns = times.started_ns != 0 ? times.finished_ns : clock_.now_ns();
     job = Job{};  // drop the library reference before reporting
-    sink_.complete(std::move(c));
+    ran = true;
   }
   std::lock_guard lock(mu_);
-  if (!leave) --live_;
   self->exited = true;
   exited_cv_.notify_all();
 }

@@ -36,6 +36,8 @@ class ThreadPool final : public Executor {
   ~ThreadPool() override;
 
   bool submit(Job&& job) override;
+  void batch_wakes() override { batch_ = true; }
+  void flush() override;
   void cancel(const CallRef& ref, ferry_code why) override;
   int stop() override;
   ExecutorStats stats() const override;  // finds stuck threads too
@@ -57,7 +59,8 @@ class ThreadPool final : public Executor {
   void find_stuck();    // with mu_ held
   void note_stuck(const Thread& t, std::int64_t now_ms, bool replaced) const;  // its one log line
   void work(Thread* self);
-  bool next(Thread* self, Job* job);
+  bool next(Thread* self, Job* job, Completion* done);
+  bool finish(Thread* self);  // with mu_ held
   bool wake_one();  // with mu_ held
   void reap();      // joins threads that left; not with mu_ held
 
@@ -78,6 +81,8 @@ class ThreadPool final : public Executor {
   int idle_ = 0;     // workers waiting for a job
   int waking_ = 0;   // notified, not yet awake
   bool stopping_ = false;
+  bool batch_ = false;     // batch_wakes(): submit() leaves the wake to flush()
+  bool wake_due_ = false;  // a wake held for flush(); loop thread only
   std::uint64_t completed_ = 0;
   std::vector<std::unique_ptr<Thread>> threads_;
 };
