@@ -10,16 +10,30 @@
 // --stream N it measures partial results instead: one call of demo.count
 // emitting N partials as fast as it can, partials/s, in --runs runs.
 // With --size N every request carries N raw bytes (for demo.echo_raw, and the
-// same-size PING), and each row also shows MB/s.
+// same-size PING), and each row also shows MB/s. The last line, `summary
+// k=v ...`, is for scripts (scripts/bench.sh).
+// With --idle N --server-pid PID it measures what N idle connections cost
+// ferryd instead: its RSS with them open, after a PING on each, and after
+// they close.
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <thread>
 #include <vector>
 
 #include "ferry/client.hpp"
 #include "ferry/errors.h"
+#include "ferry/wire.hpp"
 #include "load_engine.hpp"
 
 namespace {
@@ -39,6 +53,8 @@ struct Options {
   int threads = 1;          // client threads, each one epoll over its share of the connections
   std::string echo_socket;  // ferry-echo's socket: "" = no ratios to the limit
   std::size_t size = 0;     // --size: payload bytes (replaces --payload); 0 = not set
+  int idle = 0;             // --idle: connections to hold open (0: not this mode)
+  int server_pid = 0;       // whose RSS --idle reads
 };
 
 using ferry::bench::PhaseResult;
@@ -155,7 +171,102 @@ int throughput(const Options& o) {
                 rate(ping) / lim, o.function.c_str(), rate(call) / lim,
                 pct(ping.latencies_us, 0.5) / pct(limit.latencies_us, 0.5),
                 pct(call.latencies_us, 0.5) / pct(limit.latencies_us, 0.5));
+  std::printf("summary echo_calls_s=%.0f ping_calls_s=%.0f call_calls_s=%.0f echo_p50_us=%.1f ping_p50_us=%.1f "
+              "call_p50_us=%.1f\n",
+              lim, rate(ping), rate(call), pct(limit.latencies_us, 0.5), pct(ping.latencies_us, 0.5),
+              pct(call.latencies_us, 0.5));
   return call.errors == 0 && limit.errors == 0 ? 0 : 1;
+}
+
+// VmRSS of a process in KB, 0 if it cannot be read.
+long rss_kb(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  long kb = 0;
+  while (in >> key) {
+    if (key == "VmRSS:") return in >> kb, kb;
+    in.ignore(1 << 20, '\n');
+  }
+  return 0;
+}
+
+// One blocking frame exchange on fd: sends `out`, reads one reply of `type`.
+bool exchange(int fd, const std::string& out, ferry::proto::Type type) {
+  if (send(fd, out.data(), out.size(), MSG_NOSIGNAL) != ssize_t(out.size())) return false;
+  std::uint8_t buf[512];
+  std::size_t have = 0;
+  while (have < sizeof buf) {
+    const ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+    if (r <= 0) return false;
+    have += std::size_t(r);
+    ferry::proto::Frame f;
+    std::size_t used = 0;
+    const auto p = ferry::proto::parse_frame({buf, have}, sizeof buf, &f, &used, nullptr);
+    if (p == ferry::proto::Parse::ok) return f.header.type == type && used == have;
+    if (p != ferry::proto::Parse::need_more) return false;
+  }
+  return false;
+}
+
+// o.idle connections to ferryd (o.server_pid), each past its HELLO, then
+// idle; then a PING on each; then all closed. Prints ferryd's RSS at each step.
+int idle_connections(const Options& o) {
+  rlimit lim{};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < rlim_t(o.idle) + 64) {
+    std::fprintf(stderr, "ferry-bench: --idle %d needs %d fds; the hard limit is %lu\n", o.idle, o.idle + 64,
+                 static_cast<unsigned long>(lim.rlim_max));
+    return 1;
+  }
+  lim.rlim_cur = lim.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &lim);
+  const long before = rss_kb(o.server_pid);
+  if (before == 0) return std::fprintf(stderr, "ferry-bench: no process %d\n", o.server_pid), 1;
+  std::string hello, ping;
+  ferry::proto::encode_hello(hello, ferry::proto::Hello{});
+  ferry::proto::encode_ping(ping, 1, "idle");
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, o.socket.c_str(), sizeof a.sun_path - 1);
+  std::vector<int> fds;
+  auto close_all = [&] {
+    for (int fd : fds) close(fd);
+    fds.clear();
+  };
+  for (int i = 0; i < o.idle; ++i) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        !exchange(fd, hello, ferry::proto::Type::hello)) {
+      std::fprintf(stderr, "ferry-bench: connection %d of %d: %s\n", i + 1, o.idle,
+                   errno != 0 ? std::strerror(errno) : "no HELLO reply");
+      if (fd >= 0) close(fd);
+      return close_all(), 1;
+    }
+    fds.push_back(fd);
+  }
+  const long open = rss_kb(o.server_pid);
+  for (int fd : fds) {
+    if (!exchange(fd, ping, ferry::proto::Type::pong)) {
+      std::fprintf(stderr, "ferry-bench: a PING on an idle connection got no PONG\n");
+      return close_all(), 1;
+    }
+  }
+  const long pinged = rss_kb(o.server_pid);
+  close_all();
+  // ferryd releases a connection once it sees it closed: wait for the RSS to settle (at most 5 s).
+  long closed = rss_kb(o.server_pid);
+  for (int i = 0; i < 50 && closed > before + 1024; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    closed = rss_kb(o.server_pid);
+  }
+  const double n = o.idle;
+  std::printf("%d idle connections: ferryd RSS %ld KB before, %ld KB open (%.2f KB each), %ld KB after a PING on "
+              "each (%.2f KB each), %ld KB after they closed\n",
+              o.idle, before, open, double(open - before) / n, pinged, double(pinged - before) / n, closed);
+  std::printf("summary idle_conns=%d rss_before_kb=%ld rss_open_kb=%ld rss_pinged_kb=%ld rss_closed_kb=%ld "
+              "kb_per_conn=%.2f\n",
+              o.idle, before, open, pinged, closed, double(std::max(open, pinged) - before) / n);
+  return 0;
 }
 
 }  // namespace
@@ -179,7 +290,11 @@ int main(int argc, char** argv) {
                  "ferry-echo's socket: also run the same load against it (the limit) and print ratios to it");
   app.add_option("--size", o.size, "payload of N raw bytes instead of --payload (e.g. demo.echo_raw); adds MB/s")
       ->check(CLI::Range(std::size_t(1), std::size_t(1) << 30));
+  app.add_option("--idle", o.idle, "hold N idle connections and report ferryd's RSS (needs --server-pid)")
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--server-pid", o.server_pid, "ferryd's pid, for --idle");
   CLI11_PARSE(app, argc, argv);
+  if (o.idle > 0) return o.server_pid > 0 ? idle_connections(o) : (std::fprintf(stderr, "--idle needs --server-pid\n"), 2);
   if (o.size > 0) o.payload.assign(o.size, 'x');
   if (o.stream != 0) return stream_throughput(o);
   if (o.timeout_ms != 0) return deadline_accuracy(o);

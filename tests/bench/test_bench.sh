@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmark tools (no timing assertions): ferry-echo serves
 # ferry-bench (PING, a CALL and the --echo-socket ratios, on 1 and 2 client
-# threads) and ferry-blast for a few hundred calls; the output must parse, the
-# ratio lines be there, every call be answered without error, and ferry-echo
-# remove its socket on SIGTERM.
+# threads; raw payloads with --size; idle connections with --idle) and
+# ferry-blast for a few hundred calls; the output must parse, the ratio and
+# summary lines be there, every call be answered without error, and
+# ferry-echo remove its socket on SIGTERM.
 # usage: test_bench.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -36,6 +37,26 @@ for threads in 1 2; do
   done
   [ "$(field 'ferry-echo (limit)' 0)" = 1.00 ] || fail "the limit is not 1.00 of itself"
 done
+
+# The summary line scripts/bench.sh reads.
+grep -q '^summary echo_calls_s=[0-9]* ping_calls_s=[0-9]* call_calls_s=[0-9]* echo_p50_us=[0-9.]* ' "$work/out" ||
+  fail "no summary line"
+
+# --size: raw payloads of that many bytes, echoed back; MB/s per row.
+"$build/ferry-bench" --socket "$sock" -c 2 -d 2 -n 40 -f demo.echo_raw --size 300000 >"$work/out" ||
+  { cat "$work/out"; fail "ferry-bench --size exited $?"; }
+cat "$work/out"
+grep -q 'MB/s' "$work/out" || fail "--size: no MB/s column"
+mbs=$(field 'PING (loop only)' 0)
+awk -v r="$mbs" 'BEGIN { exit !(r + 0 > 0) }' || fail "--size: PING MB/s '$mbs'"
+
+# --idle: N connections held open, their cost read from the server's RSS.
+"$build/ferry-bench" --socket "$sock" --idle 50 --server-pid "$echo_pid" >"$work/out" ||
+  { cat "$work/out"; fail "ferry-bench --idle exited $?"; }
+cat "$work/out"
+grep -q '^50 idle connections: ferryd RSS [0-9]* KB before' "$work/out" || fail "--idle output"
+grep -q '^summary idle_conns=50 rss_before_kb=[1-9][0-9]* ' "$work/out" || fail "--idle summary"
+if "$build/ferry-bench" --socket "$sock" --idle 5 >"$work/out" 2>&1; then fail "--idle without --server-pid, yet exit 0"; fi
 
 # ferry-blast: the independent client, CALL and PING.
 "$build/ferry-blast" -s "$sock" -c 2 -d 8 -n 400 -r 2 -f demo.noop -p '[]' >"$work/out" || fail "ferry-blast CALL"
