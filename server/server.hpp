@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -18,6 +19,7 @@
 #include "common/status.hpp"
 #include "config/config.hpp"
 #include "conn_events.hpp"
+#include "loop/buffer_ring.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
 #include "loop/user_data.hpp"
@@ -61,6 +63,7 @@ class Server {
  private:
   // server.cpp: set-up and the dispatch of completions
   Status listen_socket();
+  std::string receive_buffers();
   void on_completion(const io_uring_cqe& cqe);
   void on_wake();
 
@@ -68,19 +71,27 @@ class Server {
   void on_accept(int res, bool more);
   Conn& open_conn(int fd);
   void arm_recv(Conn& c);
-  void on_recv(Conn& c, int res);
+  bool large_frame_pending(const Conn& c) const;
+  void on_recv(Conn* c, const io_uring_cqe& cqe);
+  void on_read(Conn& c, int res, const std::uint8_t* provided);
+  void take_input(Conn& c, std::span<const std::uint8_t> got);
+  void keep_input(Conn& c, std::span<const std::uint8_t> bytes);
+  void consume_input(Conn& c, std::size_t used);
+  void rearm_starved();
   void queue_send(Conn& c);
   void flush_sends();
   void on_send(Conn& c, int res);
+  void trim_output(Conn& c);
   void fail_connection(Conn& c, ProtocolError kind, const std::string& why);
   void close_connection(Conn& c);
   void maybe_release(Conn& c);
+  void on_trim();
   void deliver_partial(Completion& d);
   void give_back_credit(Conn& c);
   Conn* lookup(std::uint32_t slot, std::uint32_t gen);
 
   // server_frames.cpp: frames in, replies out, deadlines
-  bool handle_frames(Conn& c);
+  std::size_t handle_frames(Conn& c, std::span<const std::uint8_t> in);
   bool handle_frame(Conn& c, const struct FrameView& f);
   bool handle_hello(Conn& c, const FrameView& f);
   bool handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t> body);
@@ -122,8 +133,16 @@ class Server {
   std::int64_t deadline_timer_ms_ = 0;  // when the armed deadline timer fires (0: none)
   __kernel_timespec deadline_ts_{};
   __kernel_timespec drain_ts_{};
-  std::vector<std::unique_ptr<Conn>> conns_;  // by slot; slot 0 unused
+  // Receive buffers shared by every connection; null where the kernel has
+  // no buffer rings: then each connection reads into its own buffer.
+  std::unique_ptr<loop::BufferRing> buffers_;
+  std::vector<std::unique_ptr<Conn>> conns_;  // by slot, null while free; slot 0 unused
+  std::vector<std::uint32_t> next_gen_;        // by slot: the generation of its next connection
   std::vector<std::uint32_t> free_slots_;
+  std::deque<std::pair<std::uint32_t, std::uint32_t>> starved_;  // {slot, gen} to read again (-ENOBUFS)
+  std::size_t released_since_trim_ = 0;  // connections released since the last malloc_trim
+  bool trim_armed_ = false;
+  __kernel_timespec trim_ts_{};
   std::vector<Conn*> dirty_;  // connections with replies to send
   std::vector<Completion> done_;
   std::size_t open_conns_ = 0;

@@ -22,6 +22,14 @@ namespace ferry {
 // their credit back only once the output is under it again.
 inline constexpr std::size_t kMaxPendingOutput = 8u << 20;
 
+// The provided receive buffers all connections share (Server::buffers_):
+// 4 MiB in all, resident once used.
+inline constexpr unsigned kRecvBuffers = 256;
+inline constexpr std::uint32_t kRecvBufferSize = 16 * 1024;
+
+// Output buffers a connection keeps, for its next replies, once all is sent.
+inline constexpr std::size_t kKeepOutput = 4096;
+
 // Credit of partial results taken into a connection's output while it was
 // over kMaxPendingOutput: given back when the output drains under it.
 struct HeldCredit {
@@ -30,13 +38,16 @@ struct HeldCredit {
   std::size_t bytes = 0;
 };
 
-// One client connection. Buffers stay put while the kernel owns them.
+// One client connection. Buffers stay put while the kernel owns them. Idle,
+// it holds little: with provided buffers (Server::buffers_) `in` is empty
+// but for the start of an unfinished frame, and output buffers past
+// kKeepOutput are freed once sent.
 struct Conn {
   int fd = -1;
   std::uint32_t slot = 0;
   std::uint32_t gen = 0;
   Peer peer;  // the client process, as the kernel saw it connect
-  std::vector<std::uint8_t> in;
+  std::vector<std::uint8_t> in;  // bytes read but not handled: in[0, in_len)
   std::size_t in_len = 0;
   std::string out;      // replies not yet handed to the kernel
   std::string sending;  // bytes of the send in flight
