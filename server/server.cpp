@@ -138,6 +138,7 @@ void Server::on_completion(const io_uring_cqe& cqe) {
     case Op::drain: return on_drain_timeout();
     case Op::event_summary: return on_event_summary();
     case Op::trim: return on_trim();
+    case Op::sweep: return on_sweep();
     case Op::accept_retry:
       if (!draining_) ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
       return;

@@ -3,7 +3,8 @@
 // one thread and never blocks; plugin code runs only on executor threads.
 // Implemented by concern in server.cpp, server_conn.cpp (connections and
 // buffers), server_frames.cpp (frames and replies), server_drain.cpp (stop),
-// server_events.cpp (protocol errors and refused connections, in the log).
+// server_events.cpp (protocol errors and refused connections, in the log),
+// server_memory.cpp (what idle connections hold).
 #pragma once
 
 #include <array>
@@ -75,20 +76,27 @@ class Server {
   void on_recv(Conn* c, const io_uring_cqe& cqe);
   void on_read(Conn& c, int res, const std::uint8_t* provided);
   void take_input(Conn& c, std::span<const std::uint8_t> got);
+  std::size_t rest_of_frame(const Conn& c, std::span<const std::uint8_t> got) const;
   void keep_input(Conn& c, std::span<const std::uint8_t> bytes);
   void consume_input(Conn& c, std::size_t used);
   void rearm_starved();
   void queue_send(Conn& c);
   void flush_sends();
   void on_send(Conn& c, int res);
-  void trim_output(Conn& c);
   void fail_connection(Conn& c, ProtocolError kind, const std::string& why);
   void close_connection(Conn& c);
   void maybe_release(Conn& c);
-  void on_trim();
   void deliver_partial(Completion& d);
   void give_back_credit(Conn& c);
   Conn* lookup(std::uint32_t slot, std::uint32_t gen);
+
+  // server_memory.cpp: buffers of idle connections, memory back to the system
+  bool holds_buffers(const Conn& c) const;
+  void hold(Conn& c);
+  void on_sweep();
+  std::size_t free_buffers(Conn& c);
+  void note_release();
+  void on_trim();
 
   // server_frames.cpp: frames in, replies out, deadlines
   std::size_t handle_frames(Conn& c, std::span<const std::uint8_t> in);
@@ -140,6 +148,9 @@ class Server {
   std::vector<std::uint32_t> next_gen_;        // by slot: the generation of its next connection
   std::vector<std::uint32_t> free_slots_;
   std::deque<std::pair<std::uint32_t, std::uint32_t>> starved_;  // {slot, gen} to read again (-ENOBUFS)
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> holding_;  // {slot, gen} with buffers to sweep
+  bool sweep_armed_ = false;
+  __kernel_timespec sweep_ts_{};
   std::size_t released_since_trim_ = 0;  // connections released since the last malloc_trim
   bool trim_armed_ = false;
   __kernel_timespec trim_ts_{};

@@ -4,7 +4,6 @@
 // once nothing of the kernel's is pending.
 #include "server.hpp"
 
-#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,10 +25,6 @@ using loop::Tag;
 namespace {
 // A connection's own input buffer grows by this much at least.
 constexpr std::size_t kRecvChunk = 64 * 1024;
-// Closed connections after which freed memory goes back to the system, once
-// the burst of closes is kTrimDelayMs over.
-constexpr std::size_t kTrimAfterReleases = 256;
-constexpr std::int64_t kTrimDelayMs = 100;
 }  // namespace
 
 void Server::on_accept(int res, bool more) {
@@ -99,10 +94,7 @@ void Server::arm_recv(Conn& c) {
 
 // Whether the rest of the frame begun in `in` is more than a provided buffer holds.
 bool Server::large_frame_pending(const Conn& c) const {
-  if (c.in_len < proto::kHeaderSize) return false;
-  std::uint32_t body;
-  std::memcpy(&body, c.in.data(), sizeof body);  // the header's length (little-endian, as this host)
-  return proto::kHeaderSize + body - c.in_len > buffers_->size();
+  return c.in_len >= proto::kHeaderSize && rest_of_frame(c, {}) > buffers_->size();
 }
 
 // A read finished, into a provided buffer (given back here, whatever became
@@ -129,6 +121,7 @@ void Server::on_read(Conn& c, int res, const std::uint8_t* provided) {
     if (res < 0 && res != -ECONNRESET) spdlog::debug("recv: {}", std::strerror(-res));
     return close_connection(c);
   }
+  c.busy = true;
   if (provided != nullptr) {
     take_input(c, {provided, std::size_t(res)});
   } else {
@@ -139,15 +132,29 @@ void Server::on_read(Conn& c, int res, const std::uint8_t* provided) {
 }
 
 // Bytes read into a provided buffer: whole frames are handled where they
-// lie; only the start of an unfinished frame is copied to the connection.
+// lie. Only the start of an unfinished frame is copied to the connection,
+// and then only the bytes it lacks, up to its end.
 void Server::take_input(Conn& c, std::span<const std::uint8_t> got) {
-  if (c.in_len == 0) {
-    const std::size_t used = handle_frames(c, got);
-    if (!c.closing) keep_input(c, got.subspan(used));
-    return;
+  if (c.in_len > 0) {
+    const std::size_t n = std::min(got.size(), rest_of_frame(c, got));
+    keep_input(c, got.first(n));
+    got = got.subspan(n);
+    consume_input(c, handle_frames(c, {c.in.data(), c.in_len}));
+    if (c.closing || c.in_len > 0) return;  // got is empty unless failed
   }
-  keep_input(c, got);
-  consume_input(c, handle_frames(c, {c.in.data(), c.in_len}));
+  const std::size_t used = handle_frames(c, got);
+  if (!c.closing) keep_input(c, got.subspan(used));
+}
+
+// How many bytes the frame begun in c.in lacks (as many as `got` has while
+// its header is not whole).
+std::size_t Server::rest_of_frame(const Conn& c, std::span<const std::uint8_t> got) const {
+  if (c.in_len + got.size() < proto::kHeaderSize) return got.size();
+  std::uint8_t length[4];  // the header's first field, the body's length (little-endian, as this host)
+  for (std::size_t i = 0; i < sizeof length; ++i) length[i] = i < c.in_len ? c.in[i] : got[i - c.in_len];
+  std::uint32_t body;
+  std::memcpy(&body, length, sizeof body);
+  return proto::kHeaderSize + body - c.in_len;
 }
 
 void Server::keep_input(Conn& c, std::span<const std::uint8_t> bytes) {
@@ -157,12 +164,12 @@ void Server::keep_input(Conn& c, std::span<const std::uint8_t> bytes) {
   c.in_len += bytes.size();
 }
 
-// Drops the `used` bytes handled; with provided buffers, an emptied input
-// buffer is freed.
+// Drops the `used` bytes handled. An emptied buffer stays while the
+// connection is busy (hold).
 void Server::consume_input(Conn& c, std::size_t used) {
   std::memmove(c.in.data(), c.in.data() + used, c.in_len - used);
   c.in_len -= used;
-  if (c.in_len == 0 && buffers_ != nullptr) std::vector<std::uint8_t>().swap(c.in);
+  if (c.in_len == 0) hold(c);
 }
 
 // Reads again for connections whose read found every provided buffer
@@ -209,7 +216,8 @@ void Server::on_send(Conn& c, int res) {
   }
   c.sending.clear();
   c.sent = 0;
-  if (c.out.empty()) trim_output(c);
+  c.busy = true;
+  if (c.out.empty()) hold(c);
   if (!c.out.empty()) queue_send(c);
   else if (c.closing) return close_connection(c);
   if (!c.held.empty() && !c.output_full()) give_back_credit(c);
@@ -236,12 +244,6 @@ void Server::deliver_partial(Completion& d) {
     return;
   }
   c->held.push_back(HeldCredit{std::move(d.partial), 1, size});
-}
-
-// All sent: an idle connection keeps no large output buffer.
-void Server::trim_output(Conn& c) {
-  if (c.sending.capacity() > kKeepOutput) std::string().swap(c.sending);
-  if (c.out.capacity() > kKeepOutput) std::string().swap(c.out);
 }
 
 void Server::give_back_credit(Conn& c) {
@@ -285,18 +287,7 @@ void Server::maybe_release(Conn& c) {
   conns_[slot].reset();  // c is gone
   free_slots_.push_back(slot);
   --open_conns_;
-  if (++released_since_trim_ >= kTrimAfterReleases && !trim_armed_) {
-    trim_armed_ = true;
-    trim_ts_ = loop::at_ms(clock_.now_ms() + kTrimDelayMs);
-    ring_.timeout_at(&trim_ts_, pack(Tag{Op::trim, 0, 0}));
-  }
-}
-
-// A burst of closes is over: glibc keeps what they freed unless told.
-void Server::on_trim() {
-  trim_armed_ = false;
-  released_since_trim_ = 0;
-  malloc_trim(0);
+  note_release();
 }
 
 Conn* Server::lookup(std::uint32_t slot, std::uint32_t gen) {

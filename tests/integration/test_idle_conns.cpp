@@ -186,3 +186,46 @@ TEST_CASE("idle connections: 10,000 cost ferryd under 50 MB, are all served, and
 #endif
   REQUIRE(probe->ping("after").has_value());
 }
+
+TEST_CASE("idle connections: buffers of large frames are freed once their connections go quiet",
+          "[integration][connections][memory]") {
+  constexpr int kBusy = 1000;
+  const std::string body(64 * 1024, 'b');  // more than a provided buffer: read into the connection's own
+  FerrydProcess d({}, "", "max_connections = " + std::to_string(kBusy + 16) + "\n");
+  auto probe = ferry::test::connect(d);
+  REQUIRE(probe->ping("warm-up").has_value());
+  const long baseline = rss_kb(d.pid());
+
+  std::vector<int> fds;
+  for (int i = 0; i < kBusy; ++i) {
+    const int fd = open_conn(d.socket());
+    REQUIRE(fd >= 0);
+    fds.push_back(fd);
+  }
+  int wrong = 0;
+  for (int i = 0; i < kBusy; ++i) {
+    wrong += send_all(fds[std::size_t(i)], ferry::test::hello_frame(2) + header(std::uint32_t(body.size()), 5, 1) + body)
+                 ? 0 : 1;
+  }
+  for (int fd : fds) {
+    wrong += read_frame(fd).type == 1 ? 0 : 1;
+    const Frame f = read_frame(fd);
+    wrong += f.type == 6 && f.id == 1 && f.body == body ? 0 : 1;
+  }
+  REQUIRE(wrong == 0);
+  const long busy = rss_kb(d.pid());
+  // Quiet now: within a few sweeps, each gives its buffers back. Each poll is a round trip.
+  long quiet = busy;
+  for (const auto start = std::chrono::steady_clock::now();
+       quiet - baseline >= 16 * 1024 && ferry::test::ms_since(start) < 20000;) {
+    REQUIRE(probe->ping("still there").has_value());
+    quiet = rss_kb(d.pid());
+  }
+  std::printf("ferryd VmRSS: %ld KiB before, %ld KiB after %d connections sent and got 64 KiB, %ld KiB once quiet\n",
+              baseline, busy, kBusy, quiet);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  CHECK(quiet - baseline < 16 * 1024);
+#endif
+  REQUIRE(connections(*probe) == kBusy + 1);  // they are still open
+  for (int fd : fds) close(fd);
+}
