@@ -42,9 +42,4 @@ BufferRing::~BufferRing() {
   if (map_ != nullptr) munmap(map_, map_len_);
 }
 
-void BufferRing::give_back(std::uint16_t id) {
-  io_uring_buf_ring_add(br_, base_ + std::size_t(id) * size_, size_, id, io_uring_buf_ring_mask(count_), 0);
-  io_uring_buf_ring_advance(br_, 1);
-}
-
 }  // namespace ferry::loop

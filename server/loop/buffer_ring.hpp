@@ -33,7 +33,10 @@ class BufferRing {
   }
   // Gives buffer `id` back for the kernel to fill again: exactly once per
   // completion that named it (IORING_CQE_F_BUFFER).
-  void give_back(std::uint16_t id);
+  void give_back(std::uint16_t id) {  // inline: once per read on the hot path
+    io_uring_buf_ring_add(br_, base_ + std::size_t(id) * size_, size_, id, io_uring_buf_ring_mask(count_), 0);
+    io_uring_buf_ring_advance(br_, 1);
+  }
 
  private:
   BufferRing(Ring& ring, std::uint16_t group, unsigned count, std::uint32_t size)
