@@ -2,6 +2,7 @@
 // and the one place where the production parts are wired together: the
 // clock, the worker launcher, the invoker, the executor factory.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <prometheus/metric_family.h>
@@ -99,6 +100,23 @@ void reopen_log(Base& b) {
   spdlog::info("SIGUSR1: log file reopened");
 }
 
+// Each connection is an open file: the soft limit goes up to the hard one
+// (ulimit -Hn, systemd's LimitNOFILE=), and a max_connections it cannot
+// hold is told at start. A connection over the limit is retried later.
+void raise_file_limit(const ferry::config::ServerConfig& s) {
+  constexpr rlim_t kOwnFiles = 64;  // listening socket, ring, eventfds, workers' channels, plugins
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (lim.rlim_cur < s.max_connections + kOwnFiles) {
+    spdlog::warn("max_connections is {}, but the open-file limit ({}, hard limit {}) allows about {} connections",
+                 s.max_connections, lim.rlim_cur, lim.rlim_max, lim.rlim_cur > kOwnFiles ? lim.rlim_cur - kOwnFiles : 0);
+  }
+}
+
 // Config, clock, finalizer, launcher, invoker, ring, completion queue, reloader.
 ferry::Status build_base(const std::string& config_file, Base* b) {
   auto parsed = ferry::config::parse_config_file(config_file);
@@ -106,6 +124,7 @@ ferry::Status build_base(const std::string& config_file, Base* b) {
   b->cfg = std::make_shared<const ferry::config::Config>(std::move(parsed).value());
   spdlog::set_level(spdlog::level::from_str(b->cfg->server.log_level));
   FERRY_RETURN_IF_ERROR(open_log(*b->cfg, b));
+  raise_file_limit(b->cfg->server);
   auto finalizer = ferry::Finalizer::create();
   if (!finalizer.ok()) return finalizer.status();
   b->finalizer = std::move(finalizer).value();

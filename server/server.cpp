@@ -32,6 +32,7 @@ Server::Server(const config::ServerConfig& cfg, loop::Reactor& reactor, Router& 
       reactor_(reactor),
       ring_(reactor.ring()) {
   conns_.emplace_back();  // slot 0 is never a connection
+  next_gen_.push_back(0);
 }
 
 Server::~Server() {
@@ -55,8 +56,21 @@ Status Server::start() {
   ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
   ring_.poll_multishot(completions_.fd(), pack(Tag{Op::wake, 0, 0}));
   ring_.poll_multishot(signal_fd_, pack(Tag{Op::signal, 0, 0}));
-  spdlog::info("listening on {} (io_uring: {})", cfg_.socket_path.string(), ring_.mode());
+  spdlog::info("listening on {} (io_uring: {}; {})", cfg_.socket_path.string(), ring_.mode(), receive_buffers());
   return Status::Ok();
+}
+
+// Provided receive buffers, or why connections read into their own.
+std::string Server::receive_buffers() {
+  auto buffers = loop::BufferRing::create(ring_, 0, kRecvBuffers, kRecvBufferSize);
+  if (!buffers.ok()) {
+    spdlog::warn("{}: each connection keeps a receive buffer of its own (64 KiB, more while reading a large frame)",
+                 buffers.status().message());
+    return "a receive buffer per connection";
+  }
+  buffers_ = std::move(buffers).value();
+  return std::to_string(kRecvBuffers) + " provided receive buffers of " + std::to_string(kRecvBufferSize / 1024) +
+         " KiB";
 }
 
 // Binds the Unix socket, replacing a stale socket file but never a live server.
@@ -92,6 +106,7 @@ void Server::run(int ready_fd) {
   while (!(draining_ && drained())) {
     router_.flush();
     flush_sends();
+    if (!starved_.empty()) rearm_starved();
     const int rc = ring_.submit_and_wait();
     if (rc < 0 && rc != -EINTR && rc != -ETIME) {
       spdlog::critical("io_uring_submit_and_wait: {}", std::strerror(-rc));
@@ -123,6 +138,8 @@ void Server::on_completion(const io_uring_cqe& cqe) {
     case Op::deadline: return on_deadline();
     case Op::drain: return on_drain_timeout();
     case Op::event_summary: return on_event_summary();
+    case Op::trim: return on_trim();
+    case Op::sweep: return on_sweep();
     case Op::accept_retry:
       if (!draining_) ring_.accept_multishot(listen_fd_, pack(Tag{Op::accept, 0, 0}));
       return;
@@ -131,9 +148,9 @@ void Server::on_completion(const io_uring_cqe& cqe) {
     case Op::send: break;
   }
   Conn* c = t.slot < conns_.size() ? conns_[t.slot].get() : nullptr;
-  if (c == nullptr || c->gen != t.gen) return;
-  if (t.op == Op::recv) on_recv(*c, cqe.res);
-  else on_send(*c, cqe.res);
+  if (c != nullptr && c->gen != t.gen) c = nullptr;
+  if (t.op == Op::recv) return on_recv(c, cqe);  // gives back a provided buffer, even with c gone
+  if (c != nullptr) on_send(*c, cqe.res);
 }
 
 void Server::on_wake() {

@@ -3,10 +3,12 @@
 // one thread and never blocks; plugin code runs only on executor threads.
 // Implemented by concern in server.cpp, server_conn.cpp (connections and
 // buffers), server_frames.cpp (frames and replies), server_drain.cpp (stop),
-// server_events.cpp (protocol errors and refused connections, in the log).
+// server_events.cpp (protocol errors and refused connections, in the log),
+// server_memory.cpp (what idle connections hold).
 #pragma once
 
 #include <array>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -18,6 +20,7 @@
 #include "common/status.hpp"
 #include "config/config.hpp"
 #include "conn_events.hpp"
+#include "loop/buffer_ring.hpp"
 #include "loop/completion_queue.hpp"
 #include "loop/reactor.hpp"
 #include "loop/user_data.hpp"
@@ -61,6 +64,7 @@ class Server {
  private:
   // server.cpp: set-up and the dispatch of completions
   Status listen_socket();
+  std::string receive_buffers();
   void on_completion(const io_uring_cqe& cqe);
   void on_wake();
 
@@ -68,7 +72,14 @@ class Server {
   void on_accept(int res, bool more);
   Conn& open_conn(int fd);
   void arm_recv(Conn& c);
-  void on_recv(Conn& c, int res);
+  bool large_frame_pending(const Conn& c) const;
+  void on_recv(Conn* c, const io_uring_cqe& cqe);
+  void on_read(Conn& c, int res, const std::uint8_t* provided);
+  void take_input(Conn& c, std::span<const std::uint8_t> got);
+  std::size_t rest_of_frame(const Conn& c, std::span<const std::uint8_t> got) const;
+  void keep_input(Conn& c, std::span<const std::uint8_t> bytes);
+  void consume_input(Conn& c, std::size_t used);
+  void rearm_starved();
   void queue_send(Conn& c);
   void flush_sends();
   void on_send(Conn& c, int res);
@@ -79,8 +90,16 @@ class Server {
   void give_back_credit(Conn& c);
   Conn* lookup(std::uint32_t slot, std::uint32_t gen);
 
+  // server_memory.cpp: buffers of idle connections, memory back to the system
+  bool holds_buffers(const Conn& c) const;
+  void hold(Conn& c);
+  void on_sweep();
+  std::size_t free_buffers(Conn& c);
+  void note_release();
+  void on_trim();
+
   // server_frames.cpp: frames in, replies out, deadlines
-  bool handle_frames(Conn& c);
+  std::size_t handle_frames(Conn& c, std::span<const std::uint8_t> in);
   bool handle_frame(Conn& c, const struct FrameView& f);
   bool handle_hello(Conn& c, const FrameView& f);
   bool handle_call(Conn& c, std::uint64_t id, std::span<const std::uint8_t> body);
@@ -122,8 +141,19 @@ class Server {
   std::int64_t deadline_timer_ms_ = 0;  // when the armed deadline timer fires (0: none)
   __kernel_timespec deadline_ts_{};
   __kernel_timespec drain_ts_{};
-  std::vector<std::unique_ptr<Conn>> conns_;  // by slot; slot 0 unused
+  // Receive buffers shared by every connection; null where the kernel has
+  // no buffer rings: then each connection reads into its own buffer.
+  std::unique_ptr<loop::BufferRing> buffers_;
+  std::vector<std::unique_ptr<Conn>> conns_;  // by slot, null while free; slot 0 unused
+  std::vector<std::uint32_t> next_gen_;        // by slot: the generation of its next connection
   std::vector<std::uint32_t> free_slots_;
+  std::deque<std::pair<std::uint32_t, std::uint32_t>> starved_;  // {slot, gen} to read again (-ENOBUFS)
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> holding_;  // {slot, gen} with buffers to sweep
+  bool sweep_armed_ = false;
+  __kernel_timespec sweep_ts_{};
+  std::size_t released_since_trim_ = 0;  // connections released since the last malloc_trim
+  bool trim_armed_ = false;
+  __kernel_timespec trim_ts_{};
   std::vector<Conn*> dirty_;  // connections with replies to send
   std::vector<Completion> done_;
   std::size_t open_conns_ = 0;

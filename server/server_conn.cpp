@@ -1,6 +1,7 @@
-// Server: connections and their buffers. Accepting, reading with a growing
-// input buffer, one batched send per turn with short sends continued, and
-// closing once nothing of the kernel's is pending.
+// Server: connections and their buffers. Accepting, reading (into provided
+// buffers the kernel picks when data arrives, or a connection's own growing
+// buffer), one batched send per turn with short sends continued, and closing
+// once nothing of the kernel's is pending.
 #include "server.hpp"
 
 #include <sys/socket.h>
@@ -22,6 +23,7 @@ using loop::pack;
 using loop::Tag;
 
 namespace {
+// A connection's own input buffer grows by this much at least.
 constexpr std::size_t kRecvChunk = 64 * 1024;
 }  // namespace
 
@@ -54,43 +56,131 @@ Conn& Server::open_conn(int fd) {
     free_slots_.pop_back();
   } else {
     slot = std::uint32_t(conns_.size());
-    conns_.push_back(std::make_unique<Conn>());
+    conns_.emplace_back();
+    next_gen_.push_back(0);
   }
+  conns_[slot] = std::make_unique<Conn>();
   Conn& c = *conns_[slot];
   c.fd = fd;
   c.slot = slot;
+  c.gen = next_gen_[slot];
   c.peer = peer_of(fd);
-  c.in.resize(kRecvChunk);
   ++open_conns_;
   return c;
 }
 
-// Reads into the free end of the input buffer. The buffer grows (doubling)
-// only as bytes arrive, so a header announcing a large frame costs nothing
-// until its body is really sent. Paused while the client does not read.
+// Reads into a provided buffer the kernel picks once data is there, so a
+// connection waiting for its client holds none; but the rest of a frame
+// larger than a provided buffer goes straight into the connection's own
+// buffer. That grows (doubling) only as bytes arrive, so a header announcing
+// a large frame costs nothing until its body is really sent. Paused while
+// the client does not read.
 void Server::arm_recv(Conn& c) {
   if (c.output_full()) {
     c.recv_paused = true;
     return;
   }
   c.recv_paused = false;
+  c.recv_armed = true;
+  if (buffers_ != nullptr && !large_frame_pending(c)) {
+    return ring_.recv_select(c.fd, buffers_->size(), buffers_->group(), c.tag(Op::recv));
+  }
   const std::size_t cap = proto::kHeaderSize + cfg_.max_frame_bytes + kRecvChunk;
   if (c.in.size() - c.in_len < kRecvChunk / 4) {
     c.in.resize(std::min(cap, std::max(c.in.size() * 2, c.in_len + kRecvChunk)));
   }
   ring_.recv(c.fd, c.in.data() + c.in_len, c.in.size() - c.in_len, c.tag(Op::recv));
-  c.recv_armed = true;
 }
 
-void Server::on_recv(Conn& c, int res) {
+// Whether the rest of the frame begun in `in` is more than a provided buffer holds.
+bool Server::large_frame_pending(const Conn& c) const {
+  return c.in_len >= proto::kHeaderSize && rest_of_frame(c, {}) > buffers_->size();
+}
+
+// A read finished, into a provided buffer (given back here, whatever became
+// of its connection: the kernel picked it once) or a connection's own.
+void Server::on_recv(Conn* c, const io_uring_cqe& cqe) {
+  if ((cqe.flags & IORING_CQE_F_BUFFER) == 0) {
+    if (c != nullptr) on_read(*c, cqe.res, nullptr);
+    return;
+  }
+  const auto id = std::uint16_t(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+  if (c != nullptr) on_read(*c, cqe.res, buffers_->bytes(id, 0).data());
+  buffers_->give_back(id);
+}
+
+// `res` bytes arrived at `provided`, or (null) at the free end of c.in.
+void Server::on_read(Conn& c, int res, const std::uint8_t* provided) {
   c.recv_armed = false;
   if (c.dead) return maybe_release(c);
+  if (res == -ENOBUFS) {  // every provided buffer is taken: read again next turn
+    starved_.push_back({c.slot, c.gen});
+    return;
+  }
   if (res <= 0) {  // peer closed or failed: nobody left to answer
     if (res < 0 && res != -ECONNRESET) spdlog::debug("recv: {}", std::strerror(-res));
     return close_connection(c);
   }
-  c.in_len += std::size_t(res);
-  if (handle_frames(c) && !c.closing) arm_recv(c);
+  c.busy = true;
+  if (provided != nullptr) {
+    take_input(c, {provided, std::size_t(res)});
+  } else {
+    c.in_len += std::size_t(res);
+    consume_input(c, handle_frames(c, {c.in.data(), c.in_len}));
+  }
+  if (!c.closing) arm_recv(c);
+}
+
+// Bytes read into a provided buffer: whole frames are handled where they
+// lie. Only the start of an unfinished frame is copied to the connection,
+// and then only the bytes it lacks, up to its end.
+void Server::take_input(Conn& c, std::span<const std::uint8_t> got) {
+  if (c.in_len > 0) {
+    const std::size_t n = std::min(got.size(), rest_of_frame(c, got));
+    keep_input(c, got.first(n));
+    got = got.subspan(n);
+    consume_input(c, handle_frames(c, {c.in.data(), c.in_len}));
+    if (c.closing || c.in_len > 0) return;  // got is empty unless failed
+  }
+  const std::size_t used = handle_frames(c, got);
+  if (!c.closing) keep_input(c, got.subspan(used));
+}
+
+// How many bytes the frame begun in c.in lacks (as many as `got` has while
+// its header is not whole).
+std::size_t Server::rest_of_frame(const Conn& c, std::span<const std::uint8_t> got) const {
+  if (c.in_len + got.size() < proto::kHeaderSize) return got.size();
+  std::uint8_t length[4];  // the header's first field, the body's length (little-endian, as this host)
+  for (std::size_t i = 0; i < sizeof length; ++i) length[i] = i < c.in_len ? c.in[i] : got[i - c.in_len];
+  std::uint32_t body;
+  std::memcpy(&body, length, sizeof body);
+  return proto::kHeaderSize + body - c.in_len;
+}
+
+void Server::keep_input(Conn& c, std::span<const std::uint8_t> bytes) {
+  if (bytes.empty()) return;
+  if (c.in.size() < c.in_len + bytes.size()) c.in.resize(c.in_len + bytes.size());
+  std::memcpy(c.in.data() + c.in_len, bytes.data(), bytes.size());
+  c.in_len += bytes.size();
+}
+
+// Drops the `used` bytes handled. An emptied buffer stays while the
+// connection is busy (hold).
+void Server::consume_input(Conn& c, std::size_t used) {
+  std::memmove(c.in.data(), c.in.data() + used, c.in_len - used);
+  c.in_len -= used;
+  if (c.in_len == 0) hold(c);
+}
+
+// Reads again for connections whose read found every provided buffer
+// taken: as many per turn as there are buffers, which are back by now.
+void Server::rearm_starved() {
+  const std::size_t n = std::min<std::size_t>(starved_.size(), buffers_->count());
+  for (std::size_t i = 0; i < n; ++i) {
+    Conn* c = lookup(starved_.front().first, starved_.front().second);
+    starved_.pop_front();
+    if (c != nullptr && !c->closing && !c->recv_armed) arm_recv(*c);
+  }
 }
 
 void Server::queue_send(Conn& c) {
@@ -126,6 +216,8 @@ void Server::on_send(Conn& c, int res) {
   }
   c.sending.clear();
   c.sent = 0;
+  c.busy = true;
+  if (c.out.empty()) hold(c);
   if (!c.out.empty()) queue_send(c);
   else if (c.closing) return close_connection(c);
   if (!c.held.empty() && !c.output_full()) give_back_credit(c);
@@ -189,13 +281,13 @@ void Server::maybe_release(Conn& c) {
   if (!c.dead || c.recv_armed || c.send_armed) return;
   close(c.fd);
   spdlog::debug("connection {} closed", c.slot);
+  if (c.dirty) std::erase(dirty_, &c);
   const std::uint32_t slot = c.slot;
-  const std::uint32_t gen = (c.gen + 1) & 0xffffffu;
-  c = Conn{};
-  c.slot = slot;
-  c.gen = gen;
+  next_gen_[slot] = (c.gen + 1) & 0xffffffu;
+  conns_[slot].reset();  // c is gone
   free_slots_.push_back(slot);
   --open_conns_;
+  note_release();
 }
 
 Conn* Server::lookup(std::uint32_t slot, std::uint32_t gen) {

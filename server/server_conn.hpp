@@ -22,6 +22,14 @@ namespace ferry {
 // their credit back only once the output is under it again.
 inline constexpr std::size_t kMaxPendingOutput = 8u << 20;
 
+// The provided receive buffers all connections share (Server::buffers_):
+// 4 MiB in all, resident once used.
+inline constexpr unsigned kRecvBuffers = 128;
+inline constexpr std::uint32_t kRecvBufferSize = 32 * 1024;
+
+// Output buffers a connection keeps once all is sent, even while idle.
+inline constexpr std::size_t kKeepOutput = 1024;
+
 // Credit of partial results taken into a connection's output while it was
 // over kMaxPendingOutput: given back when the output drains under it.
 struct HeldCredit {
@@ -30,13 +38,16 @@ struct HeldCredit {
   std::size_t bytes = 0;
 };
 
-// One client connection. Buffers stay put while the kernel owns them.
+// One client connection. Buffers stay put while the kernel owns them. Idle,
+// it holds little: with provided buffers (Server::buffers_) `in` holds only
+// the start of an unfinished frame, and emptied buffers (but output ones up
+// to kKeepOutput) are freed by the first sweep after it went quiet.
 struct Conn {
   int fd = -1;
   std::uint32_t slot = 0;
   std::uint32_t gen = 0;
   Peer peer;  // the client process, as the kernel saw it connect
-  std::vector<std::uint8_t> in;
+  std::vector<std::uint8_t> in;  // bytes read but not handled: in[0, in_len)
   std::size_t in_len = 0;
   std::string out;      // replies not yet handed to the kernel
   std::string sending;  // bytes of the send in flight
@@ -49,6 +60,8 @@ struct Conn {
   bool closing = false;  // read no more; close once replies are flushed
   bool dead = false;     // shut down; released when no operation is pending
   bool dirty = false;    // listed in Server::dirty_
+  bool holding = false;  // listed in Server::holding_: emptied buffers to free once quiet
+  bool busy = false;     // read or sent since the last sweep
   std::unordered_map<std::uint64_t, std::uint64_t> calls;  // unanswered: client id -> CallTable token
   std::vector<HeldCredit> held;  // partials' credit, while the output is over its bound
 

@@ -22,26 +22,25 @@ struct FrameView {
   std::span<const std::uint8_t> body;
 };
 
-// Handles every whole frame in the buffer; false once the connection is failed.
-bool Server::handle_frames(Conn& c) {
+// Handles every whole frame at the start of `in` (which stays valid
+// meanwhile); returns how many bytes they took. Stops once the connection
+// is failed (c.closing).
+std::size_t Server::handle_frames(Conn& c, std::span<const std::uint8_t> in) {
   std::size_t pos = 0;
   while (!c.closing) {
     proto::Frame f;
     std::size_t used = 0;
     std::string why;
-    const auto avail = std::span<const std::uint8_t>(c.in.data() + pos, c.in_len - pos);
-    const proto::Parse p = proto::parse_frame(avail, cfg_.max_frame_bytes, &f, &used, &why);
+    const proto::Parse p = proto::parse_frame(in.subspan(pos), cfg_.max_frame_bytes, &f, &used, &why);
     if (p == proto::Parse::need_more) break;
     if (p != proto::Parse::ok) {
       fail_connection(c, p == proto::Parse::too_large ? ProtocolError::too_large : ProtocolError::bad_header, why);
-      return false;
+      break;
     }
-    if (!handle_frame(c, FrameView{f.header.type, f.header.call_id, f.body})) return false;
+    if (!handle_frame(c, FrameView{f.header.type, f.header.call_id, f.body})) break;
     pos += used;
   }
-  std::memmove(c.in.data(), c.in.data() + pos, c.in_len - pos);
-  c.in_len -= pos;
-  return !c.closing;
+  return pos;
 }
 
 bool Server::handle_frame(Conn& c, const FrameView& f) {

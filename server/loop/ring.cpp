@@ -61,6 +61,14 @@ void Ring::recv(int fd, void* buf, std::size_t len, std::uint64_t ud) {
   io_uring_sqe_set_data64(s, ud);
 }
 
+void Ring::recv_select(int fd, std::size_t max, std::uint16_t group, std::uint64_t ud) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_recv(s, fd, nullptr, max, 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = group;
+  io_uring_sqe_set_data64(s, ud);
+}
+
 void Ring::send(int fd, const void* buf, std::size_t len, std::uint64_t ud) {
   io_uring_sqe* s = sqe();
   io_uring_prep_send(s, fd, buf, len, MSG_NOSIGNAL);
@@ -96,6 +104,16 @@ void Ring::cancel(std::uint64_t target_ud, std::uint64_t ud) {
   io_uring_prep_cancel64(s, target_ud, 0);
   io_uring_sqe_set_data64(s, ud);
 }
+
+int Ring::register_buf_ring(io_uring_buf_ring* br, unsigned entries, std::uint16_t group) {
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(br);
+  reg.ring_entries = entries;
+  reg.bgid = group;
+  return io_uring_register_buf_ring(&ring_, &reg, 0);
+}
+
+int Ring::unregister_buf_ring(std::uint16_t group) { return io_uring_unregister_buf_ring(&ring_, group); }
 
 int Ring::submit_and_wait() { return io_uring_submit_and_wait(&ring_, 1); }
 

@@ -27,6 +27,10 @@ class Ring {
 
   void accept_multishot(int fd, std::uint64_t ud);
   void recv(int fd, void* buf, std::size_t len, std::uint64_t ud);
+  // A recv into a buffer the kernel takes from provided buffer group
+  // `group` once data is there (IOSQE_BUFFER_SELECT); the completion's flags
+  // name it (IORING_CQE_F_BUFFER), or it fails with -ENOBUFS when none is free.
+  void recv_select(int fd, std::size_t max, std::uint16_t group, std::uint64_t ud);
   void send(int fd, const void* buf, std::size_t len, std::uint64_t ud);
   void poll_multishot(int fd, std::uint64_t ud);
   void poll_once(int fd, std::uint64_t ud);
@@ -53,6 +57,10 @@ class Ring {
   }
 
   const char* mode() const { return mode_; }
+
+  // Registers (unregisters) a provided buffer ring as group `group`: 0 or -errno.
+  int register_buf_ring(io_uring_buf_ring* br, unsigned entries, std::uint16_t group);
+  int unregister_buf_ring(std::uint16_t group);
 
  private:
   io_uring_sqe* sqe();

@@ -7,7 +7,7 @@
 namespace ferry::loop {
 
 enum class Op : std::uint8_t { accept = 1, recv, send, wake, signal, cancel, client, accept_retry, deadline, drain,
-                               event_summary };
+                               event_summary, trim, sweep };
 
 struct Tag {
   Op op;

@@ -1,0 +1,104 @@
+// Server: what connections hold while they are idle. Buffers a busy
+// connection emptied stay for its next frames and replies; a sweep frees
+// those of connections that neither read nor sent since the sweep before.
+// After many closes, or a sweep that freed much, malloc_trim gives the
+// memory back to the system (glibc keeps it otherwise).
+#include "server.hpp"
+
+#include <malloc.h>
+
+#include "common/clock.hpp"
+#include "server_conn.hpp"
+
+namespace ferry {
+
+using loop::Op;
+using loop::pack;
+using loop::Tag;
+
+namespace {
+// How often buffers of connections gone quiet are freed.
+constexpr std::int64_t kSweepMs = 1000;
+// Closed connections after which freed memory goes back to the system, once
+// the burst of closes is kTrimDelayMs over; a sweep trims when it freed this much.
+constexpr std::size_t kTrimAfterReleases = 256;
+constexpr std::int64_t kTrimDelayMs = 100;
+constexpr std::size_t kTrimAfterSweptBytes = 1u << 20;
+}  // namespace
+
+// What an idle connection would keep beyond its small state: an emptied
+// input buffer (only where provided buffers read for it) or large output ones.
+bool Server::holds_buffers(const Conn& c) const {
+  return (buffers_ != nullptr && c.in_len == 0 && c.in.capacity() > 0) || c.out.capacity() > kKeepOutput ||
+         c.sending.capacity() > kKeepOutput;
+}
+
+// Lists a connection whose buffers emptied for the sweep.
+void Server::hold(Conn& c) {
+  if (c.holding || !holds_buffers(c)) return;
+  c.holding = true;
+  holding_.push_back({c.slot, c.gen});
+  if (sweep_armed_) return;
+  sweep_armed_ = true;
+  sweep_ts_ = loop::at_ms(clock_.now_ms() + kSweepMs);
+  ring_.timeout_at(&sweep_ts_, pack(Tag{Op::sweep, 0, 0}));
+}
+
+void Server::on_sweep() {
+  sweep_armed_ = false;
+  std::size_t freed = 0;
+  std::erase_if(holding_, [&](const std::pair<std::uint32_t, std::uint32_t>& h) {
+    Conn* c = lookup(h.first, h.second);
+    if (c == nullptr) return true;
+    if (c->busy) {  // still at work: ask again next sweep
+      c->busy = false;
+      return false;
+    }
+    c->holding = false;
+    freed += free_buffers(*c);
+    return true;
+  });
+  if (freed >= kTrimAfterSweptBytes) malloc_trim(0);
+  if (!holding_.empty() && !sweep_armed_) {
+    sweep_armed_ = true;
+    sweep_ts_ = loop::at_ms(clock_.now_ms() + kSweepMs);
+    ring_.timeout_at(&sweep_ts_, pack(Tag{Op::sweep, 0, 0}));
+  }
+}
+
+// Frees what no kernel operation reads or writes: an empty input buffer
+// (provided buffers read for the connection) and output buffers when nothing
+// is being sent. Returns the bytes freed.
+std::size_t Server::free_buffers(Conn& c) {
+  std::size_t freed = 0;
+  if (buffers_ != nullptr && c.in_len == 0) {
+    freed += c.in.capacity();
+    std::vector<std::uint8_t>().swap(c.in);
+  }
+  if (!c.idle_output()) return freed;
+  if (c.sending.capacity() > kKeepOutput) {
+    freed += c.sending.capacity();
+    std::string().swap(c.sending);
+  }
+  if (c.out.capacity() > kKeepOutput) {
+    freed += c.out.capacity();
+    std::string().swap(c.out);
+  }
+  return freed;
+}
+
+// Counts a released connection; many in a burst: trim once it is over.
+void Server::note_release() {
+  if (++released_since_trim_ < kTrimAfterReleases || trim_armed_) return;
+  trim_armed_ = true;
+  trim_ts_ = loop::at_ms(clock_.now_ms() + kTrimDelayMs);
+  ring_.timeout_at(&trim_ts_, pack(Tag{Op::trim, 0, 0}));
+}
+
+void Server::on_trim() {
+  trim_armed_ = false;
+  released_since_trim_ = 0;
+  malloc_trim(0);
+}
+
+}  // namespace ferry
