@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <vector>
 
@@ -144,6 +145,7 @@ class Server {
   // Receive buffers shared by every connection; null where the kernel has
   // no buffer rings: then each connection reads into its own buffer.
   std::unique_ptr<loop::BufferRing> buffers_;
+  std::pmr::unsynchronized_pool_resource call_nodes_;  // of Conn::calls; before conns_, which use it
   std::vector<std::unique_ptr<Conn>> conns_;  // by slot, null while free; slot 0 unused
   std::vector<std::uint32_t> next_gen_;        // by slot: the generation of its next connection
   std::vector<std::uint32_t> free_slots_;

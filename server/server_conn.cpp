@@ -59,7 +59,7 @@ Conn& Server::open_conn(int fd) {
     conns_.emplace_back();
     next_gen_.push_back(0);
   }
-  conns_[slot] = std::make_unique<Conn>();
+  conns_[slot] = std::make_unique<Conn>(&call_nodes_);
   Conn& c = *conns_[slot];
   c.fd = fd;
   c.slot = slot;

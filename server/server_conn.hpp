@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -43,6 +44,7 @@ struct HeldCredit {
 // the start of an unfinished frame, and emptied buffers (but output ones up
 // to kKeepOutput) are freed by the first sweep after it went quiet.
 struct Conn {
+  explicit Conn(std::pmr::memory_resource* call_nodes) : calls(call_nodes) {}
   int fd = -1;
   std::uint32_t slot = 0;
   std::uint32_t gen = 0;
@@ -62,7 +64,9 @@ struct Conn {
   bool dirty = false;    // listed in Server::dirty_
   bool holding = false;  // listed in Server::holding_: emptied buffers to free once quiet
   bool busy = false;     // read or sent since the last sweep
-  std::unordered_map<std::uint64_t, std::uint64_t> calls;  // unanswered: client id -> CallTable token
+  // Unanswered calls: client id -> CallTable token. Its nodes come from the
+  // server's pool (Server::call_nodes_), not malloc, once per call.
+  std::pmr::unordered_map<std::uint64_t, std::uint64_t> calls;
   std::vector<HeldCredit> held;  // partials' credit, while the output is over its bound
 
   std::uint64_t tag(loop::Op op) const { return loop::pack(loop::Tag{op, gen, slot}); }
