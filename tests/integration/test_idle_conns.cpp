@@ -97,20 +97,25 @@ double connections(ferry::Client& c) {
 
 // A blocking connection whose connect, sends and reads give up after 20 s
 // (a Unix connect waits while ferryd's backlog is full).
+// A connected socket, or -1. A connect waiting for room in the listen
+// backlog can be interrupted by a signal (EINTR): it is tried again on a new socket.
 int open_conn(const std::string& path) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  const timeval cap{20, 0};
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &cap, sizeof cap);
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &cap, sizeof cap);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    const timeval cap{20, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &cap, sizeof cap);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &cap, sizeof cap);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    const int err = errno;
     close(fd);
-    return -1;
+    errno = err;
+    if (err != EINTR) return -1;
   }
-  return fd;
+  return -1;
 }
 
 bool send_all(int fd, const std::string& bytes) {
