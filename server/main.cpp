@@ -9,8 +9,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "common/clock.hpp"
@@ -105,11 +108,19 @@ void reopen_log(Base& b) {
 // hold is told at start. A connection over the limit is retried later.
 void raise_file_limit(const ferry::config::ServerConfig& s) {
   constexpr rlim_t kOwnFiles = 64;  // listening socket, ring, eventfds, workers' channels, plugins
+  constexpr rlim_t kEnough = 1u << 20;  // not LimitNOFILE=infinity: plugins inherit the limit
   rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
-  if (lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) getrlimit(RLIMIT_NOFILE, &lim);
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return spdlog::warn("getrlimit(RLIMIT_NOFILE): {}; the open-file limit stays as it is", std::strerror(errno));
+  }
+  const rlim_t want = std::min<rlim_t>(lim.rlim_max, kEnough);
+  if (lim.rlim_cur < want) {
+    const rlim_t was = lim.rlim_cur;
+    lim.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+      spdlog::warn("setrlimit(RLIMIT_NOFILE, {}): {}; the open-file limit stays {}", want, std::strerror(errno), was);
+      lim.rlim_cur = was;
+    }
   }
   if (lim.rlim_cur < s.max_connections + kOwnFiles) {
     spdlog::warn("max_connections is {}, but the open-file limit ({}, hard limit {}) allows about {} connections",

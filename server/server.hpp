@@ -98,6 +98,7 @@ class Server {
   std::size_t free_buffers(Conn& c);
   void note_release();
   void on_trim();
+  bool trim();
 
   // server_frames.cpp: frames in, replies out, deadlines
   std::size_t handle_frames(Conn& c, std::span<const std::uint8_t> in);
@@ -155,6 +156,7 @@ class Server {
   __kernel_timespec sweep_ts_{};
   std::size_t released_since_trim_ = 0;  // connections released since the last malloc_trim
   bool trim_armed_ = false;
+  std::int64_t last_trim_ms_ = 0;  // when malloc_trim last ran; 0: never
   __kernel_timespec trim_ts_{};
   std::vector<Conn*> dirty_;  // connections with replies to send
   std::vector<Completion> done_;

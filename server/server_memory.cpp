@@ -7,6 +7,8 @@
 
 #include <malloc.h>
 
+#include <algorithm>
+
 #include "common/clock.hpp"
 #include "server_conn.hpp"
 
@@ -19,10 +21,14 @@ using loop::Tag;
 namespace {
 // How often buffers of connections gone quiet are freed.
 constexpr std::int64_t kSweepMs = 1000;
-// Closed connections after which freed memory goes back to the system, once
-// the burst of closes is kTrimDelayMs over; a sweep trims when it freed this much.
+// Closed connections after which freed memory goes back to the system,
+// kTrimDelayMs after the one that reached the count (at least as many as
+// stay open: steady churn of short clients does not trim all the time); a
+// sweep trims when it freed this much. malloc_trim runs on the loop and walks
+// every arena, so at most once per kTrimEveryMs.
 constexpr std::size_t kTrimAfterReleases = 256;
 constexpr std::int64_t kTrimDelayMs = 100;
+constexpr std::int64_t kTrimEveryMs = 5000;
 constexpr std::size_t kTrimAfterSweptBytes = 1u << 20;
 }  // namespace
 
@@ -58,7 +64,7 @@ void Server::on_sweep() {
     freed += free_buffers(*c);
     return true;
   });
-  if (freed >= kTrimAfterSweptBytes) malloc_trim(0);
+  if (freed >= kTrimAfterSweptBytes) trim();
   if (!holding_.empty() && !sweep_armed_) {
     sweep_armed_ = true;
     sweep_ts_ = loop::at_ms(clock_.now_ms() + kSweepMs);
@@ -87,18 +93,36 @@ std::size_t Server::free_buffers(Conn& c) {
   return freed;
 }
 
-// Counts a released connection; many in a burst: trim once it is over.
+// Counts a released connection; after many, a trim follows shortly.
 void Server::note_release() {
-  if (++released_since_trim_ < kTrimAfterReleases || trim_armed_) return;
+  ++released_since_trim_;
+  if (released_since_trim_ < std::max(kTrimAfterReleases, open_conns_) || trim_armed_) return;
   trim_armed_ = true;
-  trim_ts_ = loop::at_ms(clock_.now_ms() + kTrimDelayMs);
+  const std::int64_t now = clock_.now_ms();
+  trim_ts_ = loop::at_ms(last_trim_ms_ == 0 ? now + kTrimDelayMs : std::max(now + kTrimDelayMs, last_trim_ms_ + kTrimEveryMs));
   ring_.timeout_at(&trim_ts_, pack(Tag{Op::trim, 0, 0}));
 }
 
 void Server::on_trim() {
   trim_armed_ = false;
+  if (!trim()) {  // a sweep trimmed meanwhile: this one comes when allowed
+    trim_armed_ = true;
+    trim_ts_ = loop::at_ms(last_trim_ms_ + kTrimEveryMs);
+    ring_.timeout_at(&trim_ts_, pack(Tag{Op::trim, 0, 0}));
+  }
+}
+
+// Gives freed memory back to the system, unless that was done less than
+// kTrimEveryMs ago (false). With no connection open, the call tables' node
+// pool (call_nodes_) is emptied first: no table uses it then.
+bool Server::trim() {
+  const std::int64_t now = clock_.now_ms();
+  if (last_trim_ms_ != 0 && now < last_trim_ms_ + kTrimEveryMs) return false;
+  last_trim_ms_ = now;
   released_since_trim_ = 0;
+  if (open_conns_ == 0) call_nodes_.release();
   malloc_trim(0);
+  return true;
 }
 
 }  // namespace ferry

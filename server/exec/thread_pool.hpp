@@ -1,6 +1,7 @@
 // Runs jobs on a set of threads with a bounded queue; the `thread` executor.
 // submit()/cancel()/stats() are thread-safe; results go to the CompletionSink
-// from pool threads.
+// from pool threads. After batch_wakes() (the loop's pools), submit() leaves
+// waking a thread to flush(), and both belong to one thread (the loop).
 //
 // A running call cannot be stopped from outside: cancel() sets the flag its
 // ctx.cancelled() reads. A thread whose call still runs 100 ms after that is

@@ -104,6 +104,70 @@ TEST_CASE("a pool at capacity refuses at once and admits again when a slot frees
   CHECK(sink.size() == 5);
 }
 
+TEST_CASE("batched wakes: bursts submitted without a wake run once flush() is called", "[pool]") {
+  Fixture f;
+  Collector sink;
+  ThreadPool pool("good", 2, 1000, sink, f.invoker);
+  pool.batch_wakes();  // as the loop's pools: submit() leaves the wake to flush()
+  int id = 0;
+  for (int burst = 0; burst < 20; ++burst) {
+    for (int i = 0; i < 16; ++i, ++id) REQUIRE(pool.submit(f.job(id + 1, "good.add", "[" + std::to_string(id) + ",1]")));
+    pool.flush();
+    sink.wait_for(std::size_t(id));  // every burst completes: no job waits for a wake that never comes
+  }
+  auto done = sink.wait_for(320);
+  std::set<std::uint64_t> ids;
+  for (const auto& c : done) {
+    CHECK(c.code == FERRY_OK);
+    CHECK(c.data == std::to_string(c.ref.call_id));
+    ids.insert(c.ref.call_id);
+  }
+  CHECK(ids.size() == 320);
+  pool.stop();
+}
+
+// Resubmits the next job of a chain from inside complete(), on the pool thread.
+class Chain final : public ferry::CompletionSink {
+ public:
+  Chain(Fixture& f, int length) : f_(f), length_(length) {}
+  ThreadPool* pool = nullptr;
+  void complete(Completion&& c) override {
+    std::lock_guard lock(mu_);
+    ++done_;
+    if (c.code != FERRY_OK) ++failed_;
+    if (int(c.ref.call_id) < length_ && !pool->submit(f_.job(c.ref.call_id + 1, "good.add", "[1,1]"))) ++refused_;
+    cv_.notify_all();
+  }
+  void wait_done(int n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return done_ >= n || refused_ > 0; });
+  }
+  int done() { std::lock_guard lock(mu_); return done_; }
+  int refused() { std::lock_guard lock(mu_); return refused_; }
+  int failed() { std::lock_guard lock(mu_); return failed_; }
+
+ private:
+  Fixture& f_;
+  const int length_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int done_ = 0, refused_ = 0, failed_ = 0;
+};
+
+TEST_CASE("a call's slot is free before its completion is posted: a caller reacting to it is admitted",
+          "[pool]") {
+  Fixture f;
+  Chain chain(f, 50);
+  ThreadPool pool("good", 1, 0, chain, f.invoker);  // capacity 1: the next call fits only once this one left
+  chain.pool = &pool;
+  REQUIRE(pool.submit(f.job(1, "good.add", "[1,1]")));
+  chain.wait_done(50);
+  CHECK(chain.refused() == 0);
+  CHECK(chain.done() == 50);
+  CHECK(chain.failed() == 0);
+  pool.stop();
+}
+
 TEST_CASE("stop() finishes every admitted job before joining", "[pool]") {
   Fixture f;
   Collector sink;

@@ -96,9 +96,8 @@ double connections(ferry::Client& c) {
 }
 
 // A blocking connection whose connect, sends and reads give up after 20 s
-// (a Unix connect waits while ferryd's backlog is full).
-// A connected socket, or -1. A connect waiting for room in the listen
-// backlog can be interrupted by a signal (EINTR): it is tried again on a new socket.
+// (a Unix connect waits while ferryd's backlog is full), or -1. A connect
+// interrupted by a signal (EINTR) is tried again on a new socket.
 int open_conn(const std::string& path) {
   for (int attempt = 0; attempt < 100; ++attempt) {
     const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
