@@ -112,21 +112,56 @@ bool ProcessPool::submit(Job&& job) {
   return true;
 }
 
-int ProcessPool::busy() const {
-  return int(std::count_if(workers_.begin(), workers_.end(),
-                           [](const Worker& w) { return w.state == State::busy; }));
+// Ready, not on its way out, its pipeline not full.
+bool ProcessPool::takes_calls(const Worker& w) const {
+  return (w.state == State::idle || w.state == State::busy) && !w.killed && !w.ending && w.drain_why.empty() &&
+         int(w.calls_in.size()) < opt_.cfg->pipeline_depth;
+}
+
+// What a call takes of its worker's channel buffer: its payload inline, or
+// little more than a header for a memfd (counted as one full inline body,
+// so only one rides in a pipeline).
+std::size_t ProcessPool::wire_bytes(const Job& job) {
+  return std::min(job.payload.size(), channel::kInlineMax) + sizeof(channel::Header);
+}
+
+// The worker for `job`, or -1: an idle one if any; else the one with the
+// fewest calls in flight among those with room for it behind its running
+// call (pipeline_depth, kPipelineBytes), unless that call has run for over
+// kPipelineAfterNs (a slow call: the next call is better off waiting here
+// for whichever worker frees up first) or a worker is starting (it takes
+// calls in milliseconds).
+int ProcessPool::worker_for(const Job* job) const {
+  int best = -1;
+  std::int64_t now_ns = 0;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const Worker& w = workers_[i];
+    if (!takes_calls(w)) continue;
+    if (w.calls_in.empty()) return int(i);
+    if (starting_ > 0) continue;
+    if (now_ns == 0) now_ns = clock_.now_ns();
+    if (now_ns - w.head_ns > kPipelineAfterNs) continue;
+    if (job != nullptr && w.bytes_in + wire_bytes(*job) > kPipelineBytes) continue;
+    if (best < 0 || w.calls_in.size() < workers_[std::size_t(best)].calls_in.size()) best = int(i);
+  }
+  return best;
 }
 
 void ProcessPool::dispatch() {
-  for (std::uint16_t i = 0; i < workers_.size() && !queue_.empty(); ++i) {
-    if (workers_[i].state != State::idle || workers_[i].killed || workers_[i].ending) continue;
+  starting_ = int(std::count_if(workers_.begin(), workers_.end(), [](const Worker& w) {
+    return w.state == State::spawning || w.state == State::starting;
+  }));
+  while (!queue_.empty() && worker_for(nullptr) >= 0) {
     Job job;
     while (queue_.pop(&job)) {
       if (job.deadline_ms == 0 || clock_.now_ms() < job.deadline_ms) break;
       finish(job, FERRY_E_TIMEOUT, "deadline passed before the call started");
       job.fn.reset();
     }
-    if (job.fn) start_call(i, std::move(job));
+    if (!job.fn) return;
+    const int i = worker_for(&job);
+    if (i < 0) return queue_.requeue(std::move(job));  // too big for any pipeline now
+    start_call(std::uint16_t(i), std::move(job));
   }
 }
 
@@ -134,19 +169,35 @@ void ProcessPool::start_call(std::uint16_t i, Job&& job) {
   Worker& w = workers_[i];
   const auto& names = opt_.functions;
   const auto it = std::lower_bound(names.begin(), names.end(), job.fn->name);
-  channel::Header h{channel::Type::call, job.stream ? channel::kFlagPartials : 0, ++w.calls, job.deadline_ms,
+  const bool stream = job.stream;
+  channel::Header h{channel::Type::call, stream ? channel::kFlagPartials : 0, ++w.calls, job.deadline_ms,
                     std::uint32_t(it - names.begin())};
-  w.credit = job.stream ? make_credit(i) : nullptr;
-  w.partials = w.partial_bytes = 0;
-  w.partial_chunks.clear();
-  job.started_ns = clock_.now_ns();
+  job.started_ns = clock_.now_ns();  // until its reply says how long it ran
   const Status sent = channel::send(w.proc.channel, h, job.payload);
-  w.call.emplace(std::move(job));
+  w.bytes_in += wire_bytes(job);
+  if (w.calls_in.empty()) w.head_ns = job.started_ns;
+  w.calls_in.push_back(InFlight{std::move(job), h.id});
+  if (stream) w.calls_in.back().credit = make_credit(i);
+  ++in_flight_;
   w.state = State::busy;
+  const std::uint64_t max = opt_.cfg->max_calls_per_worker;
+  if (max != 0 && w.calls >= max) w.drain_why = "served " + std::to_string(w.calls) + " calls (max_calls_per_worker)";
   if (!sent.ok()) {
     spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, sent.message());
     return kill_worker(w);  // the exit handler answers the call
   }
+}
+
+// The worker's oldest call is answered: the next one runs now.
+void ProcessPool::pop_call(std::uint16_t i) {
+  Worker& w = workers_[i];
+  w.bytes_in -= std::min(w.bytes_in, wire_bytes(w.calls_in.front().job));
+  w.calls_in.pop_front();
+  --in_flight_;
+  w.partials = w.partial_bytes = 0;
+  w.partial_chunks.clear();
+  w.head_ns = clock_.now_ns();  // the next call runs from about now
+  if (w.state == State::busy && w.calls_in.empty()) w.state = State::idle;
 }
 
 void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& cqe) {
@@ -164,7 +215,7 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
       if (!stopping_ && !ending_all_ && w.state == State::backoff) spawn(i);
       return;
     case kKill:
-      if (cqe.res == -ETIME) on_kill_timer(i);  // not -ECANCELED: the call returned in time
+      if (cqe.res == -ETIME) on_kill_timer(i);
       return;
     case kEndGrace: return on_end_grace(i);
     case kExitSummary:
@@ -209,38 +260,46 @@ void ProcessPool::on_ready(Worker& w, const std::string& body) {
   spdlog::debug("plugin {}: worker {} ready in {} ms", opt_.plugin, w.proc.pid, clock_.now_ms() - w.spawned_ms);
 }
 
+// Is h the reply to worker w's running call (its oldest)?
+bool ProcessPool::answers_running(const Worker& w, const channel::Header& h) {
+  return !w.calls_in.empty() && h.id == w.calls_in.front().seq && h.code < FERRY_CODE_COUNT;
+}
+
+// The running call's reply: its result, or dropped if the call was
+// cancelled meanwhile (the loop answered it then).
+void ProcessPool::answer_running(std::uint16_t i, const channel::Header& h, std::string& body) {
+  InFlight& call = workers_[i].calls_in.front();
+  if (call.cancel_code != FERRY_OK) {
+    finish(call.job, call.cancel_code, "cancelled; the call returned");
+  } else {
+    finish(call.job, ferry_code(h.code), std::move(body), h.deadline_ms);
+  }
+  pop_call(i);
+}
+
 void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::string& body) {
   Worker& w = workers_[i];
-  if (w.state != State::busy || h.id != w.calls || h.code >= FERRY_CODE_COUNT) {
+  if (!answers_running(w, h)) {
     spdlog::error("plugin {}: worker {} sent an unexpected reply", opt_.plugin, w.proc.pid);
     return kill_worker(w);
   }
-  if (w.cancel_code != FERRY_OK) {  // it stopped in time: keep the worker
-    reactor_.ring().cancel(loop::Reactor::tag(id_, kKill, i), loop::Reactor::tag(id_, kIgnore, i));
-    finish(*w.call, w.cancel_code, "cancelled; the call returned");
-    w.cancel_code = FERRY_OK;
-  } else {
-    finish(*w.call, ferry_code(h.code), std::move(body));
-  }
-  w.call.reset();
-  w.credit.reset();
-  w.state = State::idle;
+  answer_running(i, h, body);
+  if (!w.calls_in.empty() && w.calls_in.front().cancel_code != FERRY_OK) arm_kill(i);  // it skips that one
   after_call(i);
 }
 
-// Recycles a worker that served its quota or grew too big, else gives it work.
+// Recycles a worker that served its quota or grew too big once its calls
+// are answered (it takes no more meanwhile), else gives it work.
 void ProcessPool::after_call(std::uint16_t i) {
   Worker& w = workers_[i];
   const auto& cfg = *opt_.cfg;
-  if (cfg.max_calls_per_worker != 0 && w.calls >= cfg.max_calls_per_worker) {
-    return retire(i, "served " + std::to_string(w.calls) + " calls (max_calls_per_worker)");
-  }
-  if (cfg.max_rss_mb != 0) {
+  if (cfg.max_rss_mb != 0 && w.drain_why.empty()) {
     const std::uint64_t kb = rss_kb(w.proc.pid);
     if (kb > cfg.max_rss_mb * 1024) {
-      return retire(i, "RSS " + std::to_string(kb / 1024) + " MB over max_rss_mb " + std::to_string(cfg.max_rss_mb));
+      w.drain_why = "RSS " + std::to_string(kb / 1024) + " MB over max_rss_mb " + std::to_string(cfg.max_rss_mb);
     }
   }
+  if (!w.drain_why.empty() && w.calls_in.empty() && !w.killed && !w.ending) retire(i, w.drain_why);
   dispatch();
 }
 
@@ -261,29 +320,73 @@ void ProcessPool::on_exit(std::uint16_t i) {
     if (w.proc.pidfd >= 0) reactor_.ring().poll_once(w.proc.pidfd, loop::Reactor::tag(id_, kExit, i));
     return;
   }
+  read_replies_at_exit(i);
+  if (w.kill_seq == 0 && !w.calls_in.empty()) w.cancel_code = w.calls_in.front().cancel_code;
   finish_log(i);  // its last words first
   note_worker_exit(i, *exit);
-  if (w.call) {
-    finish(*w.call, death_code(w, exit->how, exit->status), death_message(w, exit->how, exit->status));
-    w.call.reset();
-    w.credit.reset();
-  }
+  fail_or_requeue(i, exit->how, exit->status);
   const bool started = w.state != State::starting;
   if (!started) w.backoff.failed();
   reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
   if (w.ending) reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kEndGrace, i), loop::Reactor::tag(id_, kIgnore, i));
-  if (w.cancel_code != FERRY_OK) {  // it died in its cancel grace: that timer must not hit its replacement
-    reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kKill, i), loop::Reactor::tag(id_, kIgnore, i));
-  }
   close(w.proc.channel);
   close(w.proc.pidfd);
   w.proc = SpawnedWorker{};
   w.state = State::empty;
   if (ending_all_) return check_ended();
+  dispatch();  // the calls put back, to the other workers
   if (stopping_ || (retiring_ && queue_.empty())) return;
   ++restarts_;
   if (started) return spawn(i), void();
   schedule_respawn(i);
+}
+
+// A dead worker's channel may still hold replies it sent before it died:
+// they answer their calls, so that the death is blamed on the call it was
+// running when it died, not on one it had finished.
+void ProcessPool::read_replies_at_exit(std::uint16_t i) {
+  Worker& w = workers_[i];
+  channel::Header h;
+  std::string body;
+  for (int n = 0; n < kMessagesPerWake && !w.calls_in.empty() && w.proc.channel >= 0; ++n) {
+    const Result<channel::Received> got = channel::recv(w.proc.channel, &h, &body, kMaxReply);
+    if (!got.ok() || *got != channel::Received::message) return;
+    if (h.type == channel::Type::log) {
+      on_log(i, h, body);
+    } else if (h.type == channel::Type::violation) {
+      w.violation = int(h.code);
+    } else if (h.type == channel::Type::fatal) {
+      w.fatal_signal = int(h.code);
+    } else if (h.type == channel::Type::reply) {
+      if (!answers_running(w, h)) return;
+      answer_running(i, h, body);
+    } else if (h.type != channel::Type::partial) {
+      return;
+    }
+  }
+}
+
+// A dead worker's calls: the one it was running gets the error its death
+// means (unless ferryd killed it for a call that has since returned); the
+// ones behind it never started, so they go back to the front of the queue
+// in their order, or are answered now if they were cancelled meanwhile.
+void ProcessPool::fail_or_requeue(std::uint16_t i, int how, int status) {
+  Worker& w = workers_[i];
+  if (!w.calls_in.empty() && (w.kill_seq == 0 || w.calls_in.front().seq == w.kill_seq)) {
+    finish(w.calls_in.front().job, death_code(w, how, status), death_message(w, how, status));
+    pop_call(i);
+  }
+  for (auto it = w.calls_in.rbegin(); it != w.calls_in.rend(); ++it) {
+    if (it->cancel_code != FERRY_OK) {
+      finish(it->job, it->cancel_code, "cancelled before it started");
+    } else {
+      it->job.started_ns = 0;
+      queue_.requeue(std::move(it->job));
+    }
+  }
+  in_flight_ -= int(w.calls_in.size());
+  w.calls_in.clear();
+  w.bytes_in = 0;
 }
 
 // Crash-loop guard (Backoff): 100 ms, 200 ms, ... up to 30 s between start attempts.
@@ -318,11 +421,14 @@ std::string ProcessPool::death_message(const Worker& w, int how, int status) con
   return "worker crashed: SIG" + sig + " (" + strsignal(status) + ")";
 }
 
-void ProcessPool::finish(Job& job, ferry_code code, std::string data) {
+// `ran_ns`: how long the worker says the call ran (0: unknown), so its time
+// waiting in the worker's pipeline counts as queued, not running.
+void ProcessPool::finish(Job& job, ferry_code code, std::string data, std::int64_t ran_ns) {
   ++completed_;
   Completion c{job.ref, code, std::move(data)};
-  c.started_ns = job.started_ns;
   c.finished_ns = clock_.now_ns();
+  c.started_ns = job.started_ns;
+  if (ran_ns > 0 && job.started_ns != 0) c.started_ns = std::max(job.started_ns, c.finished_ns - ran_ns);
   sink_.complete(std::move(c));
 }
 
@@ -330,29 +436,47 @@ void ProcessPool::cancel(const CallRef& ref, ferry_code why) {
   Job job;
   if (queue_.take(ref, &job)) return finish(job, why, "cancelled before it started");
   for (std::uint16_t i = 0; i < workers_.size(); ++i) {
-    Worker& w = workers_[i];
-    if (w.state != State::busy || !w.call || !(w.call->ref == ref) || w.killed) continue;
-    return cancel_running(i, why);
+    for (InFlight& call : workers_[i].calls_in) {
+      if (call.job.ref == ref) return cancel_sent(i, call, why);
+    }
   }
 }
 
-// Tells the worker (its control thread cancels the call's CallControl) and
-// kills it if the call has not returned within kCancelGraceMs.
-void ProcessPool::cancel_running(std::uint16_t i, ferry_code why) {
+// Tells the worker: the running call's CallControl is cancelled (it may
+// not have started yet: then it starts cancelled), a call waiting behind it
+// never runs. A killed worker is told nothing: its exit answers the call.
+void ProcessPool::cancel_sent(std::uint16_t i, InFlight& call, ferry_code why) {
   Worker& w = workers_[i];
-  if (w.cancel_code != FERRY_OK) return;  // already told
-  w.cancel_code = why;
-  const Status sent = channel::send(w.proc.channel, channel::Header{channel::Type::cancel, 0, w.calls}, {});
-  if (!sent.ok()) return kill_worker(w);  // the exit handler completes the call
-  w.kill_ts = loop::at_ms(clock_.now_ms() + kCancelGraceMs);
-  reactor_.ring().timeout_at(&w.kill_ts, loop::Reactor::tag(id_, kKill, i));
-  drop_partials(i);
+  if (call.cancel_code != FERRY_OK) return;  // already told
+  call.cancel_code = why;
+  if (w.killed) return;
+  const bool running = &call == &w.calls_in.front();
+  const channel::Header h{channel::Type::cancel, running ? 0 : channel::kFlagQueued, call.seq};
+  if (!channel::send(w.proc.channel, h, {}).ok()) return kill_worker(w);  // the exit handler completes the call
+  if (!running) return call.credit.reset();
+  arm_kill(i);
+  drop_partials(i);  // last: it may read replies, which changes calls_in
 }
 
+// The running call was cancelled: its worker is killed if the call has not
+// returned within kCancelGraceMs (one that had not started returns at once).
+void ProcessPool::arm_kill(std::uint16_t i) {
+  Worker& w = workers_[i];
+  InFlight& call = w.calls_in.front();
+  call.kill_by_ms = clock_.now_ms() + kCancelGraceMs;
+  w.kill_ts = loop::at_ms(call.kill_by_ms);
+  reactor_.ring().timeout_at(&w.kill_ts, loop::Reactor::tag(id_, kKill, i));
+}
 
+// A timer of arm_kill(): of the running call, or of one that returned in
+// time (then the running call is another, not due yet, or not cancelled).
 void ProcessPool::on_kill_timer(std::uint16_t i) {
   Worker& w = workers_[i];
-  if (w.state != State::busy || w.cancel_code == FERRY_OK || w.killed) return;  // it returned in time
+  if (w.killed || w.calls_in.empty()) return;
+  const InFlight& call = w.calls_in.front();
+  if (call.cancel_code == FERRY_OK || clock_.now_ms() < call.kill_by_ms) return;
+  w.kill_seq = call.seq;
+  w.cancel_code = call.cancel_code;
   kill_worker(w);  // the exit handler completes the call and logs why (note_worker_exit)
 }
 

@@ -29,6 +29,10 @@ enum class Type : std::uint32_t {
 inline constexpr std::uint32_t kFlagMemfd = 1;  // body is in the attached memfd
 inline constexpr std::uint32_t kFlagPartials = 2;  // CALL: the client asked for partial results
 inline constexpr std::uint32_t kFlagMore = 4;      // PARTIAL: a chunk; more of this partial follows
+// CANCEL: calls sent before this one are unanswered (it waits behind them):
+// if it has not started, it never runs. Without it, a call that has not
+// started yet starts with its cancellation set.
+inline constexpr std::uint32_t kFlagQueued = 8;
 inline constexpr std::size_t kInlineMax = 48 * 1024;
 // A LOG message's text is cut at this many bytes (by the worker, and again
 // by ferryd for a worker that does not).

@@ -29,7 +29,7 @@ void Control::read_loop() {
     if (got.ok() && *got == channel::Received::eof) return on_eof();  // ferryd is done with us
     if (!got.ok() || *got != channel::Received::message) return close(4);
     if (h.type == channel::Type::cancel) {
-      on_cancel(h.id);
+      on_cancel(h);
       continue;
     }
     if (h.type != channel::Type::call) return close(4);
@@ -40,12 +40,18 @@ void Control::read_loop() {
   }
 }
 
-// ferryd sends at most one call at a time, so a cancel names the running
-// call, or the next one when it overtook the main thread.
-void Control::on_cancel(std::uint64_t id) {
+// A cancel names the running call, or one that has not started: queued
+// behind others in ferryd's view (kFlagQueued: it never runs), else the next
+// one, which the cancel overtook (it starts cancelled). For a call already
+// answered it comes too late and is ignored.
+void Control::on_cancel(const channel::Header& h) {
   std::lock_guard lock(mu_);
-  cancelled_ = id;
-  if (running_ == id) control_.cancel();
+  if (running_ == h.id) return control_.cancel();
+  for (Call& c : calls_) {
+    if (c.header.id != h.id) continue;
+    c.skip = (h.flags & channel::kFlagQueued) != 0;
+    c.cancel_first = true;
+  }
 }
 
 // ferryd ends a worker only between calls, so an end of the channel during a
@@ -77,7 +83,7 @@ bool Control::next(Call* call) {
   calls_.pop_front();
   running_ = call->header.id;
   control_.reset(call->header.deadline_ms);
-  if (cancelled_ == running_) control_.cancel();
+  if (call->cancel_first) control_.cancel();
   return true;
 }
 
