@@ -108,7 +108,7 @@ void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, Result<S
 
 bool ProcessPool::submit(Job&& job) {
   if (stopping_ || !queue_.admit(std::move(job), busy())) return false;
-  dispatch();
+  if (!batching_) dispatch();
   return true;
 }
 
@@ -129,16 +129,18 @@ std::size_t ProcessPool::wire_bytes(const Job& job) {
 // fewest calls in flight among those with room for it behind its running
 // call (pipeline_depth, kPipelineBytes), unless that call has run for over
 // kPipelineAfterNs (a slow call: the next call is better off waiting here
-// for whichever worker frees up first) or a worker is starting (it takes
-// calls in milliseconds).
+// for whichever worker frees up first). A worker that is starting takes
+// calls in milliseconds: as many queued calls as there are such workers
+// wait for them, not behind another call.
 int ProcessPool::worker_for(const Job* job) const {
+  const int queued = queue_.size() + (job != nullptr ? 1 : 0);  // `job` was popped
   int best = -1;
   std::int64_t now_ns = 0;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     const Worker& w = workers_[i];
     if (!takes_calls(w)) continue;
     if (w.calls_in.empty()) return int(i);
-    if (starting_ > 0) continue;
+    if (queued <= starting_) continue;  // the starting workers take those
     if (now_ns == 0) now_ns = clock_.now_ns();
     if (now_ns - w.head_ns > kPipelineAfterNs) continue;
     if (job != nullptr && w.bytes_in + wire_bytes(*job) > kPipelineBytes) continue;
@@ -158,10 +160,27 @@ void ProcessPool::dispatch() {
       finish(job, FERRY_E_TIMEOUT, "deadline passed before the call started");
       job.fn.reset();
     }
-    if (!job.fn) return;
+    if (!job.fn) break;
     const int i = worker_for(&job);
-    if (i < 0) return queue_.requeue(std::move(job));  // too big for any pipeline now
+    if (i < 0) {
+      queue_.requeue(std::move(job));  // too big for any pipeline now
+      break;
+    }
     start_call(std::uint16_t(i), std::move(job));
+  }
+  send_outboxes();
+}
+
+// One burst per worker: it wakes once for all its new calls.
+void ProcessPool::send_outboxes() {
+  for (Worker& w : workers_) {
+    if (w.outbox.empty()) continue;
+    const Status sent = channel::send_many(w.proc.channel, w.outbox.data(), w.outbox.size());
+    w.outbox.clear();
+    if (!sent.ok()) {
+      spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, sent.message());
+      kill_worker(w);  // the exit handler answers its calls
+    }
   }
 }
 
@@ -173,19 +192,15 @@ void ProcessPool::start_call(std::uint16_t i, Job&& job) {
   channel::Header h{channel::Type::call, stream ? channel::kFlagPartials : 0, ++w.calls, job.deadline_ms,
                     std::uint32_t(it - names.begin())};
   job.started_ns = clock_.now_ns();  // until its reply says how long it ran
-  const Status sent = channel::send(w.proc.channel, h, job.payload);
   w.bytes_in += wire_bytes(job);
   if (w.calls_in.empty()) w.head_ns = job.started_ns;
   w.calls_in.push_back(InFlight{std::move(job), h.id});
+  w.outbox.push_back(channel::Outgoing{h, w.calls_in.back().job.payload});  // deque: the payload stays put
   if (stream) w.calls_in.back().credit = make_credit(i);
   ++in_flight_;
   w.state = State::busy;
   const std::uint64_t max = opt_.cfg->max_calls_per_worker;
   if (max != 0 && w.calls >= max) w.drain_why = "served " + std::to_string(w.calls) + " calls (max_calls_per_worker)";
-  if (!sent.ok()) {
-    spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, sent.message());
-    return kill_worker(w);  // the exit handler answers the call
-  }
 }
 
 // The worker's oldest call is answered: the next one runs now.
@@ -289,7 +304,8 @@ void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::strin
 }
 
 // Recycles a worker that served its quota or grew too big once its calls
-// are answered (it takes no more meanwhile), else gives it work.
+// are answered (it takes no more meanwhile). New work comes from
+// read_channel()'s dispatch(), once per wake-up.
 void ProcessPool::after_call(std::uint16_t i) {
   Worker& w = workers_[i];
   const auto& cfg = *opt_.cfg;
@@ -300,7 +316,6 @@ void ProcessPool::after_call(std::uint16_t i) {
     }
   }
   if (!w.drain_why.empty() && w.calls_in.empty() && !w.killed && !w.ending) retire(i, w.drain_why);
-  dispatch();
 }
 
 void ProcessPool::retire(std::uint16_t i, const std::string& why) {

@@ -59,6 +59,10 @@ class ProcessPool final : public Executor, public loop::IoClient {
   ~ProcessPool() override;
 
   bool submit(Job&& job) override;
+  // After batch_wakes(), submit() only queues: flush() (once per loop turn)
+  // sends the turn's calls, one sendmmsg() per worker.
+  void batch_wakes() override { batching_ = true; }
+  void flush() override { dispatch(); }
   void cancel(const CallRef& ref, ferry_code why) override;
   void retire() override { retiring_ = true; }
   // Ends every worker (Executor::end): each gets kEndGraceMs after its
@@ -112,6 +116,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     State state = State::empty;
     std::deque<InFlight> calls_in;  // in the order sent: the front one runs, the rest wait
     std::size_t bytes_in = 0;       // their wire_bytes()
+    std::vector<channel::Outgoing> outbox;  // CALLs dispatch() sends at its end, bodies in calls_in
     std::int64_t head_ns = 0;       // when the running call started, as ferryd knows it
     std::uint64_t calls = 0;        // CALLs sent
     std::string drain_why;          // set: takes no more calls, recycled once calls_in is empty
@@ -170,6 +175,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   static std::size_t wire_bytes(const Job& job);
   int worker_for(const Job* job) const;
   void start_call(std::uint16_t i, Job&& job);
+  void send_outboxes();
   void pop_call(std::uint16_t i);
   static bool answers_running(const Worker& w, const channel::Header& h);
   void answer_running(std::uint16_t i, const channel::Header& h, std::string& body);
@@ -208,6 +214,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   std::vector<Worker> workers_;
   int in_flight_ = 0;  // calls sent to workers, not answered yet
   int starting_ = 0;   // workers spawning or starting, as dispatch() last counted
+  bool batching_ = false;  // batch_wakes(): submit() leaves dispatching to flush()
   std::uint64_t completed_ = 0;
   std::uint64_t restarts_ = 0;
   std::array<std::uint64_t, kExitReasonCount> exit_counts_{};  // by ExitReason, for metrics

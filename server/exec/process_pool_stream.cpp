@@ -49,6 +49,7 @@ void ProcessPool::read_channel(std::uint16_t i) {
          (got = channel::recv(w.proc.channel, &h, &body, kMaxReply)).ok() && *got == channel::Received::message) {
     on_message(i, h, body);
   }
+  dispatch();  // the calls answered make room: one burst of new ones
   if (w.killed) return;
   if (!got.ok() && got.status().code() == FERRY_E_BAD_REQUEST) {
     spdlog::error("plugin {}: worker {} sent a malformed message ({})", opt_.plugin, w.proc.pid,

@@ -21,11 +21,21 @@ bool Control::closed() {
   return closed_;
 }
 
+// Reads a burst (whatever waits after the first message, up to kBurst
+// calls) before handing its calls over, so the main thread is woken once
+// per burst, not per call.
 void Control::read_loop() {
+  constexpr std::size_t kBurst = 64;
   channel::Header h;
   std::string body;
+  std::vector<Call> burst;
   while (true) {
-    const Result<channel::Received> got = channel::recv(channel_, &h, &body, max_body_);
+    const Result<channel::Received> got = channel::recv(channel_, &h, &body, max_body_, burst.empty());
+    if (got.ok() && *got == channel::Received::none) {
+      hand_over(&burst);
+      continue;
+    }
+    if (!got.ok() || *got != channel::Received::message || h.type != channel::Type::call) hand_over(&burst);
     if (got.ok() && *got == channel::Received::eof) return on_eof();  // ferryd is done with us
     if (!got.ok() || *got != channel::Received::message) return close(4);
     if (h.type == channel::Type::cancel) {
@@ -33,11 +43,18 @@ void Control::read_loop() {
       continue;
     }
     if (h.type != channel::Type::call) return close(4);
-    std::lock_guard lock(mu_);
-    calls_.push_back(Call{h, std::move(body)});
+    burst.push_back(Call{h, std::move(body)});
     body = {};
-    cv_.notify_one();
+    if (burst.size() >= kBurst) hand_over(&burst);
   }
+}
+
+void Control::hand_over(std::vector<Call>* burst) {
+  if (burst->empty()) return;
+  std::lock_guard lock(mu_);
+  for (Call& c : *burst) calls_.push_back(std::move(c));
+  burst->clear();
+  cv_.notify_one();
 }
 
 // A cancel names the running call, or one that has not started: queued

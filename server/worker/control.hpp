@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/call_control.hpp"
 #include "worker/channel.hpp"
@@ -46,6 +47,7 @@ class Control {
 
  private:
   void read_loop();
+  void hand_over(std::vector<Call>* burst);
   void on_cancel(const channel::Header& h);
   void on_eof();
   void close(int status);
