@@ -145,3 +145,37 @@ TEST_CASE("a call cancelled while it waits in a worker never runs, and its worke
   CHECK(counts["started"] == 1);  // only the first ignore ran
   CHECK(plugin_status(*c, "ops")["restarts"] == 0);
 }
+
+TEST_CASE("streamed calls in a pipeline: each call's partials, in order, then its result; plain calls between",
+          "[process][pipeline][stream]") {
+  FerrydProcess d({plugin_path("demo")}, one_worker("demo", 8));
+  auto c = connect(d);
+  status_until(*c, "demo", [](const json& st) { return st["processes"][0]["state"] == "idle"; }, "worker up");
+  std::map<std::uint64_t, std::vector<std::string>> partials;
+  std::set<std::uint64_t> streamed, plain;
+  for (int i = 0; i < 4; ++i) {
+    streamed.insert(c->send_stream("demo.count", "[50, 0]"));
+    plain.insert(c->send_call("demo.echo", "[" + std::to_string(i) + "]"));
+  }
+  std::size_t finals = 0;
+  while (finals < 8) {
+    auto r = c->read_reply();
+    REQUIRE(r.has_value());
+    if (r->kind == ferry::ReplyKind::partial) {
+      REQUIRE(streamed.count(r->call_id) == 1);
+      partials[r->call_id].push_back(r->data);
+      continue;
+    }
+    ++finals;
+    CHECK(r->code == FERRY_OK);
+    if (streamed.count(r->call_id) == 1) {
+      CHECK(r->data == "50");
+      REQUIRE(partials[r->call_id].size() == 50);
+      for (int k = 0; k < 50; ++k) CHECK(partials[r->call_id][std::size_t(k)] == std::to_string(k + 1));
+    } else {
+      CHECK(plain.count(r->call_id) == 1);
+    }
+  }
+  no_more_replies(*c);
+  CHECK(plugin_status(*c, "demo")["restarts"] == 0);
+}
