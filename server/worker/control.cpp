@@ -95,7 +95,7 @@ bool Control::next(Call* call) {
   running_ = 0;
   cv_.notify_all();  // on_eof() may wait for the call to end
   cv_.wait(lock, [&] { return !calls_.empty() || closed_; });
-  if (calls_.empty()) return false;
+  if (closed_) return false;  // ferryd is gone (or spoke nonsense): what is queued never starts
   *call = std::move(calls_.front());
   calls_.pop_front();
   running_ = call->header.id;
