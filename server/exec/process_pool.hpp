@@ -118,6 +118,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::size_t bytes_in = 0;       // their wire_bytes()
     std::vector<channel::Outgoing> outbox;  // CALLs dispatch() sends at its end, bodies in calls_in
     std::int64_t head_ns = 0;       // when the running call started, as ferryd knows it
+    bool refill = false;            // dispatch() may add calls: it had at most half its depth then
     std::uint64_t calls = 0;        // CALLs sent
     std::string drain_why;          // set: takes no more calls, recycled once calls_in is empty
     int violation = -1;  // syscall reported by the SIGSYS handler

@@ -33,7 +33,7 @@ std::size_t ProcessPool::wire_bytes(const Job& job) {
 
 // The worker for `job`, or -1: an idle one if any; else the one with the
 // fewest calls in flight among those with room for it behind its running
-// call (pipeline_depth, kPipelineBytes), unless that call has run for over
+// call (pipeline_depth, kPipelineBytes, Worker::refill), unless that call has run for over
 // kPipelineAfterNs (a slow call: the next call is better off waiting here
 // for whichever worker frees up first). A worker that is starting takes
 // calls in milliseconds: as many queued calls as there are such workers
@@ -46,6 +46,7 @@ int ProcessPool::worker_for(const Job* job) const {
     const Worker& w = workers_[i];
     if (!takes_calls(w)) continue;
     if (w.calls_in.empty()) return int(i);
+    if (!w.refill) continue;
     if (queued <= starting_) continue;  // the starting workers take those
     if (now_ns == 0) now_ns = clock_.now_ns();
     if (now_ns - w.head_ns > kPipelineAfterNs) continue;
@@ -59,6 +60,9 @@ void ProcessPool::dispatch() {
   starting_ = int(std::count_if(workers_.begin(), workers_.end(), [](const Worker& w) {
     return w.state == State::spawning || w.state == State::starting;
   }));
+  // A worker's pipeline is topped up once it ran down to half: bursts of
+  // several calls, so it wakes once per burst, not once per reply.
+  for (Worker& w : workers_) w.refill = int(w.calls_in.size()) * 2 <= opt_.cfg->pipeline_depth;
   while (!queue_.empty() && worker_for(nullptr) >= 0) {
     Job job;
     while (queue_.pop(&job)) {
