@@ -160,6 +160,8 @@ const Field<PluginConfig> kPluginFields[] = {
        return read_int(c, n, k, 0, 1000000000, p.max_calls_per_worker); }},
     {"max_rss_mb", [](Ctx& c, const Node& n, const Key& k, PC& p) {
        return read_int(c, n, k, 0, 1048576, p.max_rss_mb); }},
+    {"pipeline_depth", [](Ctx& c, const Node& n, const Key& k, PC& p) {
+       return read_int(c, n, k, 1, 64, p.pipeline_depth); }},
     {"max_stuck_threads", [](Ctx& c, const Node& n, const Key& k, PC& p) {
        return read_int(c, n, k, 0, 1024, p.max_stuck_threads); }},
     {"sandbox", [](Ctx& c, const Node& n, const Key& k, PC& p) {

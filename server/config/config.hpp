@@ -30,6 +30,9 @@ struct PluginConfig {
   // Process executor only:
   std::uint64_t max_calls_per_worker = 0;  // Default: 0 (never recycle); 0..1000000000
   std::uint64_t max_rss_mb = 0;            // Default: 0 (no RSS check); 0..1048576
+  // Calls sent to one worker ahead of its replies: it runs them one after
+  // another, so a call may wait behind this many minus one in a worker.
+  int pipeline_depth = 16;                 // Default: 16; 1..64 (1: one call at a time)
   sandbox::Spec sandbox;                   // [plugins.NAME.sandbox]
   // [plugins.NAME.settings], any TOML, as the text of a JSON object: what the
   // plugin's init gets (plugin.settings()). Per plugin: [defaults] has none.

@@ -59,6 +59,27 @@ class JobQueue {
     }
     return false;
   }
+  // Puts back a job that was popped but never ran (its worker died with it
+  // still waiting there): first in its connection's FIFO, that connection
+  // next in its priority's rotation. Admission is not checked again: the
+  // job was counted as running until now.
+  void requeue(Job&& job) {
+    Level& lv = levels_[std::clamp(job.priority, 0, 2)];
+    Conn& c = conn(lv, job.ref.slot);
+    const std::uint32_t i = store(std::move(job));
+    nodes_[i].next = c.head;
+    if (c.head == kNone) {
+      c.tail = i;
+    } else {
+      leave(lv, &c);
+    }
+    c.head = i;
+    c.next = lv.first;
+    lv.first = &c;
+    if (lv.last == nullptr) lv.last = &c;
+    ++size_;
+    ++lv.size;
+  }
   // Moves the queued job with this ref into *out (a cancelled call); false
   // when it is not queued. Costs that connection's queue plus the rotation.
   bool take(const CallRef& ref, Job* out) {

@@ -106,49 +106,6 @@ void ProcessPool::on_spawned(std::uint16_t i, std::uint32_t generation, Result<S
   if (ending_all_) end_worker(i);  // its init gets its fini too
 }
 
-bool ProcessPool::submit(Job&& job) {
-  if (stopping_ || !queue_.admit(std::move(job), busy())) return false;
-  dispatch();
-  return true;
-}
-
-int ProcessPool::busy() const {
-  return int(std::count_if(workers_.begin(), workers_.end(),
-                           [](const Worker& w) { return w.state == State::busy; }));
-}
-
-void ProcessPool::dispatch() {
-  for (std::uint16_t i = 0; i < workers_.size() && !queue_.empty(); ++i) {
-    if (workers_[i].state != State::idle || workers_[i].killed || workers_[i].ending) continue;
-    Job job;
-    while (queue_.pop(&job)) {
-      if (job.deadline_ms == 0 || clock_.now_ms() < job.deadline_ms) break;
-      finish(job, FERRY_E_TIMEOUT, "deadline passed before the call started");
-      job.fn.reset();
-    }
-    if (job.fn) start_call(i, std::move(job));
-  }
-}
-
-void ProcessPool::start_call(std::uint16_t i, Job&& job) {
-  Worker& w = workers_[i];
-  const auto& names = opt_.functions;
-  const auto it = std::lower_bound(names.begin(), names.end(), job.fn->name);
-  channel::Header h{channel::Type::call, job.stream ? channel::kFlagPartials : 0, ++w.calls, job.deadline_ms,
-                    std::uint32_t(it - names.begin())};
-  w.credit = job.stream ? make_credit(i) : nullptr;
-  w.partials = w.partial_bytes = 0;
-  w.partial_chunks.clear();
-  job.started_ns = clock_.now_ns();
-  const Status sent = channel::send(w.proc.channel, h, job.payload);
-  w.call.emplace(std::move(job));
-  w.state = State::busy;
-  if (!sent.ok()) {
-    spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, sent.message());
-    return kill_worker(w);  // the exit handler answers the call
-  }
-}
-
 void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& cqe) {
   if (i >= workers_.size()) return;
   Worker& w = workers_[i];
@@ -164,7 +121,7 @@ void ProcessPool::on_io(std::uint8_t sub, std::uint16_t i, const io_uring_cqe& c
       if (!stopping_ && !ending_all_ && w.state == State::backoff) spawn(i);
       return;
     case kKill:
-      if (cqe.res == -ETIME) on_kill_timer(i);  // not -ECANCELED: the call returned in time
+      if (cqe.res == -ETIME) on_kill_timer(i);
       return;
     case kEndGrace: return on_end_grace(i);
     case kExitSummary:
@@ -211,37 +168,28 @@ void ProcessPool::on_ready(Worker& w, const std::string& body) {
 
 void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::string& body) {
   Worker& w = workers_[i];
-  if (w.state != State::busy || h.id != w.calls || h.code >= FERRY_CODE_COUNT) {
+  if (!answers_running(w, h)) {
     spdlog::error("plugin {}: worker {} sent an unexpected reply", opt_.plugin, w.proc.pid);
     return kill_worker(w);
   }
-  if (w.cancel_code != FERRY_OK) {  // it stopped in time: keep the worker
-    reactor_.ring().cancel(loop::Reactor::tag(id_, kKill, i), loop::Reactor::tag(id_, kIgnore, i));
-    finish(*w.call, w.cancel_code, "cancelled; the call returned");
-    w.cancel_code = FERRY_OK;
-  } else {
-    finish(*w.call, ferry_code(h.code), std::move(body));
-  }
-  w.call.reset();
-  w.credit.reset();
-  w.state = State::idle;
+  answer_running(i, h, body);
+  if (!w.calls_in.empty() && w.calls_in.front().cancel_code != FERRY_OK) arm_kill(i);  // it skips that one
   after_call(i);
 }
 
-// Recycles a worker that served its quota or grew too big, else gives it work.
+// Recycles a worker that served its quota or grew too big once its calls
+// are answered (it takes no more meanwhile). New work comes from
+// read_channel()'s dispatch(), once per wake-up.
 void ProcessPool::after_call(std::uint16_t i) {
   Worker& w = workers_[i];
   const auto& cfg = *opt_.cfg;
-  if (cfg.max_calls_per_worker != 0 && w.calls >= cfg.max_calls_per_worker) {
-    return retire(i, "served " + std::to_string(w.calls) + " calls (max_calls_per_worker)");
-  }
-  if (cfg.max_rss_mb != 0) {
+  if (cfg.max_rss_mb != 0 && w.drain_why.empty()) {
     const std::uint64_t kb = rss_kb(w.proc.pid);
     if (kb > cfg.max_rss_mb * 1024) {
-      return retire(i, "RSS " + std::to_string(kb / 1024) + " MB over max_rss_mb " + std::to_string(cfg.max_rss_mb));
+      w.drain_why = "RSS " + std::to_string(kb / 1024) + " MB over max_rss_mb " + std::to_string(cfg.max_rss_mb);
     }
   }
-  dispatch();
+  if (!w.drain_why.empty() && w.calls_in.empty() && !w.killed && !w.ending) retire(i, w.drain_why);
 }
 
 void ProcessPool::retire(std::uint16_t i, const std::string& why) {
@@ -261,29 +209,73 @@ void ProcessPool::on_exit(std::uint16_t i) {
     if (w.proc.pidfd >= 0) reactor_.ring().poll_once(w.proc.pidfd, loop::Reactor::tag(id_, kExit, i));
     return;
   }
+  read_replies_at_exit(i);
+  if (w.kill_seq == 0 && !w.calls_in.empty()) w.cancel_code = w.calls_in.front().cancel_code;
   finish_log(i);  // its last words first
   note_worker_exit(i, *exit);
-  if (w.call) {
-    finish(*w.call, death_code(w, exit->how, exit->status), death_message(w, exit->how, exit->status));
-    w.call.reset();
-    w.credit.reset();
-  }
+  fail_or_requeue(i, exit->how, exit->status);
   const bool started = w.state != State::starting;
   if (!started) w.backoff.failed();
   reactor_.ring().cancel(loop::Reactor::tag(id_, kChannel, i), loop::Reactor::tag(id_, kIgnore, i));
   if (w.ending) reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kEndGrace, i), loop::Reactor::tag(id_, kIgnore, i));
-  if (w.cancel_code != FERRY_OK) {  // it died in its cancel grace: that timer must not hit its replacement
-    reactor_.ring().timeout_remove(loop::Reactor::tag(id_, kKill, i), loop::Reactor::tag(id_, kIgnore, i));
-  }
   close(w.proc.channel);
   close(w.proc.pidfd);
   w.proc = SpawnedWorker{};
   w.state = State::empty;
   if (ending_all_) return check_ended();
+  dispatch();  // the calls put back, to the other workers
   if (stopping_ || (retiring_ && queue_.empty())) return;
   ++restarts_;
   if (started) return spawn(i), void();
   schedule_respawn(i);
+}
+
+// A dead worker's channel may still hold replies it sent before it died:
+// they answer their calls, so that the death is blamed on the call it was
+// running when it died, not on one it had finished.
+void ProcessPool::read_replies_at_exit(std::uint16_t i) {
+  Worker& w = workers_[i];
+  channel::Header h;
+  std::string body;
+  for (int n = 0; n < kMessagesPerWake && !w.calls_in.empty() && w.proc.channel >= 0; ++n) {
+    const Result<channel::Received> got = channel::recv(w.proc.channel, &h, &body, kMaxReply);
+    if (!got.ok() || *got != channel::Received::message) return;
+    if (h.type == channel::Type::log) {
+      on_log(i, h, body);
+    } else if (h.type == channel::Type::violation) {
+      w.violation = int(h.code);
+    } else if (h.type == channel::Type::fatal) {
+      w.fatal_signal = int(h.code);
+    } else if (h.type == channel::Type::reply) {
+      if (!answers_running(w, h)) return;
+      answer_running(i, h, body);
+    } else if (h.type != channel::Type::partial) {
+      return;
+    }
+  }
+}
+
+// A dead worker's calls: the one it was running gets the error its death
+// means (unless ferryd killed it for a call that has since returned); the
+// ones behind it never started, so they go back to the front of the queue
+// in their order, or are answered now if they were cancelled meanwhile.
+void ProcessPool::fail_or_requeue(std::uint16_t i, int how, int status) {
+  Worker& w = workers_[i];
+  if (!w.calls_in.empty() && (w.kill_seq == 0 || w.calls_in.front().seq == w.kill_seq)) {
+    finish(w.calls_in.front().job, death_code(w, how, status), death_message(w, how, status));
+    pop_call(i);
+  }
+  for (auto it = w.calls_in.rbegin(); it != w.calls_in.rend(); ++it) {
+    if (it->cancel_code != FERRY_OK) {
+      finish(it->job, it->cancel_code, "cancelled before it started");
+    } else {
+      it->job.started_ns = 0;
+      queue_.requeue(std::move(it->job));
+    }
+  }
+  in_flight_ -= int(w.calls_in.size());
+  w.calls_in.clear();
+  w.bytes_in = 0;
 }
 
 // Crash-loop guard (Backoff): 100 ms, 200 ms, ... up to 30 s between start attempts.
@@ -318,42 +310,15 @@ std::string ProcessPool::death_message(const Worker& w, int how, int status) con
   return "worker crashed: SIG" + sig + " (" + strsignal(status) + ")";
 }
 
-void ProcessPool::finish(Job& job, ferry_code code, std::string data) {
+// `ran_ns`: how long the worker says the call ran (0: unknown), so its time
+// waiting in the worker's pipeline counts as queued, not running.
+void ProcessPool::finish(Job& job, ferry_code code, std::string data, std::int64_t ran_ns) {
   ++completed_;
   Completion c{job.ref, code, std::move(data)};
-  c.started_ns = job.started_ns;
   c.finished_ns = clock_.now_ns();
+  c.started_ns = job.started_ns;
+  if (ran_ns > 0 && job.started_ns != 0) c.started_ns = std::max(job.started_ns, c.finished_ns - ran_ns);
   sink_.complete(std::move(c));
-}
-
-void ProcessPool::cancel(const CallRef& ref, ferry_code why) {
-  Job job;
-  if (queue_.take(ref, &job)) return finish(job, why, "cancelled before it started");
-  for (std::uint16_t i = 0; i < workers_.size(); ++i) {
-    Worker& w = workers_[i];
-    if (w.state != State::busy || !w.call || !(w.call->ref == ref) || w.killed) continue;
-    return cancel_running(i, why);
-  }
-}
-
-// Tells the worker (its control thread cancels the call's CallControl) and
-// kills it if the call has not returned within kCancelGraceMs.
-void ProcessPool::cancel_running(std::uint16_t i, ferry_code why) {
-  Worker& w = workers_[i];
-  if (w.cancel_code != FERRY_OK) return;  // already told
-  w.cancel_code = why;
-  const Status sent = channel::send(w.proc.channel, channel::Header{channel::Type::cancel, 0, w.calls}, {});
-  if (!sent.ok()) return kill_worker(w);  // the exit handler completes the call
-  w.kill_ts = loop::at_ms(clock_.now_ms() + kCancelGraceMs);
-  reactor_.ring().timeout_at(&w.kill_ts, loop::Reactor::tag(id_, kKill, i));
-  drop_partials(i);
-}
-
-
-void ProcessPool::on_kill_timer(std::uint16_t i) {
-  Worker& w = workers_[i];
-  if (w.state != State::busy || w.cancel_code == FERRY_OK || w.killed) return;  // it returned in time
-  kill_worker(w);  // the exit handler completes the call and logs why (note_worker_exit)
 }
 
 ExecutorStats ProcessPool::stats() const {

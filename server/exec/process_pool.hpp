@@ -1,10 +1,14 @@
 // The `process` executor: a plugin's calls run in pre-started, sandboxed
-// ferry-worker processes, one call per worker at a time. Supervised from the
+// ferry-worker processes. Each worker gets up to `pipeline_depth` calls ahead
+// of its replies and runs them in order, so the oldest call in flight is the
+// one running and the others have not started. Supervised from the
 // event loop: channel polls, pidfd exit polls and respawn timers are all
 // io_uring operations. Deadlines are the loop's (server/calls.hpp): at a
 // call's deadline it calls cancel(), which drops a queued call and tells the
-// worker of a running one (its ctx.cancelled() and cancel_fd() see it); a
-// worker that has not replied kCancelGraceMs later is killed. A dead worker fails only its own call and is
+// worker of a sent one (a running one's ctx.cancelled() and cancel_fd() see
+// it; one not started never runs); a worker whose running cancelled call has
+// not replied kCancelGraceMs later is killed. A dead worker fails only the
+// call it was running; the calls behind it go back to the queue. It is
 // replaced (with backoff when it dies before becoming ready). Workers
 // recycled, retired with their pool or stopped with ferryd end normally
 // (process_pool_end.cpp): their channel is closed, they run their plugin's
@@ -15,6 +19,7 @@
 
 #include <linux/time_types.h>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -54,6 +59,10 @@ class ProcessPool final : public Executor, public loop::IoClient {
   ~ProcessPool() override;
 
   bool submit(Job&& job) override;
+  // After batch_wakes(), submit() only queues: flush() (once per loop turn)
+  // sends the turn's calls, one sendmmsg() per worker.
+  void batch_wakes() override { batching_ = true; }
+  void flush() override { dispatch(); }
   void cancel(const CallRef& ref, ferry_code why) override;
   void retire() override { retiring_ = true; }
   // Ends every worker (Executor::end): each gets kEndGraceMs after its
@@ -82,20 +91,41 @@ class ProcessPool final : public Executor, public loop::IoClient {
   // The most ferryd reads of one reply, or of one partial's chunks together:
   // a hostile worker cannot make it hold more.
   static constexpr std::size_t kMaxReply = std::size_t(256) << 20;
+  // A worker with calls in flight takes another only while their bytes stay
+  // under this: CALLs waiting in the channel must fit its socket buffer
+  // (about 200 KiB), since ferryd's sends never wait.
+  static constexpr std::size_t kPipelineBytes = 64 * 1024;
+  // A worker whose running call has run this long takes no more calls
+  // behind it: pipelines are for short calls.
+  static constexpr std::int64_t kPipelineAfterNs = 2'000'000;
 
   class Credit;  // gives a streamed call's partial credit back to its worker
   enum Sub : std::uint8_t { kChannel = 1, kExit, kRespawn, kIgnore, kKill, kEndGrace,
                             kChannelMore, kStdout, kStderr, kStdoutMore, kStderrMore, kLogSummary, kExitSummary };
   enum class State { empty, backoff, spawning, starting, idle, busy, retiring };
+  // A call sent to a worker, not answered yet.
+  struct InFlight {
+    Job job;
+    std::uint64_t seq = 0;              // its CALL's id
+    ferry_code cancel_code = FERRY_OK;  // cancelled (or timed out): its reply is dropped
+    std::int64_t kill_by_ms = 0;        // running and cancelled: its worker is killed then
+    std::shared_ptr<Credit> credit;     // a streamed call's, while its partials are wanted
+  };
   struct Worker {
     SpawnedWorker proc;
     State state = State::empty;
-    std::optional<Job> call;
-    std::uint64_t calls = 0;
+    std::deque<InFlight> calls_in;  // in the order sent: the front one runs, the rest wait
+    std::size_t bytes_in = 0;       // their wire_bytes()
+    std::vector<channel::Outgoing> outbox;  // CALLs dispatch() sends at its end, bodies in calls_in
+    std::int64_t head_ns = 0;       // when the running call started, as ferryd knows it
+    bool refill = false;            // dispatch() may add calls: it had at most half its depth then
+    std::uint64_t calls = 0;        // CALLs sent
+    std::string drain_why;          // set: takes no more calls, recycled once calls_in is empty
     int violation = -1;  // syscall reported by the SIGSYS handler
     int fatal_signal = 0;  // signal the worker reported before exiting
-    ferry_code cancel_code = FERRY_OK;  // its call was cancelled (or timed out)
-    __kernel_timespec kill_ts{};         // when it is killed if that call has not returned
+    ferry_code cancel_code = FERRY_OK;  // at its exit: the running call's, if that was cancelled
+    std::uint64_t kill_seq = 0;          // killed at the cancel grace of this call
+    __kernel_timespec kill_ts{};         // when it is killed if the running call has not returned
     bool killed = false;  // SIGKILL sent: gets no more calls, whatever it still sends
     bool ending = false;  // asked to end (channel closed): gets no more calls
     std::int64_t end_by_ms = 0;  // killed if still running then
@@ -108,10 +138,10 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::int64_t spawned_ms = 0;
     std::uint32_t spawn_gen = 0;  // tells a spawn's result from an older one's
     __kernel_timespec respawn_ts{};
-    // Partial results of its call (if its client asked): forwarded to the
-    // loop, not yet taken. While a window's worth waits, its channel is not
-    // read, so the worker blocks in its send.
-    std::shared_ptr<Credit> credit;
+    // Partial results of its running call (if its client asked, see
+    // InFlight::credit): forwarded to the loop, not yet taken. While a
+    // window's worth waits, its channel is not read, so the worker blocks in
+    // its send.
     std::size_t partials = 0, partial_bytes = 0;
     std::string partial_chunks;  // a partial arriving in chunks, so far
     bool poll_ended = false;  // the channel's multishot poll ended: re-arm once drained
@@ -133,6 +163,8 @@ class ProcessPool final : public Executor, public loop::IoClient {
   std::shared_ptr<Credit> make_credit(std::uint16_t i);
   static bool stalled(const Worker& w);
   void on_exit(std::uint16_t i);
+  void read_replies_at_exit(std::uint16_t i);
+  void fail_or_requeue(std::uint16_t i, int how, int status);
   void after_call(std::uint16_t i);
   void retire(std::uint16_t i, const std::string& why);
   void end_worker(std::uint16_t i);
@@ -140,13 +172,21 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void check_ended();
   void schedule_respawn(std::uint16_t i);
   void dispatch();
+  bool takes_calls(const Worker& w) const;
+  static std::size_t wire_bytes(const Job& job);
+  int worker_for(const Job* job) const;
   void start_call(std::uint16_t i, Job&& job);
-  void finish(Job& job, ferry_code code, std::string data);
+  void send_outboxes();
+  void pop_call(std::uint16_t i);
+  static bool answers_running(const Worker& w, const channel::Header& h);
+  void answer_running(std::uint16_t i, const channel::Header& h, std::string& body);
+  void finish(Job& job, ferry_code code, std::string data, std::int64_t ran_ns = 0);
   std::string death_message(const Worker& w, int how, int status) const;
   ferry_code death_code(const Worker& w, int how, int status) const;
-  int busy() const;
+  int busy() const { return in_flight_; }
   void kill_worker(Worker& w);
-  void cancel_running(std::uint16_t i, ferry_code why);
+  void cancel_sent(std::uint16_t i, InFlight& call, ferry_code why);
+  void arm_kill(std::uint16_t i);
   void on_kill_timer(std::uint16_t i);
   // Its exit, told (process_pool_exits.cpp).
   static ExitFacts exit_facts(const Worker& w, const WorkerExit& exit);
@@ -173,6 +213,9 @@ class ProcessPool final : public Executor, public loop::IoClient {
   std::uint32_t id_;
   JobQueue queue_;
   std::vector<Worker> workers_;
+  int in_flight_ = 0;  // calls sent to workers, not answered yet
+  int starting_ = 0;   // workers spawning or starting, as dispatch() last counted
+  bool batching_ = false;  // batch_wakes(): submit() leaves dispatching to flush()
   std::uint64_t completed_ = 0;
   std::uint64_t restarts_ = 0;
   std::array<std::uint64_t, kExitReasonCount> exit_counts_{};  // by ExitReason, for metrics

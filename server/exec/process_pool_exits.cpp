@@ -69,10 +69,11 @@ void ProcessPool::note_worker_exit(std::uint16_t i, const WorkerExit& exit) {
   ++exit_counts_[std::size_t(reason)];
   std::string context;
   nlohmann::json fields = {{"plugin", opt_.plugin}, {"pid", w.proc.pid}, {"reason", name(reason)}};
-  if (w.call) {
-    context = " during " + w.call->fn->name + ", call " + std::to_string(w.call->ref.call_id);
-    fields["function"] = w.call->fn->name;
-    fields["call_id"] = w.call->ref.call_id;
+  if (!w.calls_in.empty()) {  // the call it was running
+    const Job& call = w.calls_in.front().job;
+    context = " during " + call.fn->name + ", call " + std::to_string(call.ref.call_id);
+    fields["function"] = call.fn->name;
+    fields["call_id"] = call.ref.call_id;
   } else if (w.state == State::starting) {
     context = " before it was ready";
   }

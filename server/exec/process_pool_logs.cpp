@@ -40,9 +40,9 @@ void ProcessPool::on_log(std::uint16_t i, const channel::Header& h, const std::s
     return kill_worker(w);
   }
   if (!w.log) return;
-  const bool its_call = h.id != 0 && h.id == w.calls && w.call.has_value();
+  const bool its_call = h.id != 0 && !w.calls_in.empty() && h.id == w.calls_in.front().seq;
   const std::uint64_t lost = h.deadline_ms > 0 ? std::uint64_t(h.deadline_ms) : 0;
-  w.log->message(h.code, its_call ? w.call->ref.call_id : 0, lost, body, clock_.now_ms());
+  w.log->message(h.code, its_call ? w.calls_in.front().job.ref.call_id : 0, lost, body, clock_.now_ms());
   arm_log_summary(i);
 }
 

@@ -49,6 +49,7 @@ void ProcessPool::read_channel(std::uint16_t i) {
          (got = channel::recv(w.proc.channel, &h, &body, kMaxReply)).ok() && *got == channel::Received::message) {
     on_message(i, h, body);
   }
+  dispatch();  // the calls answered make room: one burst of new ones
   if (w.killed) return;
   if (!got.ok() && got.status().code() == FERRY_E_BAD_REQUEST) {
     spdlog::error("plugin {}: worker {} sent a malformed message ({})", opt_.plugin, w.proc.pid,
@@ -72,7 +73,7 @@ std::shared_ptr<ProcessPool::Credit> ProcessPool::make_credit(std::uint16_t i) {
 // on only while less than a window of them waits there.
 void ProcessPool::on_partial(std::uint16_t i, const channel::Header& h, std::string& body) {
   Worker& w = workers_[i];
-  if (w.state != State::busy || h.id != w.calls || !w.call->stream) {
+  if (w.calls_in.empty() || h.id != w.calls_in.front().seq || !w.calls_in.front().job.stream) {
     spdlog::error("plugin {}: worker {} sent an unexpected partial result", opt_.plugin, w.proc.pid);
     return kill_worker(w);
   }
@@ -83,15 +84,16 @@ void ProcessPool::on_partial(std::uint16_t i, const channel::Header& h, std::str
   if ((h.flags & channel::kFlagMore) != 0) return w.partial_chunks.append(body), void();
   if (!w.partial_chunks.empty()) body = std::move(w.partial_chunks.append(body));
   w.partial_chunks.clear();
-  if (w.credit == nullptr) return;  // the call was answered (cancelled): nobody wants it
+  const InFlight& call = w.calls_in.front();
+  if (call.credit == nullptr) return;  // the call was answered (cancelled): nobody wants it
   ++w.partials;
   w.partial_bytes += body.size();
-  sink_.complete(Completion{w.call->ref, FERRY_OK, std::move(body), w.credit});
+  sink_.complete(Completion{call.job.ref, FERRY_OK, std::move(body), call.credit});
 }
 
 void ProcessPool::on_credit(std::uint16_t i, const Credit* credit, std::size_t count, std::size_t bytes) {
   Worker& w = workers_[i];
-  if (w.credit.get() != credit) return;  // that call is over
+  if (w.calls_in.empty() || w.calls_in.front().credit.get() != credit) return;  // that call is over
   const bool was_stalled = stalled(w);
   w.partials -= std::min(count, w.partials);
   w.partial_bytes -= std::min(bytes, w.partial_bytes);
@@ -106,9 +108,9 @@ bool ProcessPool::stalled(const Worker& w) {
 // anyway): its channel is read freely again, so its reply is seen in time.
 void ProcessPool::drop_partials(std::uint16_t i) {
   Worker& w = workers_[i];
-  if (w.credit == nullptr) return;
+  if (w.calls_in.empty() || w.calls_in.front().credit == nullptr) return;
   const bool was_stalled = stalled(w);
-  w.credit.reset();
+  w.calls_in.front().credit.reset();
   w.partials = w.partial_bytes = 0;
   if (was_stalled && !w.killed) read_channel(i);
 }

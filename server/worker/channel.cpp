@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -124,7 +125,7 @@ int send_rc(int fd, const Header& h_in, std::string_view body) {
   return send_inline(fd, h, body, 0);
 }
 
-int recv_rc(int fd, Header* h, std::string* body, std::size_t max_body) {
+int recv_rc(int fd, Header* h, std::string* body, std::size_t max_body, int flags) {
   thread_local std::string buf(sizeof(Header) + kInlineMax + 1, '\0');
   alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
   iovec iov{buf.data(), buf.size()};
@@ -133,7 +134,7 @@ int recv_rc(int fd, Header* h, std::string* body, std::size_t max_body) {
   msg.msg_iovlen = 1;
   msg.msg_control = ctrl;
   msg.msg_controllen = sizeof ctrl;
-  const ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  const ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | flags);
   if (n < 0) return -errno;
   if (n == 0) return 0;
   bool extra = false;
@@ -151,6 +152,33 @@ int recv_rc(int fd, Header* h, std::string* body, std::size_t max_body) {
   }
   if (memfd >= 0) close(memfd);
   return rc;
+}
+
+// Sends msgs[0..n), all inline, in one sendmmsg() (the kernel may take
+// fewer: the rest go in the next).
+int send_inline_many(int fd, const Outgoing* msgs, std::size_t n) {
+  constexpr std::size_t kMax = 64;
+  Header headers[kMax];
+  iovec iov[kMax][2];
+  mmsghdr mm[kMax] = {};
+  while (n > 0) {
+    const std::size_t k = std::min(n, kMax);
+    for (std::size_t i = 0; i < k; ++i) {
+      headers[i] = msgs[i].header;
+      headers[i].body_len = std::uint32_t(msgs[i].body.size());
+      headers[i].flags &= ~kFlagMemfd;
+      iov[i][0] = {&headers[i], sizeof(Header)};
+      iov[i][1] = {const_cast<char*>(msgs[i].body.data()), msgs[i].body.size()};
+      mm[i].msg_hdr = msghdr{};
+      mm[i].msg_hdr.msg_iov = iov[i];
+      mm[i].msg_hdr.msg_iovlen = msgs[i].body.empty() ? 1 : 2;
+    }
+    const int sent = sendmmsg(fd, mm, unsigned(k), MSG_NOSIGNAL);
+    if (sent <= 0) return sent < 0 ? -errno : -EIO;
+    msgs += sent;
+    n -= std::size_t(sent);
+  }
+  return 0;
 }
 
 // The helpers above speak -errno, as the syscalls do; callers get a Status.
@@ -173,8 +201,24 @@ Status send_nowait(int fd, const Header& h, std::string_view body) {
   return rc == 0 ? Status::Ok() : status_of(rc, "send");
 }
 
-Result<Received> recv(int fd, Header* h, std::string* body, std::size_t max_body) {
-  const int rc = recv_rc(fd, h, body, max_body);
+Status send_many(int fd, const Outgoing* msgs, std::size_t n) {
+  std::size_t done = 0;
+  while (done < n) {
+    std::size_t run = 0;  // inline messages from `done` on
+    while (done + run < n && msgs[done + run].body.size() <= kInlineMax) ++run;
+    if (run > 0) {
+      if (const int rc = send_inline_many(fd, msgs + done, run); rc != 0) return status_of(rc, "send");
+      done += run;
+    } else {
+      if (Status st = send(fd, msgs[done].header, msgs[done].body); !st.ok()) return st;
+      ++done;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Received> recv(int fd, Header* h, std::string* body, std::size_t max_body, bool wait) {
+  const int rc = recv_rc(fd, h, body, max_body, wait ? 0 : MSG_DONTWAIT);
   if (rc == 1) return Received::message;
   if (rc == 0) return Received::eof;
   if (rc == -EAGAIN) return Received::none;

@@ -29,6 +29,10 @@ enum class Type : std::uint32_t {
 inline constexpr std::uint32_t kFlagMemfd = 1;  // body is in the attached memfd
 inline constexpr std::uint32_t kFlagPartials = 2;  // CALL: the client asked for partial results
 inline constexpr std::uint32_t kFlagMore = 4;      // PARTIAL: a chunk; more of this partial follows
+// CANCEL: calls sent before this one are unanswered (it waits behind them):
+// if it has not started, it never runs. Without it, a call that has not
+// started yet starts with its cancellation set.
+inline constexpr std::uint32_t kFlagQueued = 8;
 inline constexpr std::size_t kInlineMax = 48 * 1024;
 // A LOG message's text is cut at this many bytes (by the worker, and again
 // by ferryd for a worker that does not).
@@ -54,8 +58,20 @@ Status send(int fd, const Header& h, std::string_view body);
 // body must fit inline (at most kInlineMax; else bad_request): no memfd.
 Status send_nowait(int fd, const Header& h, std::string_view body);
 
-// What recv() found: a message, the peer's end, or (non-blocking fd)
-// nothing waiting.
+// One message of a send_many() burst; `body` must outlive the call.
+struct Outgoing {
+  Header header;
+  std::string_view body;
+};
+
+// Sends the messages in order, with one sendmmsg() per run of inline ones
+// (a body over kInlineMax goes alone, in its memfd, as send() does): a burst
+// costs the peer one wake-up. Internal when one fails; those before it were
+// sent.
+Status send_many(int fd, const Outgoing* msgs, std::size_t n);
+
+// What recv() found: a message, the peer's end, or (non-blocking fd, or
+// `wait` false) nothing waiting.
 enum class Received { message, eof, none };
 
 // Receives one message. bad_request when it is malformed or its body is over
@@ -64,6 +80,6 @@ enum class Received { message, eof, none };
 // read with pread (never mapped), so a hostile peer cannot fault the reader;
 // a message carrying more than one descriptor is malformed (the extra ones
 // are closed at once).
-Result<Received> recv(int fd, Header* h, std::string* body, std::size_t max_body);
+Result<Received> recv(int fd, Header* h, std::string* body, std::size_t max_body, bool wait = true);
 
 }  // namespace ferry::channel

@@ -21,31 +21,54 @@ bool Control::closed() {
   return closed_;
 }
 
+// Reads a burst (whatever waits after the first message, up to kBurst
+// calls) before handing its calls over, so the main thread is woken once
+// per burst, not per call.
 void Control::read_loop() {
+  constexpr std::size_t kBurst = 64;
   channel::Header h;
   std::string body;
+  std::vector<Call> burst;
   while (true) {
-    const Result<channel::Received> got = channel::recv(channel_, &h, &body, max_body_);
+    const Result<channel::Received> got = channel::recv(channel_, &h, &body, max_body_, burst.empty());
+    if (got.ok() && *got == channel::Received::none) {
+      hand_over(&burst);
+      continue;
+    }
+    if (!got.ok() || *got != channel::Received::message || h.type != channel::Type::call) hand_over(&burst);
     if (got.ok() && *got == channel::Received::eof) return on_eof();  // ferryd is done with us
     if (!got.ok() || *got != channel::Received::message) return close(4);
     if (h.type == channel::Type::cancel) {
-      on_cancel(h.id);
+      on_cancel(h);
       continue;
     }
     if (h.type != channel::Type::call) return close(4);
-    std::lock_guard lock(mu_);
-    calls_.push_back(Call{h, std::move(body)});
+    burst.push_back(Call{h, std::move(body)});
     body = {};
-    cv_.notify_one();
+    if (burst.size() >= kBurst) hand_over(&burst);
   }
 }
 
-// ferryd sends at most one call at a time, so a cancel names the running
-// call, or the next one when it overtook the main thread.
-void Control::on_cancel(std::uint64_t id) {
+void Control::hand_over(std::vector<Call>* burst) {
+  if (burst->empty()) return;
   std::lock_guard lock(mu_);
-  cancelled_ = id;
-  if (running_ == id) control_.cancel();
+  for (Call& c : *burst) calls_.push_back(std::move(c));
+  burst->clear();
+  cv_.notify_one();
+}
+
+// A cancel names the running call, or one that has not started: queued
+// behind others in ferryd's view (kFlagQueued: it never runs), else the next
+// one, which the cancel overtook (it starts cancelled). For a call already
+// answered it comes too late and is ignored.
+void Control::on_cancel(const channel::Header& h) {
+  std::lock_guard lock(mu_);
+  if (running_ == h.id) return control_.cancel();
+  for (Call& c : calls_) {
+    if (c.header.id != h.id) continue;
+    c.skip = (h.flags & channel::kFlagQueued) != 0;
+    c.cancel_first = true;
+  }
 }
 
 // ferryd ends a worker only between calls, so an end of the channel during a
@@ -72,12 +95,12 @@ bool Control::next(Call* call) {
   running_ = 0;
   cv_.notify_all();  // on_eof() may wait for the call to end
   cv_.wait(lock, [&] { return !calls_.empty() || closed_; });
-  if (calls_.empty()) return false;
+  if (closed_) return false;  // ferryd is gone (or spoke nonsense): what is queued never starts
   *call = std::move(calls_.front());
   calls_.pop_front();
   running_ = call->header.id;
   control_.reset(call->header.deadline_ms);
-  if (cancelled_ == running_) control_.cancel();
+  if (call->cancel_first) control_.cancel();
   return true;
 }
 

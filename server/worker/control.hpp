@@ -1,8 +1,9 @@
 // The worker's control thread: the only reader of the channel once the
-// worker is ready. It hands calls to the main thread (which runs them one at
-// a time) and acts on `cancel` messages at once, while a call runs, through
-// that call's CallControl (so ctx.cancelled() and ctx.cancel_fd() see it).
-// Thread-safe.
+// worker is ready. It queues calls for the main thread (which runs them one
+// at a time, in the order ferryd sent them: ferryd pipelines several) and
+// acts on `cancel` messages at once: through the running call's CallControl
+// (so ctx.cancelled() and ctx.cancel_fd() see it), or by marking a queued
+// call so that it never runs. Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -11,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/call_control.hpp"
 #include "worker/channel.hpp"
@@ -25,6 +27,8 @@ class Control {
   struct Call {
     channel::Header header;
     std::string payload;
+    bool skip = false;          // cancelled while queued: reply without running it
+    bool cancel_first = false;  // cancelled before it started: starts cancelled
   };
 
   // Starts reading `channel` on a thread of its own.
@@ -32,7 +36,8 @@ class Control {
   ~Control();  // ends the reading (shutdown) and joins the thread
 
   // Waits for the next call and makes it the running one (its CallControl
-  // reset to its deadline, cancelled at once if a cancel came first). False
+  // reset to its deadline, cancelled at once if a cancel came first, or
+  // call->skip when it must not run at all). False
   // once the channel is done: exit_status() says how.
   bool next(Call* call);
   // The running call's control, for CallEnv.
@@ -42,7 +47,8 @@ class Control {
 
  private:
   void read_loop();
-  void on_cancel(std::uint64_t id);
+  void hand_over(std::vector<Call>* burst);
+  void on_cancel(const channel::Header& h);
   void on_eof();
   void close(int status);
   bool closed();
@@ -54,7 +60,6 @@ class Control {
   std::condition_variable cv_;
   std::deque<Call> calls_;
   std::uint64_t running_ = 0;    // id of the call the main thread runs
-  std::uint64_t cancelled_ = 0;  // id of the last call ferryd cancelled
   bool closed_ = false;
   int status_ = 0;
   std::thread reader_;  // last: starts once the fields above exist

@@ -134,20 +134,31 @@ class ChannelPartials final : public ferry::PartialSink {
   std::mutex mu_;
 };
 
+// Runs one call; a call cancelled while it waited behind others does not run.
+ferry::Result<std::string> run(const Loaded& loaded, const ferry::Invoker& invoker,
+                               ferry::worker::Control& control, const ferry::worker::Control::Call& call) {
+  const Header& h = call.header;
+  if (call.skip) return ferry::Status(FERRY_E_CANCELLED, "cancelled before it started");
+  ChannelPartials partials(h.id, h.deadline_ms);
+  const bool stream = (h.flags & ferry::channel::kFlagPartials) != 0;
+  const ferry::CallEnv env{h.id, control.control(), stream ? &partials : nullptr};
+  return invoker.invoke(*loaded.functions[h.code], call.payload, h.deadline_ms, env);
+}
+
 // Serves calls until the host closes the channel: the control thread reads
-// it, this (main) thread runs the calls one at a time.
-int serve(const Loaded& loaded, const ferry::Invoker& invoker) {
+// it, this (main) thread runs the calls one at a time, in order. Each reply
+// says how long its call ran (ns, in deadline_ms), since ferryd cannot tell
+// when a call queued here started.
+int serve(const Loaded& loaded, const ferry::Invoker& invoker, const ferry::Clock& clock) {
   ferry::worker::Control control(kChannel, kMaxBody);
   ferry::worker::Control::Call call;
   while (control.next(&call)) {
     const Header& h = call.header;
     if (h.code >= loaded.functions.size()) return 4;  // ferryd and this worker disagree: give up
-    ChannelPartials partials(h.id, h.deadline_ms);
-    const bool stream = (h.flags & ferry::channel::kFlagPartials) != 0;
-    const ferry::CallEnv env{h.id, control.control(), stream ? &partials : nullptr};
-    const ferry::Result<std::string> r = invoker.invoke(*loaded.functions[h.code], call.payload, h.deadline_ms, env);
+    const std::int64_t started_ns = clock.now_ns();
+    const ferry::Result<std::string> r = run(loaded, invoker, control, call);
     const ferry_code code = r.ok() ? FERRY_OK : r.status().code();
-    Header reply{Type::reply, 0, h.id, 0, std::uint32_t(code)};
+    Header reply{Type::reply, 0, h.id, clock.now_ns() - started_ns, std::uint32_t(code)};
     if (!ferry::channel::send(kChannel, reply, r.ok() ? *r : r.status().message()).ok()) return 5;
   }
   return control.exit_status();
@@ -184,7 +195,7 @@ int main() {
   }
   report_aborts();
   if (!ferry::channel::send(kChannel, Header{Type::ready}, loaded.ready_json).ok()) return 5;
-  const int status = serve(loaded, invoker);
+  const int status = serve(loaded, invoker, clock);
   // The last references: ~Plugin runs the plugin's ferry_plugin_fini (its
   // shutdown hook) now, as the worker ends normally. A kill never gets here.
   loaded.functions.clear();

@@ -251,3 +251,17 @@ TEST_CASE("random admits, pops and takes match the plain rules", "[job_queue]") 
   }
   CHECK(q.empty());
 }
+
+TEST_CASE("requeue puts popped jobs back first, in their order, without admission", "[job_queue]") {
+  JobQueue q(3);
+  for (std::uint64_t i = 1; i <= 3; ++i) admit(q, job(1, i));
+  Job a1, a2;
+  REQUIRE(q.pop(&a1));
+  REQUIRE(q.pop(&a2));
+  REQUIRE(q.admit(job(2, 1), 1));  // b joins the rotation behind a
+  q.requeue(std::move(a2));  // a process worker died with a1 and a2 waiting in it: last first
+  q.requeue(std::move(a1));
+  q.requeue(job(3, 1, 0));  // a high-priority one: still first
+  CHECK(q.size() == 5);       // over capacity: they were admitted already
+  CHECK(pop(q) == Labels{"c1", "a1", "b1", "a2", "a3"});
+}
