@@ -135,7 +135,7 @@ void ProcessPool::on_message(std::uint16_t i, const channel::Header& h, std::str
   Worker& w = workers_[i];
   switch (h.type) {
     case channel::Type::ready:
-      if (w.ending) return;  // ended while it started: it reads EOF next
+      if (w.ending || w.exited) return;  // ended while it started: it reads EOF next
       return on_ready(w, body), dispatch();
     case channel::Type::reply: return on_reply(i, h, body);
     case channel::Type::log: return on_log(i, h, body);
@@ -173,7 +173,7 @@ void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::strin
     return kill_worker(w);
   }
   answer_running(i, h, body);
-  if (!w.calls_in.empty() && w.calls_in.front().cancel_code != FERRY_OK) arm_kill(i);  // it skips that one
+  if (!w.exited && !w.calls_in.empty() && w.calls_in.front().cancel_code != FERRY_OK) arm_kill(i);  // it skips that one
   after_call(i);
 }
 
@@ -182,6 +182,7 @@ void ProcessPool::on_reply(std::uint16_t i, const channel::Header& h, std::strin
 // read_channel()'s dispatch(), once per wake-up.
 void ProcessPool::after_call(std::uint16_t i) {
   Worker& w = workers_[i];
+  if (w.exited) return;  // its pid may be another process's now
   const auto& cfg = *opt_.cfg;
   if (cfg.max_rss_mb != 0 && w.drain_why.empty()) {
     const std::uint64_t kb = rss_kb(w.proc.pid);
@@ -198,6 +199,7 @@ void ProcessPool::retire(std::uint16_t i, const std::string& why) {
 }
 
 void ProcessPool::kill_worker(Worker& w) {
+  if (w.exited) return;  // gone already: whatever it sent last is only read
   w.killed = true;
   launcher_.kill(w.proc);
 }
@@ -230,28 +232,20 @@ void ProcessPool::on_exit(std::uint16_t i) {
   schedule_respawn(i);
 }
 
-// A dead worker's channel may still hold replies it sent before it died:
-// they answer their calls, so that the death is blamed on the call it was
-// running when it died, not on one it had finished.
+// A dead worker's channel may still hold what it sent before it died: all
+// of it is read (a dead peer's queue is bounded by its socket buffer) and
+// handled as if it lived, but with no window for partials, so a call it
+// finished gets its partials and then its reply, in order, and its death is
+// blamed on the call it was running when it died, not on one it had finished.
 void ProcessPool::read_replies_at_exit(std::uint16_t i) {
   Worker& w = workers_[i];
+  w.exited = true;
   channel::Header h;
   std::string body;
-  for (int n = 0; n < kMessagesPerWake && !w.calls_in.empty() && w.proc.channel >= 0; ++n) {
-    const Result<channel::Received> got = channel::recv(w.proc.channel, &h, &body, kMaxReply);
+  while (w.proc.channel >= 0) {
+    const Result<channel::Received> got = channel::recv(w.proc.channel, &h, &body, kMaxReply, false);
     if (!got.ok() || *got != channel::Received::message) return;
-    if (h.type == channel::Type::log) {
-      on_log(i, h, body);
-    } else if (h.type == channel::Type::violation) {
-      w.violation = int(h.code);
-    } else if (h.type == channel::Type::fatal) {
-      w.fatal_signal = int(h.code);
-    } else if (h.type == channel::Type::reply) {
-      if (!answers_running(w, h)) return;
-      answer_running(i, h, body);
-    } else if (h.type != channel::Type::partial) {
-      return;
-    }
+    on_message(i, h, body);
   }
 }
 

@@ -127,6 +127,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
     std::uint64_t kill_seq = 0;          // killed at the cancel grace of this call
     __kernel_timespec kill_ts{};         // when it is killed if the running call has not returned
     bool killed = false;  // SIGKILL sent: gets no more calls, whatever it still sends
+    bool exited = false;  // reaped: what its channel still holds is read, nothing is sent or done to it
     bool ending = false;  // asked to end (channel closed): gets no more calls
     std::int64_t end_by_ms = 0;  // killed if still running then
     __kernel_timespec end_ts{};
