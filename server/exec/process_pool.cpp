@@ -250,13 +250,20 @@ void ProcessPool::read_replies_at_exit(std::uint16_t i) {
 }
 
 // A dead worker's calls: the one it was running gets the error its death
-// means (unless ferryd killed it for a call that has since returned); the
-// ones behind it never started, so they go back to the front of the queue
-// in their order, or are answered now if they were cancelled meanwhile.
+// means; the ones behind it never started, so they go back to the front of
+// the queue in their order, or are answered now if they were cancelled
+// meanwhile. None runs twice: if ferryd killed it for a call that returned
+// after all, the call after that one had probably started, so it fails too.
 void ProcessPool::fail_or_requeue(std::uint16_t i, int how, int status) {
   Worker& w = workers_[i];
-  if (!w.calls_in.empty() && (w.kill_seq == 0 || w.calls_in.front().seq == w.kill_seq)) {
-    finish(w.calls_in.front().job, death_code(w, how, status), death_message(w, how, status));
+  if (!w.calls_in.empty()) {
+    InFlight& front = w.calls_in.front();
+    if (w.kill_seq == 0 || front.seq == w.kill_seq) {
+      finish(front.job, death_code(w, how, status), death_message(w, how, status));
+    } else {
+      finish(front.job, front.cancel_code != FERRY_OK ? front.cancel_code : FERRY_E_WORKER_CRASHED,
+             "the worker was killed as this call started: the call before it returned too late");
+    }
     pop_call(i);
   }
   for (auto it = w.calls_in.rbegin(); it != w.calls_in.rend(); ++it) {

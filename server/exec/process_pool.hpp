@@ -189,6 +189,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   void cancel_sent(std::uint16_t i, InFlight& call, ferry_code why);
   void arm_kill(std::uint16_t i);
   void on_kill_timer(std::uint16_t i);
+  bool kill_due(const Worker& w) const;
   // Its exit, told (process_pool_exits.cpp).
   static ExitFacts exit_facts(const Worker& w, const WorkerExit& exit);
   std::string exit_what(ExitReason reason, const Worker& w, const WorkerExit& exit) const;

@@ -181,14 +181,25 @@ void ProcessPool::arm_kill(std::uint16_t i) {
 
 // A timer of arm_kill(): of the running call, or of one that returned in
 // time (then the running call is another, not due yet, or not cancelled).
+// What the worker sent is read first: a reply waiting there means the call
+// did return, and killing the worker then would kill the call behind it,
+// which has probably started.
 void ProcessPool::on_kill_timer(std::uint16_t i) {
   Worker& w = workers_[i];
-  if (w.killed || w.calls_in.empty()) return;
+  if (!kill_due(w)) return;
+  read_channel(i);
+  if (!kill_due(w)) return;
   const InFlight& call = w.calls_in.front();
-  if (call.cancel_code == FERRY_OK || clock_.now_ms() < call.kill_by_ms) return;
   w.kill_seq = call.seq;
   w.cancel_code = call.cancel_code;
   kill_worker(w);  // the exit handler completes the call and logs why (note_worker_exit)
+}
+
+// Is w's running call cancelled and past its cancel grace?
+bool ProcessPool::kill_due(const Worker& w) const {
+  if (w.killed || w.exited || w.calls_in.empty()) return false;
+  const InFlight& call = w.calls_in.front();
+  return call.cancel_code != FERRY_OK && clock_.now_ms() >= call.kill_by_ms;
 }
 
 }  // namespace ferry
