@@ -178,6 +178,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   int worker_for(const Job* job) const;
   void start_call(std::uint16_t i, Job&& job);
   void send_outboxes();
+  void unsend_last(std::uint16_t i);
   void pop_call(std::uint16_t i);
   static bool answers_running(const Worker& w, const channel::Header& h);
   void answer_running(std::uint16_t i, const channel::Header& h, std::string& body);

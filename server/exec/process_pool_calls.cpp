@@ -81,17 +81,40 @@ void ProcessPool::dispatch() {
   send_outboxes();
 }
 
-// One burst per worker: it wakes once for all its new calls.
+// One burst per worker: it wakes once for all its new calls. Those its
+// channel had no room for go back to the queue, to be sent later.
 void ProcessPool::send_outboxes() {
-  for (Worker& w : workers_) {
+  for (std::uint16_t i = 0; i < workers_.size(); ++i) {
+    Worker& w = workers_[i];
     if (w.outbox.empty()) continue;
-    const Status sent = channel::send_many(w.proc.channel, w.outbox.data(), w.outbox.size());
+    const Result<std::size_t> sent = channel::send_many(w.proc.channel, w.outbox.data(), w.outbox.size());
+    const std::size_t unsent = sent.ok() ? w.outbox.size() - *sent : 0;
     w.outbox.clear();
     if (!sent.ok()) {
-      spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, sent.message());
+      spdlog::error("plugin {}: worker {}: {}", opt_.plugin, w.proc.pid, sent.status().message());
       kill_worker(w);  // the exit handler answers its calls
     }
+    for (std::size_t k = 0; k < unsent; ++k) unsend_last(i);
+    if (unsent > 0 && w.calls_in.empty()) after_call(i);  // recycled if it was to be
   }
+}
+
+// Takes worker i's newest call back (its CALL did not go) to the front of
+// the queue: the newest first, so they keep their order.
+void ProcessPool::unsend_last(std::uint16_t i) {
+  Worker& w = workers_[i];
+  InFlight& call = w.calls_in.back();
+  w.bytes_in -= std::min(w.bytes_in, wire_bytes(call.job));
+  --w.calls;  // its id is the next CALL's
+  if (call.cancel_code != FERRY_OK) {
+    finish(call.job, call.cancel_code, "cancelled before it started");
+  } else {
+    call.job.started_ns = 0;
+    queue_.requeue(std::move(call.job));
+  }
+  w.calls_in.pop_back();
+  --in_flight_;
+  if (w.state == State::busy && w.calls_in.empty()) w.state = State::idle;
 }
 
 void ProcessPool::start_call(std::uint16_t i, Job&& job) {

@@ -155,8 +155,9 @@ int recv_rc(int fd, Header* h, std::string* body, std::size_t max_body, int flag
 }
 
 // Sends msgs[0..n), all inline, in one sendmmsg() (the kernel may take
-// fewer: the rest go in the next).
-int send_inline_many(int fd, const Outgoing* msgs, std::size_t n) {
+// fewer: the rest go in the next). *done counts the messages that went,
+// also when it fails.
+int send_inline_many(int fd, const Outgoing* msgs, std::size_t n, std::size_t* done) {
   constexpr std::size_t kMax = 64;
   Header headers[kMax];
   iovec iov[kMax][2];
@@ -177,6 +178,7 @@ int send_inline_many(int fd, const Outgoing* msgs, std::size_t n) {
     if (sent <= 0) return sent < 0 ? -errno : -EIO;
     msgs += sent;
     n -= std::size_t(sent);
+    *done += std::size_t(sent);
   }
   return 0;
 }
@@ -201,20 +203,17 @@ Status send_nowait(int fd, const Header& h, std::string_view body) {
   return rc == 0 ? Status::Ok() : status_of(rc, "send");
 }
 
-Status send_many(int fd, const Outgoing* msgs, std::size_t n) {
+Result<std::size_t> send_many(int fd, const Outgoing* msgs, std::size_t n) {
   std::size_t done = 0;
   while (done < n) {
     std::size_t run = 0;  // inline messages from `done` on
     while (done + run < n && msgs[done + run].body.size() <= kInlineMax) ++run;
-    if (run > 0) {
-      if (const int rc = send_inline_many(fd, msgs + done, run); rc != 0) return status_of(rc, "send");
-      done += run;
-    } else {
-      if (Status st = send(fd, msgs[done].header, msgs[done].body); !st.ok()) return st;
-      ++done;
-    }
+    const int rc = run > 0 ? send_inline_many(fd, msgs + done, run, &done) : send_rc(fd, msgs[done].header, msgs[done].body);
+    if (rc == -EAGAIN) return done;  // full: the rest wait for the peer to read
+    if (rc != 0) return status_of(rc, "send");
+    if (run == 0) ++done;
   }
-  return Status::Ok();
+  return done;
 }
 
 Result<Received> recv(int fd, Header* h, std::string* body, std::size_t max_body, bool wait) {

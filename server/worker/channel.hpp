@@ -66,9 +66,10 @@ struct Outgoing {
 
 // Sends the messages in order, with one sendmmsg() per run of inline ones
 // (a body over kInlineMax goes alone, in its memfd, as send() does): a burst
-// costs the peer one wake-up. Internal when one fails; those before it were
-// sent.
-Status send_many(int fd, const Outgoing* msgs, std::size_t n);
+// costs the peer one wake-up. Returns how many went: fewer than n only on a
+// non-blocking fd that filled up (EAGAIN), the first ones. Internal when one
+// fails otherwise; those before it were sent.
+Result<std::size_t> send_many(int fd, const Outgoing* msgs, std::size_t n);
 
 // What recv() found: a message, the peer's end, or (non-blocking fd, or
 // `wait` false) nothing waiting.
