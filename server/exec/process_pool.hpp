@@ -176,6 +176,7 @@ class ProcessPool final : public Executor, public loop::IoClient {
   bool takes_calls(const Worker& w) const;
   static std::size_t wire_bytes(const Job& job);
   int worker_for(const Job* job) const;
+  static bool queues_behind(const Worker& w);
   void start_call(std::uint16_t i, Job&& job);
   void send_outboxes();
   void unsend_last(std::uint16_t i);

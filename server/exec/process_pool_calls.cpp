@@ -33,9 +33,9 @@ std::size_t ProcessPool::wire_bytes(const Job& job) {
 
 // The worker for `job`, or -1: an idle one if any; else the one with the
 // fewest calls in flight among those with room for it behind its running
-// call (pipeline_depth, kPipelineBytes, Worker::refill), unless that call has run for over
-// kPipelineAfterNs (a slow call: the next call is better off waiting here
-// for whichever worker frees up first). A worker that is starting takes
+// call (pipeline_depth, kPipelineBytes, Worker::refill, queues_behind),
+// unless that call has run for over kPipelineAfterNs (a slow call: the next
+// call is better off waiting here for whichever worker frees up first). A worker that is starting takes
 // calls in milliseconds: as many queued calls as there are such workers
 // wait for them, not behind another call.
 int ProcessPool::worker_for(const Job* job) const {
@@ -46,7 +46,7 @@ int ProcessPool::worker_for(const Job* job) const {
     const Worker& w = workers_[i];
     if (!takes_calls(w)) continue;
     if (w.calls_in.empty()) return int(i);
-    if (!w.refill) continue;
+    if (!w.refill || !queues_behind(w)) continue;
     if (queued <= starting_) continue;  // the starting workers take those
     if (now_ns == 0) now_ns = clock_.now_ns();
     if (now_ns - w.head_ns > kPipelineAfterNs) continue;
@@ -54,6 +54,14 @@ int ProcessPool::worker_for(const Job* job) const {
     if (best < 0 || w.calls_in.size() < workers_[std::size_t(best)].calls_in.size()) best = int(i);
   }
   return best;
+}
+
+// May a call wait behind w's calls? Not behind a streamed one (a client
+// reading its partials slowly stalls the channel: the calls behind would be
+// its hostages), nor behind one being cancelled (its worker may be killed).
+bool ProcessPool::queues_behind(const Worker& w) {
+  const InFlight& last = w.calls_in.back();
+  return !last.job.stream && last.cancel_code == FERRY_OK && w.calls_in.front().cancel_code == FERRY_OK;
 }
 
 void ProcessPool::dispatch() {
