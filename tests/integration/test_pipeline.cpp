@@ -110,9 +110,10 @@ TEST_CASE("a call killed at its deadline fails alone; the calls waiting behind i
   FerrydProcess d({fixture_path("fixture_ops_v1")}, one_worker("ops", 8));
   auto c = connect(d);
   status_until(*c, "ops", [](const json& st) { return st["processes"][0]["state"] == "idle"; }, "worker up");
-  const auto stuck = c->send_call("ops.ignore", "[20000]", 200);  // never looks at its cancellation
+  const auto stuck = c->send_call("ops.ignore", "[20000]", 1000);  // never looks at its cancellation
   std::vector<std::uint64_t> behind;
   for (int i = 0; i < 4; ++i) behind.push_back(c->send_call("ops.echo", "[" + std::to_string(i) + "]"));
+  status_until(*c, "ops", [](const json& s) { return s["running"] == 5; }, "5 in flight");  // all behind the stuck one
   auto got = read_replies(*c, 5);
   CHECK(got.at(stuck).code == FERRY_E_TIMEOUT);
   for (int i = 0; i < 4; ++i) {
