@@ -368,3 +368,26 @@ TEST_CASE("a sealed memfd longer than its body_len is refused, not cut", "[chann
   CHECK(outcome(ch::recv(p.host, &h, &out, kMaxBody)) == kMalformed);
   check_in_step(p);
 }
+
+TEST_CASE("send_many on a full non-blocking channel says how many went: the first ones, whole", "[channel]") {
+  Pair p;
+  REQUIRE(::fcntl(p.host, F_SETFL, ::fcntl(p.host, F_GETFL) | O_NONBLOCK) == 0);
+  const std::string body = pattern(kInlineMax);
+  std::vector<ch::Outgoing> burst;
+  for (std::uint64_t id = 1; id <= 1000; ++id) burst.push_back(ch::Outgoing{Header{Type::call, 0, id}, body});
+  const ferry::Result<std::size_t> sent = ch::send_many(p.host, burst.data(), burst.size());
+  REQUIRE(sent.ok());
+  REQUIRE(*sent > 0);
+  REQUIRE(*sent < burst.size());  // a socket buffer holds far less than 1000 full bodies
+  Header h{};
+  std::string got;
+  for (std::uint64_t id = 1; id <= *sent; ++id) {
+    REQUIRE(outcome(ch::recv(p.worker, &h, &got, kMaxBody, false)) == "message");
+    CHECK(h.id == id);
+    CHECK(got == body);
+  }
+  CHECK(outcome(ch::recv(p.worker, &h, &got, kMaxBody, false)) == "none");
+  const ferry::Result<std::size_t> rest = ch::send_many(p.host, burst.data() + *sent, 1);  // room again
+  REQUIRE(rest.ok());
+  CHECK(*rest == 1);
+}
