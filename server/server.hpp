@@ -95,6 +95,8 @@ class Server {
   bool holds_buffers(const Conn& c) const;
   void hold(Conn& c);
   void on_sweep();
+  void half_close(Conn& c);
+  void arm_sweep();
   std::size_t free_buffers(Conn& c);
   void note_release();
   void on_trim();
@@ -152,6 +154,7 @@ class Server {
   std::vector<std::uint32_t> free_slots_;
   std::deque<std::pair<std::uint32_t, std::uint32_t>> starved_;  // {slot, gen} to read again (-ENOBUFS)
   std::vector<std::pair<std::uint32_t, std::uint32_t>> holding_;  // {slot, gen} with buffers to sweep
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> half_closed_;  // {slot, gen}: is the client gone now?
   bool sweep_armed_ = false;
   __kernel_timespec sweep_ts_{};
   std::size_t released_since_trim_ = 0;  // connections released since the last malloc_trim

@@ -4,6 +4,7 @@
 // once nothing of the kernel's is pending.
 #include "server.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +27,12 @@ namespace {
 // A connection's own input buffer grows by this much at least.
 constexpr std::size_t kRecvChunk = 64 * 1024;
 }  // namespace
+
+bool peer_gone(int fd) {
+  pollfd p{fd, 0, 0};  // no events asked: only a hang-up or an error is reported
+  const int n = poll(&p, 1, 0);
+  return n < 0 || (n == 1 && (p.revents & (POLLHUP | POLLERR)) != 0);
+}
 
 void Server::on_accept(int res, bool more) {
   if (!more && !draining_) {
@@ -117,6 +124,7 @@ void Server::on_read(Conn& c, int res, const std::uint8_t* provided) {
     starved_.push_back({c.slot, c.gen});
     return;
   }
+  if (res == 0 && !peer_gone(c.fd)) return half_close(c);
   if (res <= 0) {  // peer closed or failed: nobody left to answer
     if (res < 0 && res != -ECONNRESET) spdlog::debug("recv: {}", std::strerror(-res));
     return close_connection(c);
@@ -219,7 +227,7 @@ void Server::on_send(Conn& c, int res) {
   c.busy = true;
   if (c.out.empty()) hold(c);
   if (!c.out.empty()) queue_send(c);
-  else if (c.closing) return close_connection(c);
+  else if (c.closing && (!c.half_closed || c.calls.empty())) return close_connection(c);
   if (!c.held.empty() && !c.output_full()) give_back_credit(c);
   if (c.recv_paused && !c.recv_armed && !c.closing) arm_recv(c);
 }
@@ -259,6 +267,21 @@ void Server::fail_connection(Conn& c, ProtocolError kind, const std::string& why
   proto::encode_error(c.out, 0, code, why);
   c.closing = true;
   queue_send(c);
+}
+
+// The client shut down its sending side but may still read (shutdown(SHUT_WR)
+// after its last CALL): every call it sent is answered, then the connection
+// closes. Whether it left altogether meanwhile is checked by the sweep (a
+// Unix socket then hangs up): its calls are cancelled then, as for any
+// client that leaves, or at once when a send to it fails.
+void Server::half_close(Conn& c) {
+  c.closing = true;
+  c.half_closed = true;
+  if (c.calls.empty() && c.idle_output()) return close_connection(c);
+  spdlog::debug("connection {}: the client shut down its sending side; answering its {} calls, then closing",
+                c.slot, c.calls.size());
+  half_closed_.push_back({c.slot, c.gen});
+  arm_sweep();
 }
 
 void Server::close_connection(Conn& c) {

@@ -39,6 +39,10 @@ struct HeldCredit {
   std::size_t bytes = 0;
 };
 
+// Whether the other end of a connected Unix socket is closed altogether, not
+// only its sending side (shutdown(SHUT_WR)): the socket then hangs up.
+bool peer_gone(int fd);
+
 // One client connection. Buffers stay put while the kernel owns them. Idle,
 // it holds little: with provided buffers (Server::buffers_) `in` holds only
 // the start of an unfinished frame, and emptied buffers (but output ones up
@@ -60,6 +64,9 @@ struct Conn {
   bool hello = false;
   std::uint16_t minor = 0;  // the protocol minor of the client's HELLO
   bool closing = false;  // read no more; close once replies are flushed
+  // The client shut down its sending side (half-close) and still reads: with
+  // `closing`, the connection closes once every call is answered and flushed.
+  bool half_closed = false;
   bool dead = false;     // shut down; released when no operation is pending
   bool dirty = false;    // listed in Server::dirty_
   bool holding = false;  // listed in Server::holding_: emptied buffers to free once quiet

@@ -1,4 +1,5 @@
-// Server: what connections hold while they are idle. Buffers a busy
+// Server: what connections hold while they are idle, and whether the client
+// of a half-closed one is still there. Buffers a busy
 // connection emptied stay for its next frames and replies; a sweep frees
 // those of connections that neither read nor sent since the sweep before.
 // After many closes, or a sweep that freed much, malloc_trim gives the
@@ -44,6 +45,10 @@ void Server::hold(Conn& c) {
   if (c.holding || !holds_buffers(c)) return;
   c.holding = true;
   holding_.push_back({c.slot, c.gen});
+  arm_sweep();
+}
+
+void Server::arm_sweep() {
   if (sweep_armed_) return;
   sweep_armed_ = true;
   sweep_ts_ = loop::at_ms(clock_.now_ms() + kSweepMs);
@@ -65,11 +70,16 @@ void Server::on_sweep() {
     return true;
   });
   if (freed >= kTrimAfterSweptBytes) trim();
-  if (!holding_.empty() && !sweep_armed_) {
-    sweep_armed_ = true;
-    sweep_ts_ = loop::at_ms(clock_.now_ms() + kSweepMs);
-    ring_.timeout_at(&sweep_ts_, pack(Tag{Op::sweep, 0, 0}));
-  }
+  // Half-closed connections whose client has left altogether since: their
+  // calls are cancelled, as for any client that leaves (server_conn.cpp).
+  std::erase_if(half_closed_, [&](const std::pair<std::uint32_t, std::uint32_t>& h) {
+    Conn* c = lookup(h.first, h.second);
+    if (c == nullptr) return true;
+    if (!peer_gone(c->fd)) return false;
+    close_connection(*c);
+    return true;
+  });
+  if (!holding_.empty() || !half_closed_.empty()) arm_sweep();
 }
 
 // Frees what no kernel operation reads or writes: an empty input buffer

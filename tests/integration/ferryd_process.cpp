@@ -228,6 +228,15 @@ nlohmann::json plugin_status(Client& c, const std::string& plugin) {
   return nullptr;
 }
 
+double connections(Client& c) {
+  const nlohmann::json m = nlohmann::json::parse(must_call(c, "ferry.metrics", R"(["json"])").data);
+  for (const nlohmann::json& f : m) {
+    if (f["name"] == "ferry_connections") return f["metrics"][0]["value"].get<double>();
+  }
+  FAIL("no ferry_connections metric");
+  return -1;
+}
+
 nlohmann::json status_until(Client& c, const std::string& plugin,
                             const std::function<bool(const nlohmann::json&)>& pred, const char* what) {
   nlohmann::json st;

@@ -65,6 +65,9 @@ Reply must_call(Client& c, std::string_view fn, std::string_view args, std::uint
 // The next reply, which must answer call `id` (else the test fails).
 Reply reply_for(Client& c, std::uint64_t id);
 
+// Connections ferryd has open now (its ferry_connections metric).
+double connections(Client& c);
+
 // The ferry.status entry of `plugin`; a null JSON value when it is not loaded.
 nlohmann::json plugin_status(Client& c, const std::string& plugin);
 // Reads `plugin`'s status until pred holds, for at most 20 s (each read is a

@@ -84,6 +84,8 @@ class RawConn {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
+  // Sends nothing more, but still reads (a half-close).
+  void shutdown_sending() { REQUIRE(::shutdown(fd_, SHUT_WR) == 0); }
 
  private:
   int fd_ = -1;

@@ -28,6 +28,7 @@
 #include "loop/ring.hpp"
 #include "stream_support.hpp"
 
+using ferry::test::connections;
 using ferry::test::FerrydProcess;
 using ferry::test::header;
 using ferry::test::must_call;
@@ -84,15 +85,6 @@ long rss_kb(pid_t pid) {
   }
   FAIL("no VmRSS for ferryd");
   return 0;
-}
-
-double connections(ferry::Client& c) {
-  const json m = json::parse(must_call(c, "ferry.metrics", R"(["json"])").data);
-  for (const json& f : m) {
-    if (f["name"] == "ferry_connections") return f["metrics"][0]["value"].get<double>();
-  }
-  FAIL("no ferry_connections metric");
-  return -1;
 }
 
 // A blocking connection whose connect, sends and reads give up after 20 s

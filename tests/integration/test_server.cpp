@@ -13,6 +13,7 @@
 
 #include "ferry/client.hpp"
 #include "ferryd_process.hpp"
+#include "stream_support.hpp"
 
 using ferry::Client;
 using ferry::ReplyKind;
@@ -320,6 +321,50 @@ TEST_CASE("connections come and go without leaking fds or threads", "[integratio
       "fds back to baseline");
   CHECK(pool_threads(proc) == 2 + 3 + 1);
   CHECK(count_entries(proc + "/task") == threads);
+}
+
+TEST_CASE("half-close: a client that shuts down its sending side after its calls gets every reply, then EOF",
+          "[integration]") {
+  const std::string executor = GENERATE("thread", "process");
+  INFO("executor " << executor);
+  FerrydProcess d({plugin_path("demo")}, ferry::test::plugin_toml("demo", executor, 2, ""));
+  auto probe = connect(d);
+  ferry::test::RawConn raw(d);
+  std::string calls = ferry::test::hello_frame(2);
+  for (std::uint64_t id = 1; id <= 5; ++id) {  // the slowest first: answered after the client stopped sending
+    calls += ferry::test::call_frame(id, id <= 2 ? "demo.sleep_ms" : "demo.echo", id <= 2 ? "[200]" : "[" + std::to_string(id) + "]", 0);
+  }
+  raw.send(calls);
+  raw.shutdown_sending();
+  REQUIRE(raw.read().type == 1);  // HELLO
+  std::map<std::uint64_t, std::string> results;
+  for (int i = 0; i < 5; ++i) {
+    const auto f = raw.read();
+    REQUIRE(f.type == 3);  // RESULT
+    CHECK(results.emplace(f.id, f.body).second);
+  }
+  REQUIRE(results.size() == 5);
+  for (std::uint64_t id : {1, 2}) CHECK(std::stoll(results[id]) >= 200);  // slept in full: not cancelled
+  for (std::uint64_t id : {3, 4, 5}) CHECK(results[id] == std::to_string(id));
+  CHECK(raw.read().type == -1);  // then ferryd closes the connection
+  wait_until([&] { return ferry::test::connections(*probe) == 1; }, "the half-closed connection released");
+}
+
+TEST_CASE("a client that leaves altogether after its calls has them cancelled, half-closed or not",
+          "[integration]") {
+  FerrydProcess d({plugin_path("demo")}, ferry::test::plugin_toml("demo", "thread", 2, ""));
+  auto probe = connect(d);
+  for (const bool half_first : {false, true}) {
+    INFO("shut down its sending side first: " << half_first);
+    ferry::test::RawConn raw(d);
+    raw.send(ferry::test::hello_frame(2) + ferry::test::call_frame(1, "demo.sleep_ms", "[30000]", 0));
+    REQUIRE(raw.read().type == 1);
+    status_until(*probe, "demo", [](const nlohmann::json& s) { return s["running"] == 1; }, "the sleeper running");
+    if (half_first) raw.shutdown_sending();
+    raw.close();
+    status_until(*probe, "demo", [](const nlohmann::json& s) { return s["running"] == 0; },
+                 "ferryd cancelled the call of the client that left");
+  }
 }
 
 TEST_CASE("demo.is_prime_slow: trial division, the benchmark's CPU-bound work, in both executors",
