@@ -85,6 +85,8 @@ class Server {
   void flush_sends();
   void on_send(Conn& c, int res);
   void fail_connection(Conn& c, ProtocolError kind, const std::string& why);
+  void half_close(Conn& c);
+  void check_half_closed();  // from on_sweep
   void close_connection(Conn& c);
   void maybe_release(Conn& c);
   void deliver_partial(Completion& d);
@@ -95,7 +97,6 @@ class Server {
   bool holds_buffers(const Conn& c) const;
   void hold(Conn& c);
   void on_sweep();
-  void half_close(Conn& c);
   void arm_sweep();
   std::size_t free_buffers(Conn& c);
   void note_release();

@@ -277,11 +277,27 @@ void Server::fail_connection(Conn& c, ProtocolError kind, const std::string& why
 void Server::half_close(Conn& c) {
   c.closing = true;
   c.half_closed = true;
+  if (c.in_len > 0) {
+    spdlog::debug("connection {}: the client shut down its sending side in the middle of a frame ({} bytes dropped)",
+                  c.slot, c.in_len);
+  }
   if (c.calls.empty() && c.idle_output()) return close_connection(c);
   spdlog::debug("connection {}: the client shut down its sending side; answering its {} calls, then closing",
                 c.slot, c.calls.size());
   half_closed_.push_back({c.slot, c.gen});
   arm_sweep();
+}
+
+// Half-closed connections whose client has left altogether since: their
+// calls are cancelled, as for any client that leaves. Each sweep (1 s).
+void Server::check_half_closed() {
+  std::erase_if(half_closed_, [&](const std::pair<std::uint32_t, std::uint32_t>& h) {
+    Conn* c = lookup(h.first, h.second);
+    if (c == nullptr) return true;
+    if (!peer_gone(c->fd)) return false;
+    close_connection(*c);
+    return true;
+  });
 }
 
 void Server::close_connection(Conn& c) {

@@ -1,5 +1,5 @@
-// Server: what connections hold while they are idle, and whether the client
-// of a half-closed one is still there. Buffers a busy
+// Server: what connections hold while they are idle. The sweep that frees
+// it also looks after half-closed connections (server_conn.cpp). Buffers a busy
 // connection emptied stay for its next frames and replies; a sweep frees
 // those of connections that neither read nor sent since the sweep before.
 // After many closes, or a sweep that freed much, malloc_trim gives the
@@ -70,15 +70,7 @@ void Server::on_sweep() {
     return true;
   });
   if (freed >= kTrimAfterSweptBytes) trim();
-  // Half-closed connections whose client has left altogether since: their
-  // calls are cancelled, as for any client that leaves (server_conn.cpp).
-  std::erase_if(half_closed_, [&](const std::pair<std::uint32_t, std::uint32_t>& h) {
-    Conn* c = lookup(h.first, h.second);
-    if (c == nullptr) return true;
-    if (!peer_gone(c->fd)) return false;
-    close_connection(*c);
-    return true;
-  });
+  check_half_closed();
   if (!holding_.empty() || !half_closed_.empty()) arm_sweep();
 }
 

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -56,6 +57,8 @@ class RawConn {
     fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd_ >= 0);
     if (rcvbuf > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    const timeval cap{20, 0};  // a read that waits longer fails the test rather than hanging it
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &cap, sizeof cap);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, d.socket().c_str(), sizeof addr.sun_path - 1);
@@ -71,12 +74,12 @@ class RawConn {
   Frame read() {
     Frame f;
     unsigned char h[16];
-    if (recv(fd_, h, sizeof h, MSG_WAITALL) != 16) return f;
+    if (!recv_all(h, sizeof h)) return f;
     std::uint32_t len;
     std::memcpy(&len, h, 4);
     std::memcpy(&f.id, h + 8, 8);
     f.body.assign(len, '\0');
-    if (len > 0 && recv(fd_, f.body.data(), len, MSG_WAITALL) != ssize_t(len)) return f;
+    if (len > 0 && !recv_all(f.body.data(), len)) return f;
     f.type = h[4];
     return f;
   }
@@ -88,6 +91,13 @@ class RawConn {
   void shutdown_sending() { REQUIRE(::shutdown(fd_, SHUT_WR) == 0); }
 
  private:
+  // Exactly n bytes; false at the end of the connection. Waiting past the
+  // receive timeout fails the test.
+  bool recv_all(void* to, std::size_t n) {
+    const ssize_t got = recv(fd_, to, n, MSG_WAITALL);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) FAIL("no frame from ferryd within 20 s");
+    return got == ssize_t(n);
+  }
   int fd_ = -1;
 };
 

@@ -332,10 +332,13 @@ TEST_CASE("half-close: a client that shuts down its sending side after its calls
   ferry::test::RawConn raw(d);
   std::string calls = ferry::test::hello_frame(2);
   for (std::uint64_t id = 1; id <= 5; ++id) {  // the slowest first: answered after the client stopped sending
-    calls += ferry::test::call_frame(id, id <= 2 ? "demo.sleep_ms" : "demo.echo", id <= 2 ? "[200]" : "[" + std::to_string(id) + "]", 0);
+    calls += ferry::test::call_frame(id, id <= 2 ? "demo.sleep_ms" : "demo.echo", id <= 2 ? "[1000]" : "[" + std::to_string(id) + "]", 0);
   }
   raw.send(calls);
   raw.shutdown_sending();
+  // ferryd saw the half-close while calls were still running (it logs it only then).
+  wait_until([&] { return d.log().find("shut down its sending side; answering its") != std::string::npos; },
+             "ferryd noticed the half-close with calls in flight");
   REQUIRE(raw.read().type == 1);  // HELLO
   std::map<std::uint64_t, std::string> results;
   for (int i = 0; i < 5; ++i) {
@@ -344,7 +347,7 @@ TEST_CASE("half-close: a client that shuts down its sending side after its calls
     CHECK(results.emplace(f.id, f.body).second);
   }
   REQUIRE(results.size() == 5);
-  for (std::uint64_t id : {1, 2}) CHECK(std::stoll(results[id]) >= 200);  // slept in full: not cancelled
+  for (std::uint64_t id : {1, 2}) CHECK(std::stoll(results[id]) >= 1000);  // slept in full: not cancelled
   for (std::uint64_t id : {3, 4, 5}) CHECK(results[id] == std::to_string(id));
   CHECK(raw.read().type == -1);  // then ferryd closes the connection
   wait_until([&] { return ferry::test::connections(*probe) == 1; }, "the half-closed connection released");
@@ -360,7 +363,11 @@ TEST_CASE("a client that leaves altogether after its calls has them cancelled, h
     raw.send(ferry::test::hello_frame(2) + ferry::test::call_frame(1, "demo.sleep_ms", "[30000]", 0));
     REQUIRE(raw.read().type == 1);
     status_until(*probe, "demo", [](const nlohmann::json& s) { return s["running"] == 1; }, "the sleeper running");
-    if (half_first) raw.shutdown_sending();
+    if (half_first) {  // ferryd sees the half-close first; the sweep finds the client gone
+      raw.shutdown_sending();
+      wait_until([&] { return d.log().find("shut down its sending side; answering its") != std::string::npos; },
+                 "ferryd noticed the half-close");
+    }
     raw.close();
     status_until(*probe, "demo", [](const nlohmann::json& s) { return s["running"] == 0; },
                  "ferryd cancelled the call of the client that left");
