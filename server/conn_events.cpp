@@ -7,7 +7,7 @@ namespace ferry {
 const char* name(ProtocolError kind) {
   static const char* const names[kProtocolErrorCount] = {
       "bad_header", "too_large", "bad_hello", "unsupported_version", "unexpected_frame", "bad_call",
-      "duplicate_call"};
+      "duplicate_call", "handshake_timeout"};
   return names[int(kind)];
 }
 

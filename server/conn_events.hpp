@@ -16,8 +16,9 @@ enum class ProtocolError {
   unexpected_frame,     // a frame a client may not send (a second HELLO, RESULT, ...)
   bad_call,             // a malformed CALL: body, call id 0, flags its version lacks
   duplicate_call,       // a CALL whose id is already in flight
+  handshake_timeout,    // no whole HELLO within [server] handshake_timeout_ms
 };
-inline constexpr int kProtocolErrorCount = 7;
+inline constexpr int kProtocolErrorCount = 8;
 const char* name(ProtocolError kind);
 
 // Why an accepted connection was closed at once.

@@ -176,6 +176,9 @@ void Server::reconfigure(const config::ServerConfig& cfg) {
   cfg_.max_connections = cfg.max_connections;
   cfg_.drain_timeout_ms = cfg.drain_timeout_ms;
   cfg_.max_call_depth = cfg.max_call_depth;
+  cfg_.handshake_timeout_ms = cfg.handshake_timeout_ms;
+  cfg_.idle_timeout_ms = cfg.idle_timeout_ms;
+  if (open_conns_ > 0 && timeouts_on()) arm_sweep();
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 }
 

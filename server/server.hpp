@@ -87,6 +87,8 @@ class Server {
   void fail_connection(Conn& c, ProtocolError kind, const std::string& why);
   void half_close(Conn& c);
   void check_half_closed();  // from on_sweep
+  void check_timeouts();     // from on_sweep: handshake_timeout_ms, idle_timeout_ms
+  bool timeouts_on() const { return cfg_.handshake_timeout_ms != 0 || cfg_.idle_timeout_ms != 0; }
   void close_connection(Conn& c);
   void maybe_release(Conn& c);
   void deliver_partial(Completion& d);

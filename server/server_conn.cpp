@@ -72,7 +72,9 @@ Conn& Server::open_conn(int fd) {
   c.slot = slot;
   c.gen = next_gen_[slot];
   c.peer = peer_of(fd);
+  c.opened_ms = c.active_ms = clock_.now_ms();
   ++open_conns_;
+  if (timeouts_on()) arm_sweep();
   return c;
 }
 
@@ -130,6 +132,7 @@ void Server::on_read(Conn& c, int res, const std::uint8_t* provided) {
     return close_connection(c);
   }
   c.busy = true;
+  c.active_ms = clock_.now_ms();
   if (provided != nullptr) {
     take_input(c, {provided, std::size_t(res)});
   } else {
@@ -225,6 +228,7 @@ void Server::on_send(Conn& c, int res) {
   c.sending.clear();
   c.sent = 0;
   c.busy = true;
+  c.active_ms = clock_.now_ms();
   if (c.out.empty()) hold(c);
   if (!c.out.empty()) queue_send(c);
   else if (c.closing && (!c.half_closed || c.calls.empty())) return close_connection(c);
@@ -298,6 +302,30 @@ void Server::check_half_closed() {
     close_connection(*c);
     return true;
   });
+}
+
+// Connections past their time: a HELLO not finished within
+// handshake_timeout_ms (a client too slow, or one that holds a slot with a
+// byte at a time), and, when idle_timeout_ms is set, a connection with no
+// call in flight that neither sent nor was sent anything for that long.
+// Each sweep (1 s).
+void Server::check_timeouts() {
+  if (!timeouts_on()) return;
+  const std::int64_t now = clock_.now_ms();
+  for (auto& slot : conns_) {
+    if (!slot || slot->dead || slot->closing) continue;
+    Conn& c = *slot;
+    if (!c.hello && cfg_.handshake_timeout_ms != 0 && now - c.opened_ms >= cfg_.handshake_timeout_ms) {
+      note_protocol_error(c, ProtocolError::handshake_timeout,
+                          "no whole HELLO within handshake_timeout_ms (" + std::to_string(cfg_.handshake_timeout_ms) +
+                              " ms)");
+      close_connection(c);  // c is gone
+    } else if (c.hello && cfg_.idle_timeout_ms != 0 && c.calls.empty() && c.idle_output() &&
+               now - c.active_ms >= cfg_.idle_timeout_ms) {
+      spdlog::debug("connection {} closed: idle for idle_timeout_ms ({} ms)", c.slot, cfg_.idle_timeout_ms);
+      close_connection(c);
+    }
+  }
 }
 
 void Server::close_connection(Conn& c) {

@@ -67,6 +67,8 @@ struct Conn {
   // The client shut down its sending side (half-close) and still reads: with
   // `closing`, the connection closes once every call is answered and flushed.
   bool half_closed = false;
+  std::int64_t opened_ms = 0;  // accepted (Clock::now_ms), for handshake_timeout_ms
+  std::int64_t active_ms = 0;  // the client last sent something or got its last reply, for idle_timeout_ms
   bool dead = false;     // shut down; released when no operation is pending
   bool dirty = false;    // listed in Server::dirty_
   bool holding = false;  // listed in Server::holding_: emptied buffers to free once quiet

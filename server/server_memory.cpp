@@ -71,7 +71,8 @@ void Server::on_sweep() {
   });
   if (freed >= kTrimAfterSweptBytes) trim();
   check_half_closed();
-  if (!holding_.empty() || !half_closed_.empty()) arm_sweep();
+  check_timeouts();
+  if (!holding_.empty() || !half_closed_.empty() || (open_conns_ > 0 && timeouts_on())) arm_sweep();
 }
 
 // Frees what no kernel operation reads or writes: an empty input buffer

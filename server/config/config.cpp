@@ -138,6 +138,10 @@ const Field<ServerConfig> kServerFields[] = {
        return read_int(c, n, k, 1, 65536, s.max_connections); }},
     {"drain_timeout_ms", [](Ctx& c, const Node& n, const Key& k, SC& s) {
        return read_int(c, n, k, 0, 3600000, s.drain_timeout_ms); }},
+    {"handshake_timeout_ms", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_int(c, n, k, 0, 3600000, s.handshake_timeout_ms); }},
+    {"idle_timeout_ms", [](Ctx& c, const Node& n, const Key& k, SC& s) {
+       return read_int(c, n, k, 0, 86400000, s.idle_timeout_ms); }},
     {"max_call_depth", [](Ctx& c, const Node& n, const Key& k, SC& s) {
        return read_int(c, n, k, 1, 1000, s.max_call_depth); }},
     {"metrics_listen", [](Ctx& c, const Node& n, const Key& k, SC& s) {

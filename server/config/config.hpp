@@ -54,6 +54,12 @@ struct ServerConfig {
   // After SIGTERM, running calls may finish for this long; the rest are then
   // answered shutting_down.
   std::uint32_t drain_timeout_ms = 10000;  // Default: 10000; 0..3600000
+  // A client must send its whole HELLO this soon after it connects, or it is
+  // disconnected (a protocol error); checked every second.
+  std::uint32_t handshake_timeout_ms = 5000;  // Default: 5000; 0 (off)..3600000
+  // A connection with no call in flight that neither sent nor got anything
+  // for this long is closed; checked every second.
+  std::uint32_t idle_timeout_ms = 0;  // Default: 0 (off); 0..86400000
   // Nested calls (ctx.call) deeper than this are refused call_depth_exceeded.
   std::uint32_t max_call_depth = 64;  // Default: 64; 1..1000
   // Where /metrics is served over HTTP, "ADDRESS:PORT" ("[::1]:9464" for

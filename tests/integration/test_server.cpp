@@ -374,6 +374,34 @@ TEST_CASE("a client that leaves altogether after its calls has them cancelled, h
   }
 }
 
+TEST_CASE("a HELLO sent a byte at a time loses its connection at handshake_timeout_ms; others are served",
+          "[integration]") {
+  FerrydProcess d({plugin_path("demo")}, "", "handshake_timeout_ms = 300\n");
+  auto probe = connect(d);  // past its HELLO: not timed out
+  ferry::test::RawConn slow(d);
+  slow.send(ferry::test::hello_frame(2).substr(0, 1));  // and never the rest
+  CHECK(slow.read().type == -1);  // ferryd closed it (a read that waits 20 s fails instead)
+  wait_until([&] { return d.log().find("protocol error (handshake_timeout)") != std::string::npos; },
+             "the handshake timeout logged");
+  CHECK(must_call(*probe, "demo.echo", "[1]").data == "1");
+  CHECK(ferry::test::connections(*probe) == 1);
+}
+
+TEST_CASE("idle_timeout_ms closes a connection with nothing in flight, never one waiting for a reply",
+          "[integration]") {
+  FerrydProcess d({plugin_path("demo")}, ferry::test::plugin_toml("demo", "thread", 2, ""), "idle_timeout_ms = 500\n");
+  ferry::test::RawConn idle(d), waiting(d);
+  idle.send(ferry::test::hello_frame(2));
+  waiting.send(ferry::test::hello_frame(2) + ferry::test::call_frame(1, "demo.sleep_ms", "[2000]", 0));
+  REQUIRE(idle.read().type == 1);
+  REQUIRE(waiting.read().type == 1);
+  CHECK(idle.read().type == -1);  // closed: idle for 500 ms
+  const auto reply = waiting.read();  // a call of 2 s in flight kept it open
+  CHECK(reply.type == 3);
+  CHECK(reply.id == 1);
+  CHECK(waiting.read().type == -1);  // then idle, and closed
+}
+
 TEST_CASE("demo.is_prime_slow: trial division, the benchmark's CPU-bound work, in both executors",
           "[integration][demo]") {
   const std::string executor = GENERATE("thread", "process");
