@@ -4,6 +4,8 @@
 
 namespace ferry {
 
+static_assert(int(ProtocolError::handshake_timeout) + 1 == kProtocolErrorCount, "a name for every kind");
+
 const char* name(ProtocolError kind) {
   static const char* const names[kProtocolErrorCount] = {
       "bad_header", "too_large", "bad_hello", "unsupported_version", "unexpected_frame", "bad_call",

@@ -47,7 +47,8 @@ class Server {
   // the socket accepts connections.
   void run(int ready_fd);
   // A reloaded [server] section: settings that can change live take effect
-  // (log_level, max_connections, drain_timeout_ms, max_call_depth); the
+  // (log_level, max_connections, drain_timeout_ms, max_call_depth,
+  // handshake_timeout_ms, idle_timeout_ms); the
   // others are logged as needing a restart.
   void reconfigure(const config::ServerConfig& cfg);
   // What SIGHUP does (a reload).

@@ -305,10 +305,12 @@ void Server::check_half_closed() {
 }
 
 // Connections past their time: a HELLO not finished within
-// handshake_timeout_ms (a client too slow, or one that holds a slot with a
-// byte at a time), and, when idle_timeout_ms is set, a connection with no
-// call in flight that neither sent nor was sent anything for that long.
-// Each sweep (1 s).
+// handshake_timeout_ms (a client too slow, or one that sends its handshake a
+// byte at a time to hold a slot) gets ERROR bad_request and is closed; and,
+// when idle_timeout_ms is set, a connection with no call in flight that
+// neither sent nor was sent anything for that long is closed. (A client that
+// does not read its replies keeps output pending: it is not idle; that is
+// the output bound's concern.) Each sweep (1 s).
 void Server::check_timeouts() {
   if (!timeouts_on()) return;
   const std::int64_t now = clock_.now_ms();
@@ -316,14 +318,13 @@ void Server::check_timeouts() {
     if (!slot || slot->dead || slot->closing) continue;
     Conn& c = *slot;
     if (!c.hello && cfg_.handshake_timeout_ms != 0 && now - c.opened_ms >= cfg_.handshake_timeout_ms) {
-      note_protocol_error(c, ProtocolError::handshake_timeout,
-                          "no whole HELLO within handshake_timeout_ms (" + std::to_string(cfg_.handshake_timeout_ms) +
-                              " ms)");
-      close_connection(c);  // c is gone
-    } else if (c.hello && cfg_.idle_timeout_ms != 0 && c.calls.empty() && c.idle_output() &&
+      // An ERROR, then the close once it is sent (nothing else was sent yet: it fits).
+      fail_connection(c, ProtocolError::handshake_timeout,
+                      "no whole HELLO within handshake_timeout_ms (" + std::to_string(cfg_.handshake_timeout_ms) + " ms)");
+    } else if (cfg_.idle_timeout_ms != 0 && c.calls.empty() && c.idle_output() &&
                now - c.active_ms >= cfg_.idle_timeout_ms) {
       spdlog::debug("connection {} closed: idle for idle_timeout_ms ({} ms)", c.slot, cfg_.idle_timeout_ms);
-      close_connection(c);
+      close_connection(c);  // c is gone
     }
   }
 }

@@ -1,5 +1,7 @@
 // Server: what connections hold while they are idle. The sweep that frees
-// it also looks after half-closed connections (server_conn.cpp). Buffers a busy
+// it also looks after half-closed connections and closes connections past
+// handshake_timeout_ms or idle_timeout_ms (server_conn.cpp); it stays armed
+// while connections are open and either is on. Buffers a busy
 // connection emptied stay for its next frames and replies; a sweep frees
 // those of connections that neither read nor sent since the sweep before.
 // After many closes, or a sweep that freed much, malloc_trim gives the

@@ -138,7 +138,8 @@ std::string ping_body(int i) { return "idle connection " + std::to_string(i); }
 
 TEST_CASE("idle connections: 10,000 cost ferryd under 50 MB, are all served, and their memory is returned",
           "[integration][connections][memory]") {
-  FerrydProcess d({}, "", "max_connections = " + std::to_string(kConns + 16) + "\n");
+  // 10,000 accepts before the first HELLO can take seconds under sanitizers: no handshake timeout here.
+  FerrydProcess d({}, "", "max_connections = " + std::to_string(kConns + 16) + "\nhandshake_timeout_ms = 0\n");
   auto probe = ferry::test::connect(d);
   REQUIRE(probe->ping("warm-up").has_value());
   const long baseline = rss_kb(d.pid());
@@ -204,7 +205,7 @@ TEST_CASE("idle connections: buffers of large frames are freed once their connec
           "[integration][connections][memory]") {
   constexpr int kBusy = 1000;
   const std::string body(64 * 1024, 'b');  // more than a provided buffer: read into the connection's own
-  FerrydProcess d({}, "", "max_connections = " + std::to_string(kBusy + 16) + "\n");
+  FerrydProcess d({}, "", "max_connections = " + std::to_string(kBusy + 16) + "\nhandshake_timeout_ms = 0\n");
   auto probe = ferry::test::connect(d);
   REQUIRE(probe->ping("warm-up").has_value());
   const long baseline = rss_kb(d.pid());

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -374,13 +375,19 @@ TEST_CASE("a client that leaves altogether after its calls has them cancelled, h
   }
 }
 
-TEST_CASE("a HELLO sent a byte at a time loses its connection at handshake_timeout_ms; others are served",
+TEST_CASE("an unfinished HELLO loses its connection at handshake_timeout_ms, with an ERROR; others are served",
           "[integration]") {
   FerrydProcess d({plugin_path("demo")}, "", "handshake_timeout_ms = 300\n");
   auto probe = connect(d);  // past its HELLO: not timed out
   ferry::test::RawConn slow(d);
+  const auto start = std::chrono::steady_clock::now();
   slow.send(ferry::test::hello_frame(2).substr(0, 1));  // and never the rest
-  CHECK(slow.read().type == -1);  // ferryd closed it (a read that waits 20 s fails instead)
+  const auto error = slow.read();  // (a read that waits 20 s fails the test)
+  CHECK(error.type == 4);  // ERROR, call id 0
+  CHECK(error.id == 0);
+  CHECK(error.body.find("handshake_timeout_ms") != std::string::npos);
+  CHECK(ferry::test::ms_since(start) >= 300);
+  CHECK(slow.read().type == -1);  // then closed
   wait_until([&] { return d.log().find("protocol error (handshake_timeout)") != std::string::npos; },
              "the handshake timeout logged");
   CHECK(must_call(*probe, "demo.echo", "[1]").data == "1");
@@ -395,7 +402,9 @@ TEST_CASE("idle_timeout_ms closes a connection with nothing in flight, never one
   waiting.send(ferry::test::hello_frame(2) + ferry::test::call_frame(1, "demo.sleep_ms", "[2000]", 0));
   REQUIRE(idle.read().type == 1);
   REQUIRE(waiting.read().type == 1);
+  const auto start = std::chrono::steady_clock::now();
   CHECK(idle.read().type == -1);  // closed: idle for 500 ms
+  CHECK(ferry::test::ms_since(start) >= 400);  // not at once (its HELLO reply went out just before start)
   const auto reply = waiting.read();  // a call of 2 s in flight kept it open
   CHECK(reply.type == 3);
   CHECK(reply.id == 1);
