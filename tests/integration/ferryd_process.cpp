@@ -228,6 +228,16 @@ nlohmann::json plugin_status(Client& c, const std::string& plugin) {
   return nullptr;
 }
 
+// ferryd's resident set, in KiB.
+long rss_kb(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  FAIL("no VmRSS for ferryd");
+  return 0;
+}
+
 double connections(Client& c) {
   const nlohmann::json m = nlohmann::json::parse(must_call(c, "ferry.metrics", R"(["json"])").data);
   for (const nlohmann::json& f : m) {

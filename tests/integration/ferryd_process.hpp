@@ -65,6 +65,9 @@ Reply must_call(Client& c, std::string_view fn, std::string_view args, std::uint
 // The next reply, which must answer call `id` (else the test fails).
 Reply reply_for(Client& c, std::uint64_t id);
 
+// A process's resident set (VmRSS), in KiB; fails the test when it has none.
+long rss_kb(pid_t pid);
+
 // Connections ferryd has open now (its ferry_connections metric).
 double connections(Client& c);
 

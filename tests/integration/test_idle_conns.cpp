@@ -32,6 +32,7 @@ using ferry::test::connections;
 using ferry::test::FerrydProcess;
 using ferry::test::header;
 using ferry::test::must_call;
+using ferry::test::rss_kb;
 using nlohmann::json;
 
 namespace {
@@ -76,16 +77,6 @@ constexpr rlim_t kFilesNeeded = kConns + 256;  // each side: the connections and
   }
   return true;
 }();
-
-// ferryd's resident set, in KiB.
-long rss_kb(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  FAIL("no VmRSS for ferryd");
-  return 0;
-}
 
 // A blocking connection whose connect, sends and reads give up after 20 s
 // (a Unix connect waits while ferryd's backlog is full), or -1. A connect

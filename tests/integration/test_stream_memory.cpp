@@ -20,6 +20,7 @@ using ferry::test::FerrydProcess;
 using ferry::test::fixture_path;
 using ferry::test::plugin_path;
 using ferry::test::RawConn;
+using ferry::test::rss_kb;
 using ferry::test::status_until;
 using json = nlohmann::json;
 
@@ -28,16 +29,6 @@ namespace {
 constexpr int kSilent = 4;  // clients that never read
 // Each asks for 1,000,000 partials of 64 KiB: 61 GiB, if nothing held it back.
 const std::string kFlood = "[1000000,65536]";
-
-// ferryd's resident set, in KiB.
-long rss_kb(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  FAIL("no VmRSS for ferryd");
-  return 0;
-}
 
 // A streamed demo.count on its own connection gets every partial, in order.
 void served_meanwhile(const FerrydProcess& d) {
